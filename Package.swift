@@ -1,0 +1,53 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-gnutls",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "GnuTLS", targets: ["GnuTLS"]),
+        .executable(name: "tlsctl", targets: ["tlsctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
+        .systemLibrary(
+            name: "CGnuTLS",
+            path: "Modules/CGnuTLS",
+            pkgConfig: "gnutls",
+            providers: [.apt(["libgnutls28-dev", "nettle-dev"])]
+        ),
+        // The only Swift target that talks to GnuTLS. `package` access except the error type.
+        .target(
+            name: "GnuTLSCore",
+            dependencies: ["CGnuTLS"]
+        ),
+        // The public API: keys, names, requests, certificates, authorities.
+        .target(
+            name: "GnuTLS",
+            dependencies: [
+                "GnuTLSCore",
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .executableTarget(
+            name: "tlsctl",
+            dependencies: [
+                "GnuTLS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "GnuTLSTests",
+            dependencies: ["GnuTLS"]
+        ),
+        .testTarget(
+            name: "InteropTests",
+            dependencies: ["GnuTLS"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
