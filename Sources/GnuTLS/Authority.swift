@@ -1,0 +1,471 @@
+import Foundation
+import GnuTLSCore
+
+/// Why an authority refused to issue a certificate.
+public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The policy that refused.
+    public struct Reason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The request is not signed by the key it carries (no proof of possession).
+        public static let requestSignatureInvalid = Reason(rawValue: "requestSignatureInvalid")
+        /// The request asks to be a CA, but the profile is not an intermediate-CA profile.
+        public static let certificateAuthorityNotAllowed = Reason(rawValue: "certificateAuthorityNotAllowed")
+        /// A name is outside the name constraints of the issuer chain.
+        public static let nameNotPermitted = Reason(rawValue: "nameNotPermitted")
+        /// A path-length constraint of the issuer chain allows no further CA (or not the depth asked).
+        public static let pathLengthExhausted = Reason(rawValue: "pathLengthExhausted")
+        /// The key is too weak (RSA below 2048 bits).
+        public static let weakKey = Reason(rawValue: "weakKey")
+        /// The validity would end after the issuer's, or is empty.
+        public static let validityExceedsIssuer = Reason(rawValue: "validityExceedsIssuer")
+        /// The key or signature algorithm is not supported (SHA-1 signed requests, unknown curves).
+        public static let unsupportedAlgorithm = Reason(rawValue: "unsupportedAlgorithm")
+        /// The certificate would not identify anyone: empty subject, or a server profile without a DNS or IP name.
+        public static let missingIdentity = Reason(rawValue: "missingIdentity")
+        /// A name or option is malformed (an invalid DNS name, a non-positive validity).
+        public static let invalidRequest = Reason(rawValue: "invalidRequest")
+        /// The authority's key does not match its certificate, or its certificate is not a CA.
+        public static let authorityMisconfigured = Reason(rawValue: "authorityMisconfigured")
+    }
+
+    /// Which policy refused.
+    public var reason: Reason
+    /// What was refused and why, in words a user can act on.
+    public var message: String
+
+    public init(_ reason: Reason, _ message: String) {
+        self.reason = reason
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// What kind of certificate to issue; decides key usage, extended key usage and basic
+/// constraints. Requested extensions are never copied from a request.
+public struct CertificateProfile: Hashable, Sendable, CustomStringConvertible {
+    /// The profile's name (`server`, `client`, `server-client`, `intermediate-ca`).
+    public var name: String
+    /// Extended key usage written into certificates of this profile.
+    public var extendedKeyUsage: [ExtendedKeyUsage]
+    /// Whether certificates of this profile are CAs.
+    public var isCertificateAuthority: Bool
+    /// For CA profiles: the path-length limit to write (`nil`: as deep as the issuer allows).
+    public var pathLength: Int?
+    /// For CA profiles: name constraints to write.
+    public var nameConstraints: NameConstraints?
+
+    /// TLS server: digitalSignature (and keyEncipherment for RSA), serverAuth. Needs a DNS or IP name.
+    public static let tlsServer = CertificateProfile(name: "server", extendedKeyUsage: [.serverAuth], isCertificateAuthority: false)
+    /// TLS client: digitalSignature, clientAuth.
+    public static let tlsClient = CertificateProfile(name: "client", extendedKeyUsage: [.clientAuth], isCertificateAuthority: false)
+    /// TLS server and client: both purposes. Needs a DNS or IP name.
+    public static let tlsServerClient = CertificateProfile(name: "server-client", extendedKeyUsage: [.serverAuth, .clientAuth], isCertificateAuthority: false)
+
+    /// An intermediate CA: keyCertSign and cRLSign, CA:TRUE with an optional path-length
+    /// limit and name constraints.
+    public static func intermediateCA(pathLength: Int? = nil, nameConstraints: NameConstraints? = nil) -> CertificateProfile {
+        CertificateProfile(name: "intermediate-ca", extendedKeyUsage: [], isCertificateAuthority: true,
+                           pathLength: pathLength, nameConstraints: nameConstraints)
+    }
+
+    /// Looks up `server`, `client` or `server-client`.
+    public init?(name: String) {
+        switch name {
+        case "server": self = .tlsServer
+        case "client": self = .tlsClient
+        case "server-client", "server+client": self = .tlsServerClient
+        case "intermediate-ca", "ca": self = .intermediateCA()
+        default: return nil
+        }
+    }
+
+    init(name: String, extendedKeyUsage: [ExtendedKeyUsage], isCertificateAuthority: Bool,
+         pathLength: Int? = nil, nameConstraints: NameConstraints? = nil) {
+        self.name = name
+        self.extendedKeyUsage = extendedKeyUsage
+        self.isCertificateAuthority = isCertificateAuthority
+        self.pathLength = pathLength
+        self.nameConstraints = nameConstraints
+    }
+
+    var requiresNetworkName: Bool { extendedKeyUsage.contains(.serverAuth) }
+
+    func keyUsage(for key: KeyDescription) -> KeyUsage {
+        if isCertificateAuthority { return [.keyCertSign, .cRLSign] }
+        return key.family == "RSA" && requiresNetworkName ? [.digitalSignature, .keyEncipherment] : [.digitalSignature]
+    }
+
+    public var description: String { name }
+}
+
+/// Options of one issuance: validity, overrides of what the request asks for, and the
+/// revocation pointers to embed.
+public struct IssuanceOptions: Hashable, Sendable {
+    /// Days of validity from now (ignored when ``notValidAfter`` is set).
+    public var validityDays: Int
+    /// An explicit end of validity.
+    public var notValidAfter: Date?
+    /// How far the start of validity is set back from now, for clocks that run behind.
+    public var backdate: TimeInterval
+    /// Replaces the requested subject.
+    public var subject: DistinguishedName?
+    /// Replaces the requested alternative names.
+    public var alternativeNames: [GeneralName]?
+    /// CRL distribution point URLs to embed.
+    public var crlDistributionPoints: [String]
+    /// OCSP responder URLs to embed (authority information access).
+    public var ocspURLs: [String]
+    /// CA issuer URLs to embed (authority information access).
+    public var caIssuerURLs: [String]
+
+    /// Options with the given values; by default 365 days, backdated 5 minutes.
+    public init(
+        validityDays: Int = 365, notValidAfter: Date? = nil, backdate: TimeInterval = 300,
+        subject: DistinguishedName? = nil, alternativeNames: [GeneralName]? = nil,
+        crlDistributionPoints: [String] = [], ocspURLs: [String] = [], caIssuerURLs: [String] = []
+    ) {
+        self.validityDays = validityDays
+        self.notValidAfter = notValidAfter
+        self.backdate = backdate
+        self.subject = subject
+        self.alternativeNames = alternativeNames
+        self.crlDistributionPoints = crlDistributionPoints
+        self.ocspURLs = ocspURLs
+        self.caIssuerURLs = caIssuerURLs
+    }
+}
+
+/// Something that signs certificates: a local CA today, a remote CA later.
+public protocol Authority: Sendable {
+    /// The authority's own certificate.
+    var certificate: Certificate { get }
+    /// The authority's certificate followed by its issuers, up to and including the root.
+    var chain: [Certificate] { get }
+    /// Checks `request` against policy and issues a certificate for it.
+    /// - Throws: ``IssuanceError`` for a policy refusal, ``GnuTLSError`` for a library failure.
+    func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions) throws -> Certificate
+}
+
+/// A certificate authority whose key is held by this process: creates roots and
+/// intermediates, issues certificates from requests under a profile, and saves itself to a
+/// directory (`ca.pem`, `ca.key.pem`, `chain.pem`).
+///
+/// ```swift
+/// let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Example Root"))
+/// let issuing = try root.createIntermediate(subject: try DistinguishedName("CN=Example Issuing CA"), pathLength: 0)
+/// let leaf = try issuing.issue(csr, profile: .tlsServer, options: IssuanceOptions(validityDays: 90))
+/// ```
+public final class LocalAuthority: Authority {
+    public let certificate: Certificate
+    public let chain: [Certificate]
+    /// The signing key.
+    public let key: any SigningKey
+
+    /// An authority from its certificate, key and chain (its issuers up to the root; the
+    /// certificate itself may lead the chain or not).
+    /// - Throws: ``IssuanceError`` `.authorityMisconfigured` when the key does not match or the
+    ///   certificate is not a CA allowed to sign certificates.
+    public init(certificate: Certificate, key: any SigningKey, issuers: [Certificate] = []) throws {
+        guard key.publicKey.keyIdentifier == certificate.publicKey.keyIdentifier else {
+            throw IssuanceError(.authorityMisconfigured, "the private key does not match the public key of CA certificate '\(certificate.subject)'")
+        }
+        guard certificate.isCertificateAuthority else {
+            throw IssuanceError(.authorityMisconfigured, "certificate '\(certificate.subject)' is not a CA (basic constraints CA:FALSE or absent)")
+        }
+        if let usage = certificate.keyUsage, !usage.contains(.keyCertSign) {
+            throw IssuanceError(.authorityMisconfigured, "CA certificate '\(certificate.subject)' does not allow certificate signing (key usage lacks keyCertSign)")
+        }
+        self.certificate = certificate
+        self.key = key
+        self.chain = [certificate] + issuers.filter { $0 != certificate }
+    }
+
+    /// Creates a self-signed root CA.
+    ///
+    /// - Parameters:
+    ///   - key: the root's key; a new ECDSA P-256 key when omitted.
+    ///   - validityDays: lifetime from now (default ten years).
+    ///   - pathLength: how many intermediate levels may follow (`nil`: unlimited).
+    ///   - nameConstraints: subtrees every certificate below must stay within.
+    public static func createRoot(
+        subject: DistinguishedName, key: (any SigningKey)? = nil, validityDays: Int = 3650,
+        pathLength: Int? = nil, nameConstraints: NameConstraints? = nil
+    ) throws -> LocalAuthority {
+        let key = try key ?? KeyPair.generate(.ecdsaP256)
+        try Policy.checkKeyStrength(key.publicKey.keyDescription, what: "root key")
+        guard !subject.isEmpty else { throw IssuanceError(.missingIdentity, "a root CA needs a non-empty subject") }
+        guard validityDays > 0 else { throw IssuanceError(.invalidRequest, "validity must be at least one day, not \(validityDays)") }
+        let now = Date()
+        var spec = CoreCertificateSpec(
+            serial: try Policy.newSerial(), notBefore: Int(now.timeIntervalSince1970 - 300),
+            notAfter: Int(now.timeIntervalSince1970) + validityDays * 86_400,
+            subject: try subject.coreAttributes, subjectPublicKeyInfo: key.publicKey.derEncoded, isCA: true,
+            pathLength: pathLength, keyUsage: KeyUsage([.keyCertSign, .cRLSign]).rawValue,
+            subjectKeyIdentifier: key.publicKey.keyIdentifier, authorityKeyIdentifier: key.publicKey.keyIdentifier)
+        if let nameConstraints, !nameConstraints.isEmpty {
+            spec.permittedNames = nameConstraints.permitted
+            spec.excludedNames = nameConstraints.excluded
+        }
+        let der = try CertificateHandle.issue(spec, issuer: nil, key: key.signingBackend.handle)
+        return try LocalAuthority(certificate: Certificate(derEncoded: der), key: key)
+    }
+
+    /// Creates an intermediate CA signed by this authority, for `key` (a new ECDSA P-256 key
+    /// when omitted).
+    public func createIntermediate(
+        subject: DistinguishedName, key: (any SigningKey)? = nil, validityDays: Int = 1825,
+        pathLength: Int? = nil, nameConstraints: NameConstraints? = nil
+    ) throws -> LocalAuthority {
+        let key = try key ?? KeyPair.generate(.ecdsaP256)
+        let request = try CertificateRequest.create(subject: subject, key: key)
+        let certificate = try issue(
+            request, profile: .intermediateCA(pathLength: pathLength, nameConstraints: nameConstraints),
+            options: IssuanceOptions(validityDays: validityDays))
+        return try LocalAuthority(certificate: certificate, key: key, issuers: chain)
+    }
+
+    public func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions = IssuanceOptions()) throws -> Certificate {
+        let spec = try Policy.check(request: request, profile: profile, options: options, authority: self)
+        let der = try CertificateHandle.issue(spec, issuer: certificate.derEncoded, key: key.signingBackend.handle)
+        return try Certificate(derEncoded: der)
+    }
+
+    /// Issues a certificate for the leaf's chain: the new certificate followed by this
+    /// authority's chain without the root (what a TLS server sends).
+    public func issueWithChain(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions = IssuanceOptions()) throws -> [Certificate] {
+        let leaf = try issue(request, profile: profile, options: options)
+        return [leaf] + chain.filter { !$0.isSelfIssued }
+    }
+
+    /// The root of this authority's chain.
+    public var root: Certificate { chain.last ?? certificate }
+
+    // MARK: Saving and loading
+
+    /// File names inside a CA directory.
+    public enum DirectoryLayout {
+        /// The CA certificate.
+        public static let certificate = "ca.pem"
+        /// The CA key: encrypted PKCS#8 when saved with a passphrase.
+        public static let key = "ca.key.pem"
+        /// The CA certificate followed by its issuers up to the root.
+        public static let chain = "chain.pem"
+    }
+
+    /// Writes `ca.pem`, `ca.key.pem` (mode 0600, encrypted with `passphrase` when given) and
+    /// `chain.pem` into `directory`, creating it (mode 0700) if needed.
+    public func save(to directory: String, passphrase: String?) throws {
+        guard let keyPair = key as? KeyPair else {
+            throw GnuTLSError(.invalidArgument, "only an in-memory key pair can be saved to a CA directory")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw GnuTLSError(.fileAccess, "cannot create CA directory \(directory): \(error.localizedDescription)")
+        }
+        let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
+        try FileIO.write(try keyPair.pemEncoded(passphrase: passphrase), to: path(DirectoryLayout.key), secret: true)
+        try FileIO.write(certificate.pemEncoded, to: path(DirectoryLayout.certificate))
+        try FileIO.write(chain.map(\.pemEncoded).joined(), to: path(DirectoryLayout.chain))
+    }
+
+    /// Loads an authority saved by ``save(to:passphrase:)`` (or laid out the same way by hand).
+    /// - Throws: `.passphraseRequired` / `.wrongPassphrase` for the key, `.fileAccess` for a
+    ///   missing file, ``IssuanceError`` `.authorityMisconfigured` when the key does not match.
+    public static func load(from directory: String, passphrase: String?) throws -> LocalAuthority {
+        let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
+        let certificate = try Certificate(pemEncoded: FileIO.readText(path(DirectoryLayout.certificate)))
+        let key = try KeyPair(contentsOfFile: path(DirectoryLayout.key), passphrase: passphrase)
+        let chainPath = path(DirectoryLayout.chain)
+        let issuers = FileManager.default.fileExists(atPath: chainPath) ? try Certificate.load(contentsOfFile: chainPath) : []
+        return try LocalAuthority(certificate: certificate, key: key, issuers: issuers)
+    }
+}
+
+/// The checks an authority makes before it signs, and how it fills a certificate.
+enum Policy {
+    static func checkKeyStrength(_ key: KeyDescription, what: String) throws {
+        switch key.family {
+        case "RSA":
+            guard key.bits >= 2048 else {
+                throw IssuanceError(.weakKey, "\(what) is RSA-\(key.bits): at least 2048 bits are required")
+            }
+        case "ECDSA":
+            guard [256, 384, 521].contains(key.bits) else {
+                throw IssuanceError(.unsupportedAlgorithm, "\(what) uses an unsupported curve (\(key)): use P-256, P-384 or P-521")
+            }
+        case "Ed25519":
+            break
+        default:
+            throw IssuanceError(.unsupportedAlgorithm, "\(what) is \(key.family): only RSA, ECDSA (P-256/384/521) and Ed25519 keys are certified")
+        }
+    }
+
+    /// A random positive serial of 127 bits: well above the 64 bits CA/B Forum requires.
+    static func newSerial() throws -> [UInt8] {
+        var bytes = try CoreCrypto.random(16)
+        bytes[0] &= 0x7F
+        if bytes[0] == 0 { bytes[0] = 0x01 }
+        return bytes
+    }
+
+    static func check(request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions, authority: LocalAuthority) throws -> CoreCertificateSpec {
+        let issuer = authority.certificate
+        guard request.isSignatureValid else {
+            throw IssuanceError(.requestSignatureInvalid, "certificate request for '\(request.subject)' is not signed by the key it carries (no proof of possession)")
+        }
+        if request.signatureAlgorithm.isInsecure {
+            throw IssuanceError(.unsupportedAlgorithm, "certificate request is signed with \(request.signatureAlgorithm): SHA-1 and MD5 signatures are not accepted")
+        }
+        try checkKeyStrength(request.publicKey.keyDescription, what: "the requested key")
+        if request.requestsCertificateAuthority && !profile.isCertificateAuthority {
+            throw IssuanceError(.certificateAuthorityNotAllowed, "certificate request for '\(request.subject)' asks to be a CA, but the profile is '\(profile.name)': issue it with the intermediate-CA profile if that is intended")
+        }
+
+        let subject = options.subject ?? request.subject
+        let names = options.alternativeNames ?? request.subjectAlternativeNames
+        guard !subject.isEmpty else {
+            throw IssuanceError(.missingIdentity, "the certificate would have an empty subject: give a subject in the request or the options")
+        }
+        if profile.requiresNetworkName && !names.contains(where: { $0.dnsName != nil || $0.ipAddress != nil }) {
+            throw IssuanceError(.missingIdentity, "a '\(profile.name)' certificate needs at least one DNS name or IP address: clients match host names against alternative names only")
+        }
+        do {
+            try AlternativeNames.validate(names)
+        } catch let error as GnuTLSError {
+            throw IssuanceError(.invalidRequest, error.message)
+        }
+        for name in names {
+            if case .otherName = name {
+                throw IssuanceError(.invalidRequest, "alternative name \(name) is not supported: use DNS, IP, email or URI names")
+            }
+        }
+        try NameConstraintCheck.check(names: names, subject: subject, chain: authority.chain)
+
+        // Path length: each CA at position k above the new certificate (k = 0 is the
+        // issuer) allows `pathLength` further intermediates; a new CA adds k + 1.
+        var pathLength = profile.pathLength
+        if profile.isCertificateAuthority {
+            var allowed: Int?
+            for (k, ca) in authority.chain.enumerated() {
+                guard let limit = ca.basicConstraints?.pathLengthConstraint else { continue }
+                let remaining = limit - (k + 1)
+                if remaining < 0 {
+                    throw IssuanceError(.pathLengthExhausted, "'\(ca.subject)' allows \(limit) intermediate CA level\(limit == 1 ? "" : "s") below it: no further CA can be issued under '\(issuer.subject)'")
+                }
+                allowed = min(allowed ?? remaining, remaining)
+            }
+            if let allowed {
+                if let requested = pathLength, requested > allowed {
+                    throw IssuanceError(.pathLengthExhausted, "path length \(requested) was asked for, but the issuer chain allows at most \(allowed) below the new CA")
+                }
+                pathLength = pathLength ?? allowed
+            }
+        }
+
+        // Validity: a small backdate, never before the issuer's start, never after its end.
+        let now = Date()
+        guard options.validityDays > 0 || options.notValidAfter != nil else {
+            throw IssuanceError(.invalidRequest, "validity must be at least one day, not \(options.validityDays)")
+        }
+        let notBefore = max(now.addingTimeInterval(-options.backdate), issuer.notValidBefore)
+        let notAfter = options.notValidAfter ?? now.addingTimeInterval(TimeInterval(options.validityDays) * 86_400)
+        guard notAfter > notBefore else {
+            throw IssuanceError(.invalidRequest, "the validity would end (\(notAfter)) before it starts (\(notBefore))")
+        }
+        guard notAfter <= issuer.notValidAfter else {
+            throw IssuanceError(.validityExceedsIssuer, "the certificate would be valid until \(notAfter), after its issuer '\(issuer.subject)' expires on \(issuer.notValidAfter): ask for fewer days")
+        }
+
+        var spec = CoreCertificateSpec(
+            serial: try newSerial(), notBefore: Int(notBefore.timeIntervalSince1970), notAfter: Int(notAfter.timeIntervalSince1970),
+            subject: try subject.coreAttributes, subjectPublicKeyInfo: request.publicKey.derEncoded,
+            isCA: profile.isCertificateAuthority, pathLength: profile.isCertificateAuthority ? pathLength : nil,
+            keyUsage: profile.keyUsage(for: request.publicKey.keyDescription).rawValue,
+            subjectKeyIdentifier: request.publicKey.keyIdentifier,
+            authorityKeyIdentifier: issuer.subjectKeyIdentifier ?? issuer.publicKey.keyIdentifier)
+        spec.alternativeNames = names.map(\.core)
+        spec.extendedKeyUsage = profile.extendedKeyUsage.map(\.rawValue)
+        spec.crlDistributionPoints = options.crlDistributionPoints
+        spec.ocspURLs = options.ocspURLs
+        spec.caIssuerURLs = options.caIssuerURLs
+        if let constraints = profile.nameConstraints, !constraints.isEmpty {
+            spec.permittedNames = constraints.permitted
+            spec.excludedNames = constraints.excluded
+        }
+        return spec
+    }
+}
+
+/// Name-constraint matching (RFC 5280 section 4.2.1.10), used by the authority before it
+/// signs and by the verifier.
+enum NameConstraintCheck {
+    static func check(names: [GeneralName], subject: DistinguishedName, chain: [Certificate]) throws {
+        for ca in chain {
+            guard let constraints = ca.nameConstraints else { continue }
+            for name in names {
+                if let violation = violation(of: constraints, by: name) {
+                    throw IssuanceError(.nameNotPermitted, "\(name) is \(violation) by the name constraints of '\(ca.subject)'")
+                }
+            }
+            for email in subject.values(of: .emailAddress) {
+                if let violation = violation(of: constraints, by: .email(email)) {
+                    throw IssuanceError(.nameNotPermitted, "subject email \(email) is \(violation) by the name constraints of '\(ca.subject)'")
+                }
+            }
+        }
+    }
+
+    /// `nil` when `name` satisfies `constraints`, otherwise "excluded" or "not permitted".
+    static func violation(of constraints: NameConstraints, by name: GeneralName) -> String? {
+        switch name {
+        case .dnsName(let dns):
+            if constraints.excludedDNSDomains.contains(where: { dnsMatches(dns, $0) }) { return "excluded" }
+            if !constraints.permittedDNSDomains.isEmpty && !constraints.permittedDNSDomains.contains(where: { dnsMatches(dns, $0) }) { return "not permitted" }
+        case .ipAddress(let ip):
+            let sameFamilyPermitted = constraints.permittedIPRanges.filter { $0.address.bytes.count == ip.bytes.count }
+            if constraints.excludedIPRanges.contains(where: { $0.contains(ip) }) { return "excluded" }
+            if !constraints.permittedIPRanges.isEmpty && !sameFamilyPermitted.contains(where: { $0.contains(ip) }) { return "not permitted" }
+        case .email(let email):
+            if constraints.excludedEmailAddresses.contains(where: { emailMatches(email, $0) }) { return "excluded" }
+            if !constraints.permittedEmailAddresses.isEmpty && !constraints.permittedEmailAddresses.contains(where: { emailMatches(email, $0) }) { return "not permitted" }
+        case .uri(let uri):
+            guard let host = URL(string: uri)?.host, !host.isEmpty else {
+                return constraints.permittedURIDomains.isEmpty && constraints.excludedURIDomains.isEmpty ? nil : "not permitted (no host)"
+            }
+            if constraints.excludedURIDomains.contains(where: { dnsMatches(host, $0) }) { return "excluded" }
+            if !constraints.permittedURIDomains.isEmpty && !constraints.permittedURIDomains.contains(where: { dnsMatches(host, $0) }) { return "not permitted" }
+        default:
+            break
+        }
+        return nil
+    }
+
+    /// `example.com` covers itself and subdomains; `.example.com` only subdomains.
+    static func dnsMatches(_ name: String, _ constraint: String) -> Bool {
+        let name = name.lowercased()
+        var constraint = constraint.lowercased()
+        if constraint.isEmpty { return true }
+        if constraint.hasPrefix(".") {
+            return name.hasSuffix(constraint)
+        }
+        if name == constraint { return true }
+        constraint = "." + constraint
+        return name.hasSuffix(constraint)
+    }
+
+    /// A mailbox matches exactly; `example.com` matches mailboxes at that host; `.example.com`
+    /// mailboxes at any subdomain.
+    static func emailMatches(_ email: String, _ constraint: String) -> Bool {
+        if constraint.contains("@") { return email.caseInsensitiveCompare(constraint) == .orderedSame }
+        guard let at = email.lastIndex(of: "@") else { return false }
+        let host = email[email.index(after: at)...].lowercased()
+        let constraint = constraint.lowercased()
+        if constraint.hasPrefix(".") { return host.hasSuffix(constraint) }
+        return host == constraint
+    }
+}

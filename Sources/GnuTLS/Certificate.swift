@@ -1,0 +1,321 @@
+import Foundation
+import GnuTLSCore
+
+/// A certificate serial number: a positive integer of up to 20 octets.
+public struct SerialNumber: Hashable, Sendable, CustomStringConvertible, Comparable {
+    /// The big-endian bytes, without a leading zero.
+    public let bytes: [UInt8]
+    /// A serial number from big-endian bytes (leading zeros are dropped).
+    public init(bytes: [UInt8]) {
+        let trimmed = Array(bytes.drop { $0 == 0 })
+        self.bytes = trimmed.isEmpty ? [0] : trimmed
+    }
+    /// Parses hex (`0a1b…`, colons allowed).
+    public init?(hex: String) {
+        guard let bytes = [UInt8](hex: hex.count % 2 == 1 ? "0" + hex : hex), !bytes.isEmpty else { return nil }
+        self.init(bytes: bytes)
+    }
+    /// Lower-case hex.
+    public var hexString: String { bytes.hexString }
+    public var description: String { bytes.colonHex.lowercased() }
+    public static func < (lhs: SerialNumber, rhs: SerialNumber) -> Bool {
+        lhs.bytes.count != rhs.bytes.count ? lhs.bytes.count < rhs.bytes.count : lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+    }
+}
+
+/// A signature algorithm: GnuTLS's name (`ECDSA-SHA256`, `RSA-SHA256`, `EdDSA-Ed25519`) and OID.
+public struct SignatureAlgorithm: Hashable, Sendable, CustomStringConvertible {
+    /// GnuTLS's name, or the OID when GnuTLS does not know the algorithm.
+    public var name: String
+    /// The dotted OID.
+    public var oid: String
+    public var description: String { name }
+    /// Whether the algorithm hashes with SHA-1 or MD5 (refused by the MEDIUM profile).
+    public var isInsecure: Bool {
+        ["1.2.840.113549.1.1.5", "1.2.840.113549.1.1.4", "1.2.840.10045.4.1", "1.2.840.10040.4.3", "1.2.840.113549.1.1.2"].contains(oid)
+    }
+}
+
+/// One X.509 extension as encoded.
+public struct CertificateExtension: Hashable, Sendable {
+    /// The extension OID.
+    public var oid: String
+    /// Whether it is marked critical.
+    public var critical: Bool
+    /// The DER of the extension value (the contents of `extnValue`).
+    public var value: [UInt8]
+}
+
+/// The basic constraints extension.
+public struct BasicConstraints: Hashable, Sendable, CustomStringConvertible {
+    /// Whether the subject is a CA.
+    public var isCertificateAuthority: Bool
+    /// The maximum number of intermediate CAs that may follow this one, if limited.
+    public var pathLengthConstraint: Int?
+    public var description: String {
+        isCertificateAuthority ? "CA:TRUE" + (pathLengthConstraint.map { ", pathlen:\($0)" } ?? "") : "CA:FALSE"
+    }
+}
+
+/// The name constraints extension (RFC 5280 section 4.2.1.10), by name type.
+public struct NameConstraints: Hashable, Sendable, CustomStringConvertible {
+    /// DNS subtrees: `example.com` covers the domain and every subdomain; `.example.com`
+    /// only subdomains.
+    public var permittedDNSDomains: [String] = []
+    public var excludedDNSDomains: [String] = []
+    /// IP ranges.
+    public var permittedIPRanges: [IPNetwork] = []
+    public var excludedIPRanges: [IPNetwork] = []
+    /// Email constraints: a mailbox, a host (`example.com`) or a domain (`.example.com`).
+    public var permittedEmailAddresses: [String] = []
+    public var excludedEmailAddresses: [String] = []
+    /// URI host constraints.
+    public var permittedURIDomains: [String] = []
+    public var excludedURIDomains: [String] = []
+    /// Directory name subtrees.
+    public var permittedDirectoryNames: [DistinguishedName] = []
+    public var excludedDirectoryNames: [DistinguishedName] = []
+
+    /// Constraints with the given subtrees.
+    public init(
+        permittedDNSDomains: [String] = [], excludedDNSDomains: [String] = [],
+        permittedIPRanges: [IPNetwork] = [], excludedIPRanges: [IPNetwork] = [],
+        permittedEmailAddresses: [String] = [], excludedEmailAddresses: [String] = [],
+        permittedURIDomains: [String] = [], excludedURIDomains: [String] = []
+    ) {
+        self.permittedDNSDomains = permittedDNSDomains
+        self.excludedDNSDomains = excludedDNSDomains
+        self.permittedIPRanges = permittedIPRanges
+        self.excludedIPRanges = excludedIPRanges
+        self.permittedEmailAddresses = permittedEmailAddresses
+        self.excludedEmailAddresses = excludedEmailAddresses
+        self.permittedURIDomains = permittedURIDomains
+        self.excludedURIDomains = excludedURIDomains
+    }
+
+    /// Whether no subtree is given.
+    public var isEmpty: Bool { permitted.isEmpty && excluded.isEmpty }
+
+    var permitted: [CoreGeneralName] {
+        permittedDNSDomains.map { .dns($0) } + permittedIPRanges.map { .ip($0.constraintBytes) }
+            + permittedEmailAddresses.map { .email($0) } + permittedURIDomains.map { .uri($0) }
+            + permittedDirectoryNames.map { .directoryName($0.derEncoded) }
+    }
+
+    var excluded: [CoreGeneralName] {
+        excludedDNSDomains.map { .dns($0) } + excludedIPRanges.map { .ip($0.constraintBytes) }
+            + excludedEmailAddresses.map { .email($0) } + excludedURIDomains.map { .uri($0) }
+            + excludedDirectoryNames.map { .directoryName($0.derEncoded) }
+    }
+
+    init(permitted: [CoreGeneralName], excluded: [CoreGeneralName]) {
+        func fill(_ names: [CoreGeneralName], _ dns: inout [String], _ ip: inout [IPNetwork], _ email: inout [String],
+                  _ uri: inout [String], _ dir: inout [DistinguishedName]) {
+            for name in names {
+                switch name {
+                case .dns(let value): dns.append(value)
+                case .ip(let bytes): if let network = IPNetwork(constraintBytes: bytes) { ip.append(network) }
+                case .email(let value): email.append(value)
+                case .uri(let value): uri.append(value)
+                case .directoryName(let der): if let dn = try? DistinguishedName(derEncoded: der) { dir.append(dn) }
+                default: break
+                }
+            }
+        }
+        fill(permitted, &permittedDNSDomains, &permittedIPRanges, &permittedEmailAddresses, &permittedURIDomains, &permittedDirectoryNames)
+        fill(excluded, &excludedDNSDomains, &excludedIPRanges, &excludedEmailAddresses, &excludedURIDomains, &excludedDirectoryNames)
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        parts += permittedDNSDomains.map { "permitted DNS:\($0)" } + permittedIPRanges.map { "permitted IP:\($0)" }
+        parts += permittedEmailAddresses.map { "permitted email:\($0)" } + permittedURIDomains.map { "permitted URI:\($0)" }
+        parts += permittedDirectoryNames.map { "permitted DirName:\($0)" }
+        parts += excludedDNSDomains.map { "excluded DNS:\($0)" } + excludedIPRanges.map { "excluded IP:\($0)" }
+        parts += excludedEmailAddresses.map { "excluded email:\($0)" } + excludedURIDomains.map { "excluded URI:\($0)" }
+        parts += excludedDirectoryNames.map { "excluded DirName:\($0)" }
+        return parts.joined(separator: ", ")
+    }
+}
+
+/// The extensions both certificates and requests carry, decoded.
+struct DecodedExtensions: Sendable, Hashable {
+    var subjectAlternativeNames: [GeneralName] = []
+    var basicConstraints: BasicConstraints?
+    var keyUsage: KeyUsage?
+    var extendedKeyUsage: [ExtendedKeyUsage]?
+    var subjectKeyIdentifier: [UInt8]?
+    var authorityKeyIdentifier: [UInt8]?
+    var crlDistributionPoints: [GeneralName] = []
+    var ocspURLs: [String] = []
+    var caIssuerURLs: [String] = []
+    var nameConstraints: NameConstraints?
+
+    init(_ extensions: [CoreExtension]) throws {
+        var seen = Set<String>()
+        for ext in extensions {
+            guard seen.insert(ext.oid).inserted else {
+                throw GnuTLSError(.malformedDER, "extension \(ext.oid) appears twice (RFC 5280 section 4.2)")
+            }
+            switch ext.oid {
+            case ExtensionOID.subjectAlternativeName:
+                subjectAlternativeNames = try ExtensionCodec.subjectAlternativeNames(ext.value).map(GeneralName.init)
+            case ExtensionOID.basicConstraints:
+                let (isCA, pathLength) = try ExtensionCodec.basicConstraints(ext.value)
+                basicConstraints = BasicConstraints(isCertificateAuthority: isCA, pathLengthConstraint: pathLength)
+            case ExtensionOID.keyUsage:
+                keyUsage = KeyUsage(rawValue: try ExtensionCodec.keyUsage(ext.value))
+            case ExtensionOID.extendedKeyUsage:
+                extendedKeyUsage = try ExtensionCodec.extendedKeyUsage(ext.value).map(ExtendedKeyUsage.init(oid:))
+            case ExtensionOID.subjectKeyIdentifier:
+                subjectKeyIdentifier = try ExtensionCodec.subjectKeyIdentifier(ext.value)
+            case ExtensionOID.authorityKeyIdentifier:
+                authorityKeyIdentifier = try ExtensionCodec.authorityKeyIdentifier(ext.value)
+            case ExtensionOID.crlDistributionPoints:
+                crlDistributionPoints = try ExtensionCodec.crlDistributionPoints(ext.value).map(GeneralName.init)
+            case ExtensionOID.authorityInformationAccess:
+                for (method, location) in try ExtensionCodec.authorityInformationAccess(ext.value) {
+                    guard case .uri(let url) = location else { continue }
+                    if method == "1.3.6.1.5.5.7.48.1" { ocspURLs.append(url) }
+                    if method == "1.3.6.1.5.5.7.48.2" { caIssuerURLs.append(url) }
+                }
+            case ExtensionOID.nameConstraints:
+                let (permitted, excluded) = try ExtensionCodec.nameConstraints(ext.value)
+                nameConstraints = NameConstraints(permitted: permitted, excluded: excluded)
+            default:
+                break
+            }
+        }
+    }
+}
+
+/// An X.509 certificate: an immutable value whose truth is its DER encoding, with every
+/// field this library uses parsed once, when the value is made.
+///
+/// Equality and hashing are by DER.
+public struct Certificate: Hashable, Sendable, CustomStringConvertible {
+    /// The DER encoding.
+    public let derEncoded: [UInt8]
+    /// The version (3 for every modern certificate).
+    public let version: Int
+    /// The serial number.
+    public let serialNumber: SerialNumber
+    /// Who the certificate is about.
+    public let subject: DistinguishedName
+    /// Who signed it.
+    public let issuer: DistinguishedName
+    /// Start of the validity period.
+    public let notValidBefore: Date
+    /// End of the validity period.
+    public let notValidAfter: Date
+    /// The subject's public key.
+    public let publicKey: PublicKey
+    /// How the issuer signed it.
+    public let signatureAlgorithm: SignatureAlgorithm
+    /// Every extension, in order, as encoded.
+    public let extensions: [CertificateExtension]
+    let decoded: DecodedExtensions
+
+    /// Parses one DER certificate.
+    /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a key or request).
+    public init(derEncoded der: [UInt8]) throws {
+        let fields: CoreCertificateFields
+        do {
+            fields = try CertificateHandle(der: der).fields()
+        } catch let error as GnuTLSError where error.code == .malformedDER {
+            if (try? RequestHandle(der: der)) != nil {
+                throw GnuTLSError(.unexpectedObject, "expected a certificate, found a certificate request")
+            }
+            throw error
+        }
+        derEncoded = der
+        version = fields.version
+        serialNumber = SerialNumber(bytes: fields.serial)
+        subject = try DistinguishedName(derEncoded: fields.subjectDN)
+        issuer = try DistinguishedName(derEncoded: fields.issuerDN)
+        notValidBefore = Date(timeIntervalSince1970: TimeInterval(fields.notBefore))
+        notValidAfter = Date(timeIntervalSince1970: TimeInterval(fields.notAfter))
+        publicKey = PublicKey(spki: fields.spki, kind: fields.publicKeyKind)
+        signatureAlgorithm = SignatureAlgorithm(name: fields.signatureAlgorithmName, oid: fields.signatureAlgorithmOID)
+        extensions = fields.extensions.map { CertificateExtension(oid: $0.oid, critical: $0.critical, value: $0.value) }
+        decoded = try DecodedExtensions(fields.extensions)
+    }
+
+    /// Parses a PEM text holding exactly one certificate.
+    public init(pemEncoded text: String) throws {
+        let chain = try Certificate.parseChain(pemEncoded: text)
+        guard chain.count == 1 else {
+            throw GnuTLSError(.unexpectedObject, "expected one certificate, found \(chain.count)")
+        }
+        self = chain[0]
+    }
+
+    /// Parses every `CERTIFICATE` block of a PEM bundle, in order.
+    /// - Throws: `.malformedPEM`, `.malformedDER`, or `.unexpectedObject` when the text holds
+    ///   no certificate (a key, say).
+    public static func parseChain(pemEncoded text: String) throws -> [Certificate] {
+        let blocks = try PEMBlock.parseAll(text)
+        let certificates = blocks.filter { $0.label == "CERTIFICATE" || $0.label == "X509 CERTIFICATE" || $0.label == "TRUSTED CERTIFICATE" }
+        guard !certificates.isEmpty else {
+            throw GnuTLSError(.unexpectedObject, "expected a certificate, found \(KeyPair.describe(labels: blocks.map(\.label).joined(separator: ", ")))")
+        }
+        return try certificates.map { try Certificate(derEncoded: $0.derBytes) }
+    }
+
+    /// Parses PEM (one or more certificates) or DER (one certificate) bytes.
+    public static func parseChain(bytes: [UInt8]) throws -> [Certificate] {
+        PEMBlock.looksLikePEM(bytes)
+            ? try parseChain(pemEncoded: String(decoding: bytes, as: UTF8.self))
+            : [try Certificate(derEncoded: bytes)]
+    }
+
+    /// Reads a certificate file or bundle (PEM or DER).
+    public static func load(contentsOfFile path: String) throws -> [Certificate] {
+        try parseChain(bytes: FileIO.read(path))
+    }
+
+    /// The `CERTIFICATE` PEM block.
+    public var pemEncoded: String { PEMBlock(label: "CERTIFICATE", derBytes: derEncoded).pemString }
+
+    /// SHA-256 of the DER encoding.
+    public var sha256Fingerprint: [UInt8] { CoreCrypto.sha256(derEncoded) }
+
+    /// Subject alternative names, in order.
+    public var subjectAlternativeNames: [GeneralName] { decoded.subjectAlternativeNames }
+    /// The DNS names among the alternative names.
+    public var dnsNames: [String] { subjectAlternativeNames.compactMap(\.dnsName) }
+    /// The IP addresses among the alternative names.
+    public var ipAddresses: [IPAddress] { subjectAlternativeNames.compactMap(\.ipAddress) }
+    /// Basic constraints, when present.
+    public var basicConstraints: BasicConstraints? { decoded.basicConstraints }
+    /// Whether basic constraints say this is a CA.
+    public var isCertificateAuthority: Bool { decoded.basicConstraints?.isCertificateAuthority ?? false }
+    /// Key usage, when present.
+    public var keyUsage: KeyUsage? { decoded.keyUsage }
+    /// Extended key usage purposes, when the extension is present.
+    public var extendedKeyUsage: [ExtendedKeyUsage]? { decoded.extendedKeyUsage }
+    /// The subject key identifier, when present.
+    public var subjectKeyIdentifier: [UInt8]? { decoded.subjectKeyIdentifier }
+    /// The key identifier of the authority key identifier extension, when present.
+    public var authorityKeyIdentifier: [UInt8]? { decoded.authorityKeyIdentifier }
+    /// CRL distribution point names (URIs, usually).
+    public var crlDistributionPoints: [GeneralName] { decoded.crlDistributionPoints }
+    /// OCSP responder URLs from authority information access.
+    public var ocspURLs: [String] { decoded.ocspURLs }
+    /// CA issuer URLs from authority information access.
+    public var caIssuerURLs: [String] { decoded.caIssuerURLs }
+    /// Name constraints, when present (CA certificates).
+    public var nameConstraints: NameConstraints? { decoded.nameConstraints }
+    /// Whether subject and issuer are the same name.
+    public var isSelfIssued: Bool { subject == issuer }
+
+    /// The extension with `oid`, if present.
+    public func `extension`(oid: String) -> CertificateExtension? { extensions.first { $0.oid == oid } }
+
+    public static func == (lhs: Certificate, rhs: Certificate) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
+
+    public var description: String {
+        "Certificate(subject: \(subject), issuer: \(issuer), serial: \(serialNumber), notAfter: \(notValidAfter))"
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+import GnuTLSCore
+
+/// A public-key algorithm with its size or curve.
+///
+/// `RawRepresentable` by the names `tlsctl` uses (`ecdsa-p256`, `rsa-3072`, `ed25519`, …).
+public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringConvertible, CaseIterable {
+    public var rawValue: String
+    public init?(rawValue: String) {
+        guard Self.allCases.contains(where: { $0.rawValue == rawValue }) else { return nil }
+        self.rawValue = rawValue
+    }
+    private init(_ name: String) { rawValue = name }
+    public var description: String { rawValue }
+
+    /// RSA with a 2048-bit modulus (the smallest size the authority accepts).
+    public static let rsa2048 = KeyAlgorithm("rsa-2048")
+    /// RSA with a 3072-bit modulus.
+    public static let rsa3072 = KeyAlgorithm("rsa-3072")
+    /// RSA with a 4096-bit modulus.
+    public static let rsa4096 = KeyAlgorithm("rsa-4096")
+    /// ECDSA on NIST P-256 (secp256r1), signing with SHA-256. The default.
+    public static let ecdsaP256 = KeyAlgorithm("ecdsa-p256")
+    /// ECDSA on NIST P-384 (secp384r1), signing with SHA-384.
+    public static let ecdsaP384 = KeyAlgorithm("ecdsa-p384")
+    /// ECDSA on NIST P-521 (secp521r1), signing with SHA-512.
+    public static let ecdsaP521 = KeyAlgorithm("ecdsa-p521")
+    /// Ed25519 (RFC 8410).
+    public static let ed25519 = KeyAlgorithm("ed25519")
+
+    public static let allCases: [KeyAlgorithm] = [.rsa2048, .rsa3072, .rsa4096, .ecdsaP256, .ecdsaP384, .ecdsaP521, .ed25519]
+
+    var coreKind: CoreKeyKind {
+        switch rawValue {
+        case "rsa-2048": return .rsa(bits: 2048)
+        case "rsa-3072": return .rsa(bits: 3072)
+        case "rsa-4096": return .rsa(bits: 4096)
+        case "ecdsa-p384": return .ecdsa(curveBits: 384)
+        case "ecdsa-p521": return .ecdsa(curveBits: 521)
+        case "ed25519": return .ed25519
+        default: return .ecdsa(curveBits: 256)
+        }
+    }
+}
+
+/// The family and size of a key as read from a certificate, request or key file, including
+/// sizes this library does not generate (RSA-1024, for example).
+public struct KeyDescription: Hashable, Sendable, CustomStringConvertible {
+    /// The family: `RSA`, `ECDSA`, `Ed25519`, or GnuTLS's name for another.
+    public var family: String
+    /// Modulus size for RSA, curve size for ECDSA, 256 for Ed25519.
+    public var bits: Int
+    /// The curve for ECDSA keys (`P-256`, `P-384`, `P-521`).
+    public var curve: String?
+
+    /// The matching generatable algorithm, if there is one.
+    public var algorithm: KeyAlgorithm? {
+        switch (family, bits) {
+        case ("RSA", 2048): return .rsa2048
+        case ("RSA", 3072): return .rsa3072
+        case ("RSA", 4096): return .rsa4096
+        case ("ECDSA", 256): return .ecdsaP256
+        case ("ECDSA", 384): return .ecdsaP384
+        case ("ECDSA", 521): return .ecdsaP521
+        case ("Ed25519", _): return .ed25519
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        if let curve { return "\(family) \(curve)" }
+        if family == "Ed25519" { return family }
+        return "\(family) \(bits)"
+    }
+
+    init(_ kind: CoreKeyKind) {
+        switch kind {
+        case .rsa(let bits): self.init(family: "RSA", bits: bits, curve: nil)
+        case .ecdsa(let bits): self.init(family: "ECDSA", bits: bits, curve: "P-\(bits)")
+        case .ed25519: self.init(family: "Ed25519", bits: 256, curve: nil)
+        case .other(let name, let bits): self.init(family: name, bits: bits, curve: nil)
+        }
+    }
+
+    init(family: String, bits: Int, curve: String?) {
+        self.family = family
+        self.bits = bits
+        self.curve = curve
+    }
+}
+
+/// A public key: its DER `SubjectPublicKeyInfo` and what can be derived from it.
+public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
+    /// The DER `SubjectPublicKeyInfo`.
+    public let derEncoded: [UInt8]
+    /// Algorithm and size.
+    public let keyDescription: KeyDescription
+
+    /// Parses a DER `SubjectPublicKeyInfo`.
+    /// - Throws: ``GnuTLSError`` `.malformedDER`.
+    public init(derEncoded: [UInt8]) throws {
+        let handle = try PublicKeyHandle(spki: derEncoded)
+        self.derEncoded = derEncoded
+        self.keyDescription = KeyDescription(handle.kind)
+    }
+
+    /// Parses a PEM `PUBLIC KEY` block.
+    public init(pemEncoded: String) throws {
+        let document = try PEMBlock.parseAll(pemEncoded)[0]
+        guard document.label == "PUBLIC KEY" else {
+            throw GnuTLSError(.unexpectedObject, "expected a PUBLIC KEY PEM block, found \(document.label)")
+        }
+        try self.init(derEncoded: document.derBytes)
+    }
+
+    init(spki: [UInt8], kind: CoreKeyKind) {
+        derEncoded = spki
+        keyDescription = KeyDescription(kind)
+    }
+
+    /// The `PUBLIC KEY` PEM block.
+    public var pemEncoded: String { PEMBlock(label: "PUBLIC KEY", derBytes: derEncoded).pemString }
+
+    /// SHA-256 of the DER `SubjectPublicKeyInfo` (the "SPKI pin").
+    public var sha256Fingerprint: [UInt8] { CoreCrypto.sha256(derEncoded) }
+
+    /// The key identifier of RFC 5280 section 4.2.1.2, method 1: SHA-1 of the
+    /// `subjectPublicKey` BIT STRING contents. Used for SKI and AKI extensions.
+    public var keyIdentifier: [UInt8] {
+        CoreCrypto.sha1(Self.subjectPublicKeyBits(derEncoded) ?? derEncoded)
+    }
+
+    public var description: String { "\(keyDescription) public key \(sha256Fingerprint.colonHex.prefix(23))…" }
+
+    /// The contents of the `subjectPublicKey` BIT STRING (without the unused-bits byte).
+    static func subjectPublicKeyBits(_ spki: [UInt8]) -> [UInt8]? {
+        guard let node = try? DERReader.children(of: spki), node.count == 2,
+              node[1].tag == 0x03, let first = node[1].content.first, first == 0 else { return nil }
+        return Array(node[1].content.dropFirst())
+    }
+}
+
+/// A key that can sign certificates and requests: a software ``KeyPair`` today, a token key
+/// (PKCS#11) later. The library reaches the signing operation through ``signingBackend``.
+public protocol SigningKey: Sendable {
+    /// The public half.
+    var publicKey: PublicKey { get }
+    /// The object that performs signatures. Conformers outside this package return the
+    /// backend of a key they wrap.
+    var signingBackend: SigningBackend { get }
+}
+
+/// The opaque signing operation behind a ``SigningKey``.
+public final class SigningBackend: Sendable {
+    let handle: PrivateKeyHandle
+    init(handle: PrivateKeyHandle) { self.handle = handle }
+}
+
+/// A private key held in memory, and its public key.
+///
+/// Generate one, or import PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8 from PEM or DER.
+/// Export is PKCS#8, encrypted with PBES2 (AES-256-CBC, PBKDF2) when a passphrase is given.
+///
+/// ```swift
+/// let key = try KeyPair.generate(.ecdsaP256)
+/// let pem = try key.pemEncoded(passphrase: "correct horse")
+/// let again = try KeyPair(pemEncoded: pem, passphrase: "correct horse")
+/// ```
+public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
+    let handle: PrivateKeyHandle
+    /// The public half.
+    public let publicKey: PublicKey
+
+    init(handle: PrivateKeyHandle) throws {
+        self.handle = handle
+        let publicHandle = try handle.publicKey()
+        self.publicKey = PublicKey(spki: try publicHandle.spki(), kind: publicHandle.kind)
+    }
+
+    /// Generates a new key.
+    public static func generate(_ algorithm: KeyAlgorithm = .ecdsaP256) throws -> KeyPair {
+        try KeyPair(handle: PrivateKeyHandle.generate(algorithm.coreKind))
+    }
+
+    /// Imports a private key from PEM text (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`,
+    /// `RSA PRIVATE KEY`, `EC PRIVATE KEY`).
+    ///
+    /// - Throws: ``GnuTLSError`` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
+    ///   `.malformedDER`, or `.unexpectedObject` (a certificate or request where a key was expected).
+    public init(pemEncoded text: String, passphrase: String? = nil) throws {
+        let documents = try PEMBlock.parseAll(text)
+        guard let document = documents.first(where: { $0.label.hasSuffix("PRIVATE KEY") }) else {
+            let found = documents.map(\.label).joined(separator: ", ")
+            throw GnuTLSError(.unexpectedObject, "expected a private key, found \(Self.describe(labels: found))")
+        }
+        try self.init(derEncoded: document.derBytes, passphrase: passphrase)
+    }
+
+    /// Imports a DER private key: PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8.
+    public init(derEncoded der: [UInt8], passphrase: String? = nil) throws {
+        do {
+            try self.init(handle: PrivateKeyHandle.importDER(der, passphrase: passphrase))
+        } catch let error as GnuTLSError where error.code == .malformedDER {
+            if (try? CertificateHandle(der: der)) != nil {
+                throw GnuTLSError(.unexpectedObject, "expected a private key, found a certificate")
+            }
+            if (try? RequestHandle(der: der)) != nil {
+                throw GnuTLSError(.unexpectedObject, "expected a private key, found a certificate request")
+            }
+            throw error
+        }
+    }
+
+    /// Imports PEM or DER bytes, whichever they are.
+    public init(bytes: [UInt8], passphrase: String? = nil) throws {
+        if PEMBlock.looksLikePEM(bytes) {
+            try self.init(pemEncoded: String(decoding: bytes, as: UTF8.self), passphrase: passphrase)
+        } else {
+            try self.init(derEncoded: bytes, passphrase: passphrase)
+        }
+    }
+
+    /// Reads a key file (PEM or DER).
+    public init(contentsOfFile path: String, passphrase: String? = nil) throws {
+        try self.init(bytes: FileIO.read(path), passphrase: passphrase)
+    }
+
+    /// PKCS#8 DER; encrypted (PBES2, AES-256) when `passphrase` is given.
+    public func derEncoded(passphrase: String? = nil) throws -> [UInt8] {
+        if let passphrase, passphrase.isEmpty {
+            throw GnuTLSError(.invalidArgument, "an empty passphrase does not protect a key: give a non-empty one or none")
+        }
+        return try handle.exportPKCS8(passphrase: passphrase)
+    }
+
+    /// `PRIVATE KEY` PEM, or `ENCRYPTED PRIVATE KEY` when `passphrase` is given.
+    public func pemEncoded(passphrase: String? = nil) throws -> String {
+        PEMBlock(label: passphrase == nil ? "PRIVATE KEY" : "ENCRYPTED PRIVATE KEY",
+                    derBytes: try derEncoded(passphrase: passphrase)).pemString
+    }
+
+    /// Algorithm and size.
+    public var keyDescription: KeyDescription { publicKey.keyDescription }
+
+    public var signingBackend: SigningBackend { SigningBackend(handle: handle) }
+
+    public var description: String { "\(keyDescription) key pair" }
+
+    /// Two key pairs are equal when their public keys are.
+    public static func == (lhs: KeyPair, rhs: KeyPair) -> Bool { lhs.publicKey == rhs.publicKey }
+    public func hash(into hasher: inout Hasher) { hasher.combine(publicKey) }
+
+    static func describe(labels: String) -> String {
+        switch labels {
+        case "CERTIFICATE": return "a certificate"
+        case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST": return "a certificate request"
+        case "X509 CRL": return "a CRL"
+        default: return "PEM blocks: \(labels)"
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+
+/// One PEM block: a label (`CERTIFICATE`, `PRIVATE KEY`, …) and the DER bytes it carries.
+public struct PEMBlock: Hashable, Sendable {
+    /// The label between `-----BEGIN ` and `-----`.
+    public var label: String
+    /// The decoded bytes.
+    public var derBytes: [UInt8]
+
+    /// Creates a block from a label and DER bytes.
+    public init(label: String, derBytes: [UInt8]) {
+        self.label = label
+        self.derBytes = derBytes
+    }
+
+    /// The block as PEM text, base64 in 64-character lines, ending with a newline.
+    public var pemString: String {
+        let base64 = Data(derBytes).base64EncodedString()
+        var lines = ["-----BEGIN \(label)-----"]
+        var index = base64.startIndex
+        while index < base64.endIndex {
+            let end = base64.index(index, offsetBy: 64, limitedBy: base64.endIndex) ?? base64.endIndex
+            lines.append(String(base64[index..<end]))
+            index = end
+        }
+        lines.append("-----END \(label)-----")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Parses every PEM block in `text`, in order. Text between blocks is ignored (as
+    /// OpenSSL writes explanatory text before certificates); a block that is opened and not
+    /// closed, closed with another label, or whose body is not base64 is an error.
+    ///
+    /// - Throws: ``GnuTLSError`` with code `.malformedPEM`.
+    public static func parseAll(_ text: String) throws -> [PEMBlock] {
+        var documents: [PEMBlock] = []
+        var currentLabel: String?
+        var body = ""
+        var lineNumber = 0
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            lineNumber += 1
+            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let label = currentLabel {
+                if line.hasPrefix("-----END ") {
+                    guard line == "-----END \(label)-----" else {
+                        throw GnuTLSError(.malformedPEM, "PEM block \(label) is closed by '\(line)' on line \(lineNumber)")
+                    }
+                    guard let data = Data(base64Encoded: body), !data.isEmpty else {
+                        throw GnuTLSError(.malformedPEM, "PEM block \(label) ending on line \(lineNumber) does not hold valid base64")
+                    }
+                    documents.append(PEMBlock(label: label, derBytes: [UInt8](data)))
+                    currentLabel = nil
+                    body = ""
+                } else if line.hasPrefix("-----BEGIN ") {
+                    throw GnuTLSError(.malformedPEM, "PEM block \(label) is not closed before line \(lineNumber)")
+                } else if line.contains(":") {
+                    // RFC 1421 headers (Proc-Type, DEK-Info) of legacy encrypted keys.
+                    throw GnuTLSError(.malformedPEM, "PEM block \(label) has RFC 1421 headers (legacy OpenSSL encryption), which are not supported: convert the key to encrypted PKCS#8")
+                } else {
+                    body += line
+                }
+            } else if line.hasPrefix("-----BEGIN ") {
+                guard line.hasSuffix("-----"), line.count > 16 else {
+                    throw GnuTLSError(.malformedPEM, "line \(lineNumber) is not a valid PEM header: '\(line)'")
+                }
+                currentLabel = String(line.dropFirst(11).dropLast(5))
+            }
+        }
+        if let label = currentLabel {
+            throw GnuTLSError(.malformedPEM, "PEM block \(label) is not closed: the text ends after line \(lineNumber) (truncated?)")
+        }
+        if documents.isEmpty {
+            throw GnuTLSError(.malformedPEM, "no PEM block ('-----BEGIN …-----') was found")
+        }
+        return documents
+    }
+
+    /// Whether `bytes` look like PEM text rather than DER (DER starts with a SEQUENCE tag).
+    static func looksLikePEM(_ bytes: [UInt8]) -> Bool {
+        bytes.first != 0x30 && bytes.contains(0x2D)  // '-'
+    }
+}
+
+/// File helpers shared by the types that load from disk.
+enum FileIO {
+    static func read(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw GnuTLSError(.fileAccess, exists ? "cannot read \(path): permission denied or not a file" : "cannot read \(path): no such file")
+        }
+        return [UInt8](data)
+    }
+
+    static func readText(_ path: String) throws -> String {
+        String(decoding: try read(path), as: UTF8.self)
+    }
+
+    /// Writes atomically; `secret` files get mode 0600 from the start.
+    static func write(_ text: String, to path: String, secret: Bool = false) throws {
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        let created = FileManager.default.createFile(
+            atPath: temporary.path, contents: Data(text.utf8),
+            attributes: [.posixPermissions: secret ? 0o600 : 0o644])
+        guard created else { throw GnuTLSError(.fileAccess, "cannot write \(path)") }
+        guard rename(temporary.path, url.path) == 0 else {
+            unlink(temporary.path)
+            throw GnuTLSError(.fileAccess, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Lower-case hex, no separators.
+    var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    /// Upper-case hex pairs joined by colons (fingerprints).
+    var colonHex: String { map { String(format: "%02X", $0) }.joined(separator: ":") }
+
+    init?(hex: String) {
+        let digits = Array(hex.utf8).filter { $0 != UInt8(ascii: ":") }
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
+        while index < digits.count {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        self = bytes
+    }
+}
+
+func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
