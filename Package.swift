@@ -40,13 +40,24 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(
-            name: "GnuTLSTests",
-            dependencies: ["GnuTLS"]
+        // Shared by the test targets: running real peers and tools with timeouts, temp dirs.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport"
         ),
         .testTarget(
+            name: "GnuTLSTests",
+            dependencies: ["GnuTLS", "TestSupport"]
+        ),
+        // Cross-checks against independent programs: openssl, certtool, pkilint.
+        .testTarget(
             name: "InteropTests",
-            dependencies: ["GnuTLS"]
+            dependencies: ["GnuTLS", "TestSupport"]
+        ),
+        // Runs the built `tlsctl` binary as a user would.
+        .testTarget(
+            name: "TLSCtlTests",
+            dependencies: ["tlsctl", "GnuTLS", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]
