@@ -24,4 +24,9 @@ static inline unsigned cgnutls_bits_to_curve(gnutls_ecc_curve_t curve) {
 }
 static inline int cgnutls_bits_are_curve(unsigned bits) { return GNUTLS_BITS_ARE_CURVE(bits); }
 
+/* GNUTLS_PROFILE_TO_VFLAGS is a function-like macro. */
+static inline unsigned cgnutls_profile_to_vflags(gnutls_certificate_verification_profiles_t profile) {
+    return GNUTLS_PROFILE_TO_VFLAGS(profile);
+}
+
 #endif
