@@ -164,12 +164,20 @@ public final class LocalAuthority: Authority {
     public let chain: [Certificate]
     /// The signing key.
     public let key: any SigningKey
+    private let ledgerBox: LedgerBox
+
+    /// Where this authority records what it issues and revokes: the CA directory's
+    /// `ledger.sqlite` once loaded from or saved to a directory, `nil` before.
+    public var ledger: (any CertificateLedger)? { ledgerBox.value }
 
     /// An authority from its certificate, key and chain (its issuers up to the root; the
     /// certificate itself may lead the chain or not).
     /// - Throws: ``IssuanceError`` `.authorityMisconfigured` when the key does not match or the
     ///   certificate is not a CA allowed to sign certificates.
-    public init(certificate: Certificate, key: any SigningKey, issuers: [Certificate] = []) throws {
+    ///
+    /// With a `ledger`, every issued certificate is recorded in it and ``revoke(serial:reason:date:)``
+    /// and ``makeCRL(nextUpdateIn:)`` work.
+    public init(certificate: Certificate, key: any SigningKey, issuers: [Certificate] = [], ledger: (any CertificateLedger)? = nil) throws {
         guard key.publicKey.keyIdentifier == certificate.publicKey.keyIdentifier else {
             throw IssuanceError(.authorityMisconfigured, "the private key does not match the public key of CA certificate '\(certificate.subject)'")
         }
@@ -182,6 +190,7 @@ public final class LocalAuthority: Authority {
         self.certificate = certificate
         self.key = key
         self.chain = [certificate] + issuers.filter { $0 != certificate }
+        self.ledgerBox = LedgerBox(ledger)
     }
 
     /// Creates a self-signed root CA.
@@ -229,9 +238,25 @@ public final class LocalAuthority: Authority {
     }
 
     public func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions = IssuanceOptions()) throws -> Certificate {
-        let spec = try Policy.check(request: request, profile: profile, options: options, authority: self)
+        var spec = try Policy.check(request: request, profile: profile, options: options, authority: self)
+        let ledger = self.ledger
+        if let ledger {
+            // Claim the serial before signing; draw again while the ledger has seen it.
+            var attempts = 1
+            while try !ledger.reserve(serial: SerialNumber(bytes: spec.serial)) {
+                guard attempts < 16 else {
+                    throw LedgerError(.duplicateSerial, "the ledger refused \(attempts) fresh random serials in a row: is it shared by another CA?")
+                }
+                spec.serial = try Policy.newSerial()
+                attempts += 1
+            }
+            CrashPoint.afterReserve.abortIfRequested()
+        }
         let der = try CertificateHandle.issue(spec, issuer: certificate.derEncoded, key: key.signingBackend.handle)
-        return try Certificate(derEncoded: der)
+        CrashPoint.afterSign.abortIfRequested()
+        let issued = try Certificate(derEncoded: der)
+        try ledger?.record(issued)
+        return issued
     }
 
     /// Issues a certificate for the leaf's chain: the new certificate followed by this
@@ -254,10 +279,13 @@ public final class LocalAuthority: Authority {
         public static let key = "ca.key.pem"
         /// The CA certificate followed by its issuers up to the root.
         public static let chain = "chain.pem"
+        /// The ledger of issued and revoked certificates (SQLite, with its `-wal`/`-shm` files).
+        public static let ledger = "ledger.sqlite"
     }
 
     /// Writes `ca.pem`, `ca.key.pem` (mode 0600, encrypted with `passphrase` when given) and
-    /// `chain.pem` into `directory`, creating it (mode 0700) if needed.
+    /// `chain.pem` into `directory`, creating it (mode 0700) if needed, and opens (or creates)
+    /// the directory's `ledger.sqlite` as this authority's ledger.
     public func save(to directory: String, passphrase: String?) throws {
         guard let keyPair = key as? KeyPair else {
             throw GnuTLSError(.invalidArgument, "only an in-memory key pair can be saved to a CA directory")
@@ -271,9 +299,12 @@ public final class LocalAuthority: Authority {
         try FileIO.write(try keyPair.pemEncoded(passphrase: passphrase), to: path(DirectoryLayout.key), secret: true)
         try FileIO.write(certificate.pemEncoded, to: path(DirectoryLayout.certificate))
         try FileIO.write(chain.map(\.pemEncoded).joined(), to: path(DirectoryLayout.chain))
+        // The directory's ledger (created when missing) becomes this authority's ledger.
+        ledgerBox.value = try SQLiteLedger(path: path(DirectoryLayout.ledger))
     }
 
-    /// Loads an authority saved by ``save(to:passphrase:)`` (or laid out the same way by hand).
+    /// Loads an authority saved by ``save(to:passphrase:)`` (or laid out the same way by hand),
+    /// with the directory's ledger (created when missing).
     /// - Throws: `.passphraseRequired` / `.wrongPassphrase` for the key, `.fileAccess` for a
     ///   missing file, ``IssuanceError`` `.authorityMisconfigured` when the key does not match.
     public static func load(from directory: String, passphrase: String?) throws -> LocalAuthority {
@@ -282,7 +313,8 @@ public final class LocalAuthority: Authority {
         let key = try KeyPair(contentsOfFile: path(DirectoryLayout.key), passphrase: passphrase)
         let chainPath = path(DirectoryLayout.chain)
         let issuers = FileManager.default.fileExists(atPath: chainPath) ? try Certificate.load(contentsOfFile: chainPath) : []
-        return try LocalAuthority(certificate: certificate, key: key, issuers: issuers)
+        return try LocalAuthority(certificate: certificate, key: key, issuers: issuers,
+                                  ledger: SQLiteLedger(path: path(DirectoryLayout.ledger)))
     }
 }
 

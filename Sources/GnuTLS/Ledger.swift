@@ -1,0 +1,145 @@
+import Foundation
+
+/// What an authority issued and revoked, and the CRL numbers it handed out.
+///
+/// Every requirement is one atomic operation: a store either does all of it or nothing,
+/// and what it has returned from is durable. Callers (``LocalAuthority``, `tlsctl`) only see
+/// this protocol, so a server-grade store (PostgreSQL, say) can replace the default
+/// ``SQLiteLedger`` without changing them. The requirements are synchronous, like
+/// ``Authority/issue(_:profile:options:)``; a networked store blocks the calling thread
+/// (never an event loop) until its database has answered.
+public protocol CertificateLedger: Sendable {
+    /// Claims `serial` for a certificate about to be signed. Returns `false` when the serial
+    /// was claimed before (by an issued certificate, or by a signing that never finished), so
+    /// the caller draws another: a serial is never used twice, even after a crash.
+    func reserve(serial: SerialNumber) throws -> Bool
+
+    /// Records an issued certificate.
+    /// - Throws: ``LedgerError`` `.duplicateSerial` when a certificate with its serial is
+    ///   already recorded.
+    func record(_ certificate: Certificate) throws
+
+    /// The certificate issued with `serial`, and its revocation if it was revoked.
+    func certificate(serial: SerialNumber) throws -> LedgerEntry?
+
+    /// Every issued certificate, oldest first.
+    func issuedCertificates() throws -> [LedgerEntry]
+
+    /// Revokes the certificate with `serial`.
+    /// - Throws: ``LedgerError`` `.unknownSerial` when no certificate with that serial was
+    ///   recorded, `.alreadyRevoked` when it was revoked before.
+    @discardableResult
+    func revoke(serial: SerialNumber, reason: RevocationReason?, date: Date) throws -> Revocation
+
+    /// Every revocation, in the order they were made.
+    func revocations() throws -> [Revocation]
+
+    /// Hands out the next CRL number: 1, 2, 3, … — strictly increasing across every call
+    /// and every reopening of the store.
+    func nextCRLNumber() throws -> Int
+}
+
+/// One revoked certificate in a ledger.
+public struct Revocation: Hashable, Sendable, CustomStringConvertible {
+    /// The revoked certificate's serial number.
+    public var serialNumber: SerialNumber
+    /// The revocation date (second precision, as CRLs carry it).
+    public var date: Date
+    /// The reason; `nil` for unspecified.
+    public var reason: RevocationReason?
+
+    /// A revocation.
+    public init(serialNumber: SerialNumber, date: Date, reason: RevocationReason?) {
+        self.serialNumber = serialNumber
+        self.date = date
+        self.reason = reason
+    }
+
+    /// The CRL entry for this revocation.
+    public var crlEntry: CertificateRevocationList.Entry {
+        CertificateRevocationList.Entry(serialNumber: serialNumber, revocationDate: date, reason: reason)
+    }
+
+    public var description: String { "\(serialNumber) revoked \(date) (\(reason ?? .unspecified))" }
+}
+
+/// One issued certificate in a ledger.
+public struct LedgerEntry: Hashable, Sendable {
+    /// The certificate as issued.
+    public var certificate: Certificate
+    /// When the ledger recorded it.
+    public var recordedAt: Date
+    /// Its revocation, if it was revoked.
+    public var revocation: Revocation?
+
+    /// A ledger entry.
+    public init(certificate: Certificate, recordedAt: Date, revocation: Revocation?) {
+        self.certificate = certificate
+        self.recordedAt = recordedAt
+        self.revocation = revocation
+    }
+
+    /// The certificate's serial number.
+    public var serialNumber: SerialNumber { certificate.serialNumber }
+    /// Whether it was revoked.
+    public var isRevoked: Bool { revocation != nil }
+}
+
+/// Why a ledger operation failed.
+public struct LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of failure this is.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// No certificate with the serial was issued by this authority.
+        public static let unknownSerial = Code(rawValue: "unknownSerial")
+        /// The certificate was revoked before.
+        public static let alreadyRevoked = Code(rawValue: "alreadyRevoked")
+        /// A certificate with the serial is already recorded.
+        public static let duplicateSerial = Code(rawValue: "duplicateSerial")
+        /// The authority has no ledger (it was neither loaded from nor saved to a directory).
+        public static let noLedger = Code(rawValue: "noLedger")
+        /// The store failed: the database cannot be opened, read or written.
+        public static let storage = Code(rawValue: "storage")
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// What was attempted, on what, and why it failed.
+    public var message: String
+    /// The serial number concerned, when there is one.
+    public var serialNumber: SerialNumber?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, serialNumber: SerialNumber? = nil) {
+        self.code = code
+        self.message = message
+        self.serialNumber = serialNumber
+    }
+
+    public var description: String { message }
+}
+
+/// Test hook: points where the process aborts when the environment variable
+/// `SWIFT_GNUTLS_TEST_CRASH_AT` names them, so tests can kill `tlsctl ca issue` /
+/// `ca revoke` mid-way and check the ledger afterwards. Unset in normal use.
+///
+/// - `after-reserve`: issuing: the serial is claimed in the ledger, nothing is signed yet.
+/// - `after-sign`: issuing: the certificate is signed but not yet recorded.
+/// - `before-commit`: inside the ledger transaction that records a certificate or a
+///   revocation, after its writes and before COMMIT.
+enum CrashPoint: String {
+    case afterReserve = "after-reserve"
+    case afterSign = "after-sign"
+    case beforeCommit = "before-commit"
+
+    static let environmentVariable = "SWIFT_GNUTLS_TEST_CRASH_AT"
+
+    func abortIfRequested() {
+        if ProcessInfo.processInfo.environment[Self.environmentVariable] == rawValue {
+            abort()
+        }
+    }
+}
