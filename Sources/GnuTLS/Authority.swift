@@ -456,7 +456,7 @@ enum NameConstraintCheck {
     static func violation(of constraints: NameConstraints, by name: GeneralName) -> String? {
         switch name {
         case .dnsName(let dns):
-            if constraints.excludedDNSDomains.contains(where: { dnsMatches(dns, $0) }) { return "excluded" }
+            if constraints.excludedDNSDomains.contains(where: { dnsMatches(dns, $0) || wildcardMayMatch(dns, $0) }) { return "excluded" }
             if !constraints.permittedDNSDomains.isEmpty && !constraints.permittedDNSDomains.contains(where: { dnsMatches(dns, $0) }) { return "not permitted" }
         case .ipAddress(let ip):
             let sameFamilyPermitted = constraints.permittedIPRanges.filter { $0.address.bytes.count == ip.bytes.count }
@@ -465,6 +465,11 @@ enum NameConstraintCheck {
         case .email(let email):
             if constraints.excludedEmailAddresses.contains(where: { emailMatches(email, $0) }) { return "excluded" }
             if !constraints.permittedEmailAddresses.isEmpty && !constraints.permittedEmailAddresses.contains(where: { emailMatches(email, $0) }) { return "not permitted" }
+        case .otherName, .registeredID:
+            let form = { if case .registeredID = name { return 8 } else { return 0 } }()
+            if constraints.excludedUnsupportedForms.contains(form) || constraints.permittedUnsupportedForms.contains(form) {
+                return "not checkable (constraints on this name form are not supported) and so not permitted"
+            }
         case .uri(let uri):
             guard let host = URL(string: uri)?.host, !host.isEmpty else {
                 return constraints.permittedURIDomains.isEmpty && constraints.excludedURIDomains.isEmpty ? nil : "not permitted (no host)"
@@ -488,6 +493,17 @@ enum NameConstraintCheck {
         if name == constraint { return true }
         constraint = "." + constraint
         return name.hasSuffix(constraint)
+    }
+
+    /// Whether a wildcard name (`*.example.com`) could stand for a name inside the subtree
+    /// `constraint` (`bar.example.com`): such a name must count as excluded (CVE-2025-61727).
+    static func wildcardMayMatch(_ name: String, _ constraint: String) -> Bool {
+        guard name.hasPrefix("*.") else { return false }
+        let base = name.dropFirst(2).lowercased()
+        let constraint = constraint.lowercased().hasPrefix(".") ? String(constraint.lowercased().dropFirst()) : constraint.lowercased()
+        guard constraint.hasSuffix("." + base) else { return false }
+        let extra = constraint.dropLast(base.count + 1)
+        return !extra.isEmpty && !extra.contains(".")
     }
 
     /// A mailbox matches exactly; `example.com` matches mailboxes at that host; `.example.com`

@@ -75,6 +75,11 @@ public struct NameConstraints: Hashable, Sendable, CustomStringConvertible {
     /// Directory name subtrees.
     public var permittedDirectoryNames: [DistinguishedName] = []
     public var excludedDirectoryNames: [DistinguishedName] = []
+    /// Name forms with subtrees this library cannot evaluate (`otherName`, `x400Address`,
+    /// `ediPartyName`, `registeredID`), by GeneralName tag number. A certificate holding a
+    /// name of such a form under these constraints fails verification.
+    public var permittedUnsupportedForms: Set<Int> = []
+    public var excludedUnsupportedForms: Set<Int> = []
 
     /// Constraints with the given subtrees.
     public init(
@@ -94,7 +99,60 @@ public struct NameConstraints: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Whether no subtree is given.
-    public var isEmpty: Bool { permitted.isEmpty && excluded.isEmpty }
+    public var isEmpty: Bool {
+        permitted.isEmpty && excluded.isEmpty && permittedUnsupportedForms.isEmpty && excludedUnsupportedForms.isEmpty
+    }
+
+    /// Parses the DER extension value with SwiftASN1 (GnuTLS's parser refuses subtrees of
+    /// forms it does not know, such as `otherName`, and does not return directory names).
+    ///
+    /// `NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees OPTIONAL,
+    /// excludedSubtrees [1] GeneralSubtrees OPTIONAL }`; `GeneralSubtree ::= SEQUENCE {
+    /// base GeneralName, minimum [0] DEFAULT 0, maximum [1] OPTIONAL }`.
+    init(derEncoded der: [UInt8]) throws {
+        func malformed(_ why: String) -> GnuTLSError {
+            GnuTLSError(.malformedDER, "name constraints extension is malformed: \(why)")
+        }
+        let parts: [DERReader.Element]
+        do { parts = try DERReader.children(of: der) } catch { throw malformed("not a DER SEQUENCE") }
+        for part in parts {
+            guard part.tag == 0xA0 || part.tag == 0xA1 else { throw malformed("unexpected field tag \(part.tag)") }
+            let permitted = part.tag == 0xA0
+            for subtree in part.children {
+                guard subtree.tag == 0x30, let base = subtree.children.first else { throw malformed("a subtree is not a SEQUENCE") }
+                if subtree.children.dropFirst().contains(where: { $0.tag == 0x80 && $0.content.contains { $0 != 0 } }) || subtree.children.dropFirst().contains(where: { $0.tag == 0x81 }) {
+                    throw malformed("subtrees with minimum or maximum are not allowed (RFC 5280 4.2.1.10)")
+                }
+                let text = { () throws -> String in
+                    guard let string = String(validating: base.content, as: UTF8.self), string.unicodeScalars.allSatisfy(\.isASCII) else {
+                        throw malformed("a name is not IA5 text")
+                    }
+                    return string
+                }
+                switch base.tag {
+                case 0x81:
+                    if permitted { permittedEmailAddresses.append(try text()) } else { excludedEmailAddresses.append(try text()) }
+                case 0x82:
+                    if permitted { permittedDNSDomains.append(try text()) } else { excludedDNSDomains.append(try text()) }
+                case 0x86:
+                    if permitted { permittedURIDomains.append(try text()) } else { excludedURIDomains.append(try text()) }
+                case 0x87:
+                    guard let network = IPNetwork(constraintBytes: Array(base.content)) else {
+                        throw malformed("an IP subtree is not an address and mask of 8 or 32 bytes")
+                    }
+                    if permitted { permittedIPRanges.append(network) } else { excludedIPRanges.append(network) }
+                case 0xA4:
+                    guard let inner = base.children.first, let name = try? DistinguishedName(derEncoded: inner.encoded) else {
+                        throw malformed("a directory name subtree is not a Name")
+                    }
+                    if permitted { permittedDirectoryNames.append(name) } else { excludedDirectoryNames.append(name) }
+                default:
+                    let form = Int(base.tag & 0x1F)
+                    if permitted { permittedUnsupportedForms.insert(form) } else { excludedUnsupportedForms.insert(form) }
+                }
+            }
+        }
+    }
 
     var permitted: [CoreGeneralName] {
         permittedDNSDomains.map { .dns($0) } + permittedIPRanges.map { .ip($0.constraintBytes) }
@@ -180,8 +238,7 @@ struct DecodedExtensions: Sendable, Hashable {
                     if method == "1.3.6.1.5.5.7.48.2" { caIssuerURLs.append(url) }
                 }
             case ExtensionOID.nameConstraints:
-                let (permitted, excluded) = try ExtensionCodec.nameConstraints(ext.value)
-                nameConstraints = NameConstraints(permitted: permitted, excluded: excluded)
+                nameConstraints = try NameConstraints(derEncoded: ext.value)
             default:
                 break
             }

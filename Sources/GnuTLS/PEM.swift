@@ -79,6 +79,9 @@ public struct PEMBlock: Hashable, Sendable {
     static func looksLikePEM(_ bytes: [UInt8]) -> Bool {
         bytes.first != 0x30 && bytes.contains(0x2D)  // '-'
     }
+
+    /// Whether `bytes` look like PEM text rather than DER.
+    public static func looksLikePEMText(_ bytes: [UInt8]) -> Bool { looksLikePEM(bytes) }
 }
 
 /// File helpers shared by the types that load from disk.

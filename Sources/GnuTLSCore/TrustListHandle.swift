@@ -111,6 +111,13 @@ package final class TrustListHandle: @unchecked Sendable {
         return result
     }
 
+    /// Whether `status` says only that a signer's constraints (path length, name
+    /// constraints) failed: checks the Swift validator performs itself per RFC 5280.
+    package static func isOnlyConstraintFailure(_ status: UInt32) -> Bool {
+        let constraintBits = GNUTLS_CERT_INVALID.rawValue | GNUTLS_CERT_SIGNER_CONSTRAINTS_FAILURE.rawValue
+        return status != 0 && status & ~constraintBits == 0
+    }
+
     /// GnuTLS's verdict on an ordered chain (leaf first, without the anchor), with time
     /// checks disabled (the caller checks times against its own clock). Returns the status
     /// bits and GnuTLS's text for them; 0 means trusted.

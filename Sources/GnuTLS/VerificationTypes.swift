@@ -1,0 +1,206 @@
+import Foundation
+
+/// How strong keys and signature algorithms must be, after GnuTLS's verification profiles.
+public struct SecurityProfile: Hashable, Sendable, CustomStringConvertible {
+    /// The profile's name (`low`, `medium`, `high`).
+    public var name: String
+    /// Smallest acceptable RSA modulus.
+    public var minimumRSABits: Int
+    /// Smallest acceptable elliptic curve.
+    public var minimumECBits: Int
+    /// Whether SHA-1 signatures are acceptable.
+    public var allowsSHA1: Bool
+
+    /// GnuTLS's LOW profile: RSA ≥ 1024, SHA-1 accepted. For legacy peers only.
+    public static let low = SecurityProfile(name: "low", minimumRSABits: 1024, minimumECBits: 256, allowsSHA1: true)
+    /// GnuTLS's MEDIUM profile (the default): RSA ≥ 2048, curves ≥ P-256, no SHA-1.
+    public static let medium = SecurityProfile(name: "medium", minimumRSABits: 2048, minimumECBits: 256, allowsSHA1: false)
+    /// GnuTLS's HIGH profile: RSA ≥ 3072, curves ≥ P-256, no SHA-1.
+    public static let high = SecurityProfile(name: "high", minimumRSABits: 3072, minimumECBits: 256, allowsSHA1: false)
+
+    /// Looks up `low`, `medium` or `high`.
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "low": self = .low
+        case "medium": self = .medium
+        case "high": self = .high
+        default: return nil
+        }
+    }
+
+    init(name: String, minimumRSABits: Int, minimumECBits: Int, allowsSHA1: Bool) {
+        self.name = name
+        self.minimumRSABits = minimumRSABits
+        self.minimumECBits = minimumECBits
+        self.allowsSHA1 = allowsSHA1
+    }
+
+    public var description: String { name }
+}
+
+/// Whether and how revocation is checked against the trust store's CRLs.
+public struct RevocationPolicy: Hashable, Sendable, CustomStringConvertible {
+    /// The mode's name.
+    public var name: String
+
+    /// Revocation is not checked. Named so that turning it off is visible in code review.
+    public static let disabledInsecure = RevocationPolicy(name: "disabled")
+    /// The default: where the trust store holds CRLs from a certificate's issuer, they must
+    /// be valid and current (otherwise the status is unknown and verification fails) and the
+    /// certificate must not be listed. Certificates whose issuer published no CRL pass.
+    public static let checkAvailableCRLs = RevocationPolicy(name: "check-available")
+    /// Every certificate below the trust anchor needs a valid, current CRL from its issuer;
+    /// without one verification fails with `revocationStatusUnknown` (fail closed).
+    public static let requireCRLs = RevocationPolicy(name: "require")
+
+    public var description: String { name }
+}
+
+/// What a verification checks besides the chain itself.
+public struct VerificationPolicy: Hashable, Sendable {
+    /// Purposes the leaf must allow (extended key usage); CAs in the chain that carry an
+    /// EKU extension must allow them too.
+    public var purposes: [ExtendedKeyUsage]
+    /// Identities the leaf must hold, every one of them: `.dnsName` (matched against DNS
+    /// SANs only, RFC 6125 wildcards, no common-name fallback), `.ipAddress` (IP SANs only),
+    /// `.email` (rfc822Name SANs).
+    public var expectedNames: [GeneralName]
+    /// The moment to verify at; `nil` means now. Per call, never GnuTLS's process-wide clock.
+    public var time: Date?
+    /// The most non-self-issued intermediates a chain may have.
+    public var maximumIntermediates: Int?
+    /// Key sizes and signature algorithms.
+    public var securityProfile: SecurityProfile
+    /// Key usage bits the leaf must allow (when it has a key usage extension).
+    public var requiredKeyUsage: KeyUsage
+    /// When set, the only signature algorithms (GnuTLS names or OIDs) accepted below the anchor.
+    public var allowedSignatureAlgorithms: Set<String>?
+    /// Revocation checking.
+    public var revocation: RevocationPolicy
+
+    /// A policy with the given checks. The default verifies a TLS server without a name.
+    public init(
+        purposes: [ExtendedKeyUsage] = [.serverAuth], expectedNames: [GeneralName] = [], time: Date? = nil,
+        maximumIntermediates: Int? = nil, securityProfile: SecurityProfile = .medium, requiredKeyUsage: KeyUsage = [],
+        allowedSignatureAlgorithms: Set<String>? = nil, revocation: RevocationPolicy = .checkAvailableCRLs
+    ) {
+        self.purposes = purposes
+        self.expectedNames = expectedNames
+        self.time = time
+        self.maximumIntermediates = maximumIntermediates
+        self.securityProfile = securityProfile
+        self.requiredKeyUsage = requiredKeyUsage
+        self.allowedSignatureAlgorithms = allowedSignatureAlgorithms
+        self.revocation = revocation
+    }
+
+    /// Verifies a TLS server for `host` (a DNS name or an IP address literal).
+    public static func server(host: String) -> VerificationPolicy {
+        VerificationPolicy(purposes: [.serverAuth], expectedNames: [IPAddress(host).map { .ipAddress($0) } ?? .dnsName(host)])
+    }
+
+    /// Verifies a TLS client, optionally one that must hold every name in `names`.
+    public static func client(names: [GeneralName] = []) -> VerificationPolicy {
+        VerificationPolicy(purposes: [.clientAuth], expectedNames: names)
+    }
+}
+
+/// A chain that passed verification: the leaf first, the trust anchor last.
+public struct VerifiedChain: Hashable, Sendable {
+    /// Leaf, intermediates, anchor.
+    public let certificates: [Certificate]
+    /// The leaf.
+    public var leaf: Certificate { certificates[0] }
+    /// The trust anchor.
+    public var anchor: Certificate { certificates[certificates.count - 1] }
+}
+
+/// Why a chain was rejected: every problem found on the best candidate chain, each with
+/// the position it applies to.
+public struct VerificationError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// One problem.
+    public struct Problem: Hashable, Sendable, CustomStringConvertible {
+        /// What is wrong.
+        public var reason: Reason
+        /// Position in the chain: 0 is the leaf, increasing towards the anchor; `nil` when
+        /// the problem is not about one certificate.
+        public var position: Int?
+        /// Subject of the certificate at ``position``.
+        public var subject: DistinguishedName?
+        /// A sentence a user can act on.
+        public var message: String
+        /// For expired / not yet valid: the validity period.
+        public var notValidBefore: Date?
+        public var notValidAfter: Date?
+        /// For a revoked certificate.
+        public var revocationDate: Date?
+        public var revocationReason: RevocationReason?
+        /// For a name mismatch: what was asked, and what the certificate holds.
+        public var expectedName: GeneralName?
+        public var presentedNames: [GeneralName]?
+
+        init(_ reason: Reason, _ message: String, position: Int? = nil, subject: DistinguishedName? = nil) {
+            self.reason = reason
+            self.message = message
+            self.position = position
+            self.subject = subject
+        }
+
+        public var description: String {
+            position.map { "[\($0)] \(reason): \(message)" } ?? "\(reason): \(message)"
+        }
+    }
+
+    /// Problem kinds.
+    public struct Reason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// No chain reaches a trust anchor.
+        public static let untrustedIssuer = Reason(rawValue: "untrustedIssuer")
+        /// A signature does not verify with its issuer's key.
+        public static let signatureInvalid = Reason(rawValue: "signatureInvalid")
+        /// The verification time is after the certificate's notAfter.
+        public static let expired = Reason(rawValue: "expired")
+        /// The verification time is before the certificate's notBefore.
+        public static let notYetValid = Reason(rawValue: "notYetValid")
+        /// The leaf does not hold an expected name.
+        public static let nameMismatch = Reason(rawValue: "nameMismatch")
+        /// The leaf (or a CA's EKU) does not allow the purpose.
+        public static let purposeMismatch = Reason(rawValue: "purposeMismatch")
+        /// An issuer is not a CA (basic constraints missing, not critical, or CA:FALSE).
+        public static let notCA = Reason(rawValue: "notCA")
+        /// A path-length constraint or the maximum chain depth is exceeded.
+        public static let pathLengthExceeded = Reason(rawValue: "pathLengthExceeded")
+        /// A required key usage bit is missing (keyCertSign on a CA, cRLSign on a CRL issuer, or a requested bit on the leaf).
+        public static let keyUsageMissing = Reason(rawValue: "keyUsageMissing")
+        /// A name is outside an issuer's name constraints.
+        public static let nameConstraintViolated = Reason(rawValue: "nameConstraintViolated")
+        /// The certificate is listed on its issuer's CRL.
+        public static let revoked = Reason(rawValue: "revoked")
+        /// Revocation could not be established (no valid current CRL where one is required).
+        public static let revocationStatusUnknown = Reason(rawValue: "revocationStatusUnknown")
+        /// A key or signature algorithm is too weak or not allowed.
+        public static let insecureAlgorithm = Reason(rawValue: "insecureAlgorithm")
+        /// A critical extension is not understood.
+        public static let unhandledCriticalExtension = Reason(rawValue: "unhandledCriticalExtension")
+        /// A certificate violates the X.509 profile (version, empty names, extension rules).
+        public static let malformedCertificate = Reason(rawValue: "malformedCertificate")
+        /// GnuTLS's own verification rejected a chain the Swift checks accepted.
+        public static let rejectedByGnuTLS = Reason(rawValue: "rejectedByGnuTLS")
+    }
+
+    /// Every problem, leaf first.
+    public var problems: [Problem]
+
+    /// Whether any problem has `reason`.
+    public func contains(_ reason: Reason) -> Bool { problems.contains { $0.reason == reason } }
+
+    /// The problems with `reason`.
+    public func problems(_ reason: Reason) -> [Problem] { problems.filter { $0.reason == reason } }
+
+    public var description: String {
+        "certificate verification failed: " + problems.map(\.description).joined(separator: "; ")
+    }
+}
