@@ -381,6 +381,11 @@ enum RFC4514 {
                 }
                 value = AttributeValue(derEncoded: der)
                 while index < bytes.count, bytes[index] == 0x20 { index += 1 }
+                // Only a separator may follow the hex digits; anything else would be
+                // silently taken as one.
+                if index < bytes.count, ![UInt8(ascii: ","), UInt8(ascii: "+"), UInt8(ascii: ";")].contains(bytes[index]) {
+                    throw fail("unexpected '\(Character(Unicode.Scalar(bytes[index])))' after the hex value of \(typeText)")
+                }
             } else {
                 var raw: [UInt8] = []
                 var lastEscaped = 0  // length of `raw` after the last escaped byte
