@@ -11,6 +11,7 @@ struct CACommand: AsyncParsableCommand {
         CAInit.self,
         CAIntermediate.self,
         CAIssue.self,
+        CARevoke.self, CACRL.self,
     ]
 
     static let configuration = CommandConfiguration(
