@@ -214,6 +214,17 @@ struct PathValidation {
         if cert.version != 3 {
             add(.malformedCertificate, "'\(cert.subject)' is an X.509 v\(cert.version) certificate; only v3 is accepted")
         }
+        if !isAnchor {
+            let serial = cert.serialNumber.bytes
+            if serial == [0] {
+                add(.malformedCertificate, "'\(cert.subject)' has serial number zero (RFC 5280 4.1.2.2)")
+            } else if serial.count > 20 || (serial.count == 20 && serial[0] & 0x80 != 0) {
+                add(.malformedCertificate, "'\(cert.subject)' has a serial number longer than 20 octets (RFC 5280 4.1.2.2)")
+            }
+        }
+        if let policyConstraints = cert.extension(oid: "2.5.29.36"), !policyConstraints.critical {
+            add(.malformedCertificate, "'\(cert.subject)' must mark policy constraints critical (RFC 5280 4.2.1.11)")
+        }
         if cert.issuer.isEmpty {
             add(.malformedCertificate, "'\(cert.subject)' has an empty issuer name")
         }
@@ -250,6 +261,13 @@ struct PathValidation {
                 // CA/Browser Forum 7.1.2.7.8 and 7.1.2.7.11: a subscriber certificate is not a CA.
                 add(.malformedCertificate, "'\(cert.subject)' is a CA certificate presented as an end-entity certificate")
             }
+            if let eku = cert.extension(oid: ExtensionOID.extendedKeyUsage) {
+                // CA/B Forum 7.1.2.7.6 and 7.1.2.7.10: not critical, never anyExtendedKeyUsage.
+                if eku.critical { add(.malformedCertificate, "'\(cert.subject)' marks extended key usage critical (CA/B Forum 7.1.2.7.6)") }
+                if cert.extendedKeyUsage?.contains(.any) == true && policy.purposes.contains(.serverAuth) {
+                    add(.purposeMismatch, "'\(cert.subject)' asserts anyExtendedKeyUsage, which a TLS server certificate must not (CA/B Forum 7.1.2.7.10)")
+                }
+            }
             if let san = cert.extension(oid: ExtensionOID.subjectAlternativeName), san.critical, !cert.subject.isEmpty {
                 add(.malformedCertificate, "'\(cert.subject)' marks its alternative names critical although its subject is not empty (RFC 5280 4.2.1.6, CA/B Forum 7.1.2.7.12)")
             }
@@ -262,6 +280,9 @@ struct PathValidation {
             let fields = (try? DERReader.children(of: aki.value)) ?? []
             if !fields.contains(where: { $0.tag == 0x80 }) {
                 add(.malformedCertificate, "'\(cert.subject)' has an authority key identifier without a keyIdentifier")
+            }
+            if isAnchor && cert.isSelfIssued && cert.extendedKeyUsage != nil && policy.purposes.contains(.serverAuth) {
+                add(.malformedCertificate, "root '\(cert.subject)' carries an extended key usage extension, which CA/B Forum 7.1.2.1.2 forbids")
             }
             if isAnchor && cert.isSelfIssued {
                 // CA/B Forum 7.1.2.1.3: a root's AKI holds only keyIdentifier, equal to its SKI.
