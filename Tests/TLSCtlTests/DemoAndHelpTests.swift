@@ -1,0 +1,92 @@
+import Foundation
+import GnuTLS
+import Testing
+import TestSupport
+
+@Suite("tlsctl demo")
+struct DemoTests {
+    @Test("builds root -> intermediate -> server and client, prints each step, and every check passes")
+    func demo() throws {
+        let work = try CLIWorkspace()
+        defer { work.remove() }
+        let result = try work.succeed(["demo", "--dir", "pki"])
+        let output = result.standardOutput
+        for step in ["[1] Root CA", "[2] Intermediate CA", "[3] Server certificate", "[4] Client certificate", "Checking the chains"] {
+            #expect(output.contains(step), "demo output lacks \(step):\n\(output)")
+        }
+        #expect(!output.contains("FAIL"), "\(output)")
+        let summary = try #require(output.split(separator: "\n").first { $0.hasPrefix("Demo checks: ") })
+        #expect(summary.hasSuffix(" passed, 0 failed"), "\(summary)")
+        #expect(output.contains("Not checked: certificate signatures"), "the demo says what it did not check")
+
+        // What it built verifies with independent tools, for the right purposes.
+        for (leaf, purpose) in [("server", "sslserver"), ("client", "sslclient")] {
+            let verify = try work.tool(["openssl", "verify", "-CAfile", "pki/root/ca.pem", "-untrusted", "pki/intermediate/ca.pem",
+                                        "-purpose", purpose, "pki/\(leaf).pem"])
+            #expect(verify.standardOutput == "pki/\(leaf).pem: OK\n", "\(verify)")
+            let certtool = try work.tool(["certtool", "--verify", "--load-ca-certificate", "pki/root/ca.pem", "--infile", "pki/\(leaf)-chain.pem"])
+            #expect(certtool.standardOutput.contains("Chain verification output: Verified."), "\(certtool)")
+            #expect(try work.mode("pki/\(leaf).key.pem") == 0o600)
+            #expect(try KeyPair(contentsOfFile: work.file("pki/\(leaf).key.pem")).publicKey
+                    == (try Certificate(pemEncoded: work.read("pki/\(leaf).pem")).publicKey))
+        }
+        for certificate in ["pki/root/ca.pem", "pki/intermediate/ca.pem", "pki/server.pem", "pki/client.pem"] {
+            try expectLintClean(certificate, in: work)
+        }
+        // The CA directories open with the passphrase file the demo wrote, through tlsctl itself.
+        let request = try work.makeRequest("extra", subject: "CN=extra.demo.test", dns: ["extra.demo.test"])
+        try work.succeed(["ca", "issue", "--ca", "pki/intermediate", "--ca-passphrase-file", "pki/ca-passphrase.txt", "--csr", request,
+                          "--profile", "server", "--days", "7", "--out", "extra.pem"])
+    }
+
+    @Test("without --dir it works in a temporary directory and removes it")
+    func temporary() throws {
+        let work = try CLIWorkspace()
+        defer { work.remove() }
+        let output = try work.succeed(["demo"]).standardOutput
+        let firstLine = try #require(output.split(separator: "\n").first)
+        let directory = try #require(firstLine.split(separator: " ").last.map(String.init))
+        #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) was left behind")
+    }
+}
+
+@Suite("tlsctl --help")
+struct HelpTests {
+    /// Every command, and the options its help must list.
+    static let commands: [([String], [String])] = [
+        ([], ["key", "csr", "ca", "show", "demo", "64"]),
+        (["key"], ["generate"]),
+        (["key", "generate"], ["--algorithm", "--out", "--passphrase-file", "ecdsa-p256", "rsa-4096", "ed25519"]),
+        (["csr"], ["create"]),
+        (["csr", "create"], ["--key", "--passphrase-file", "--subject", "--dns", "--ip", "--email", "--uri", "--out"]),
+        (["ca"], ["init", "intermediate", "issue"]),
+        (["ca", "init"], ["--dir", "--subject", "--algorithm", "--days", "--passphrase-file", "--path-length", "--permit-dns", "--exclude-dns"]),
+        (["ca", "intermediate"], ["--ca", "--ca-passphrase-file", "--dir", "--subject", "--path-length", "--permit-dns", "--exclude-dns",
+                                  "--passphrase-file", "--algorithm", "--days"]),
+        (["ca", "issue"], ["--ca", "--ca-passphrase-file", "--csr", "--profile", "--days", "--out", "--chain-out", "--crl-url", "--ocsp-url",
+                           "server-client"]),
+        (["show"], ["--passphrase-file"]),
+        (["demo"], ["--dir", "--keep"]),
+    ]
+
+    @Test("every command has --help listing its options", arguments: commands.indices)
+    func help(index: Int) throws {
+        let (command, options) = Self.commands[index]
+        let work = try CLIWorkspace()
+        defer { work.remove() }
+        let result = try work.succeed(command + ["--help"])
+        #expect(result.standardOutput.hasPrefix("OVERVIEW: "), "\(result)")
+        #expect(result.standardOutput.contains("USAGE: tlsctl \(command.joined(separator: " "))"), "\(result)")
+        for option in options {
+            #expect(result.standardOutput.contains(option), "`tlsctl \(command.joined(separator: " ")) --help` lacks \(option)")
+        }
+    }
+
+    @Test("an unknown command is a usage error (exit 64)")
+    func unknownCommand() throws {
+        let work = try CLIWorkspace()
+        defer { work.remove() }
+        let result = try work.fail(["sign-everything"], exitCode: 64)
+        #expect(result.standardError.contains("Unexpected argument 'sign-everything'"), "\(result)")
+    }
+}
