@@ -12,7 +12,9 @@ public struct SerialNumber: Hashable, Sendable, CustomStringConvertible, Compara
     }
     /// Parses hex (`0a1b…`, colons allowed).
     public init?(hex: String) {
-        guard let bytes = [UInt8](hex: hex.count % 2 == 1 ? "0" + hex : hex), !bytes.isEmpty else { return nil }
+        // Colons go first: "0a:1b" has an odd length but an even number of digits.
+        let digits = hex.filter { $0 != ":" }
+        guard let bytes = [UInt8](hex: digits.count % 2 == 1 ? "0" + digits : digits), !bytes.isEmpty else { return nil }
         self.init(bytes: bytes)
     }
     /// Lower-case hex.

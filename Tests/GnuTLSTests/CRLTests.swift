@@ -153,6 +153,16 @@ import TestSupport
         #expect(tbs[4].tag == 0x18)  // nextUpdate: GeneralizedTime
     }
 
+    /// `tlsctl ca revoke --serial` takes serials as `tlsctl` and openssl print them.
+    @Test func serialNumbersFromHexWithColons() {
+        #expect(SerialNumber(hex: "0A:1B:2C") == SerialNumber(bytes: [0x0A, 0x1B, 0x2C]))
+        #expect(SerialNumber(hex: "0a1b2c") == SerialNumber(bytes: [0x0A, 0x1B, 0x2C]))
+        #expect(SerialNumber(hex: "a1b2c") == SerialNumber(bytes: [0x0A, 0x1B, 0x2C]))
+        #expect(SerialNumber(hex: "10:A0:FA") == SerialNumber(bytes: [0x10, 0xA0, 0xFA]))
+        #expect(SerialNumber(hex: "xyz") == nil)
+        #expect(SerialNumber(hex: "") == nil)
+    }
+
     @Test func reasonNames() {
         #expect(RevocationReason.allCases.count == 10)
         for reason in RevocationReason.allCases {
