@@ -212,12 +212,10 @@ struct DemoPKI {
     }
 }
 
-/// The demo's checks, made with the library.
-///
-/// Until the library has a chain verifier, these check what the library exposes: request
-/// signatures (proof of possession), issuer/subject links, key identifiers, CA flags, key
-/// usage, validity nesting and purposes, and that policy refuses what it should. Certificate
-/// signatures are not checked here yet, and the summary says so.
+/// The demo's checks, made with the library: request signatures (proof of possession),
+/// issuer/subject links, key identifiers, CA flags, key usage, validity nesting and purposes,
+/// that policy refuses what it should, and then full verification of both chains by the
+/// library's ``Verifier``.
 enum DemoChecks {
     static func run(_ pki: DemoPKI, log: inout DemoLog) throws {
         log.begin("Checking the certificate requests")
@@ -261,7 +259,59 @@ enum DemoChecks {
             _ = try pki.intermediate.issue(inside, profile: .tlsServer, options: IssuanceOptions(validityDays: 20 * 365))
         }
 
-        log.note("certificate signatures: the library has no chain verifier yet (Sources/GnuTLS/Verif*, in progress); the links above are checked by names, key identifiers, CA flags and validity")
+        try verifyChains(pki, log: &log)
+    }
+
+    /// Verifies both chains with the library's ``Verifier`` (signatures, validity,
+    /// constraints, purposes, names), trusting only the demo root, and checks that it rejects
+    /// what it should.
+    static func verifyChains(_ pki: DemoPKI, log: inout DemoLog) throws {
+        log.begin("Verifying the chains with the library's verifier (trusting only the demo root)")
+        let root = pki.root.certificate
+        let intermediate = pki.intermediate.certificate
+        let verifier = try Verifier(trustStore: TrustStore(certificates: [root]))
+        for host in ["server.demo.test", "127.0.0.1", "::1"] {
+            expectVerified("server certificate for \(host)", [pki.server.certificate, intermediate, root], log: &log) {
+                try verifier.verify(pki.server.certificate, intermediates: [intermediate], policy: .server(host: host))
+            }
+        }
+        expectVerified("client certificate for client@demo.test", [pki.client.certificate, intermediate, root], log: &log) {
+            try verifier.verify(pki.client.certificate, intermediates: [intermediate], policy: .client(names: [.email("client@demo.test")]))
+        }
+        expectRejected("server certificate for www.example.com (a name it does not hold)", .nameMismatch, log: &log) {
+            try verifier.verify(pki.server.certificate, intermediates: [intermediate], policy: .server(host: "www.example.com"))
+        }
+        expectRejected("client certificate used as a server's", .purposeMismatch, log: &log) {
+            try verifier.verify(pki.client.certificate, intermediates: [intermediate], policy: VerificationPolicy(purposes: [.serverAuth]))
+        }
+        expectRejected("server chain without the intermediate", .untrustedIssuer, log: &log) {
+            try verifier.verify(pki.server.certificate, intermediates: [], policy: .server(host: "server.demo.test"))
+        }
+        expectRejected("server certificate a year from now (expired by then)", .expired, log: &log) {
+            var policy = VerificationPolicy.server(host: "server.demo.test")
+            policy.time = Date().addingTimeInterval(365 * 86_400)
+            return try verifier.verify(pki.server.certificate, intermediates: [intermediate], policy: policy)
+        }
+    }
+
+    static func expectVerified(_ what: String, _ expected: [Certificate], log: inout DemoLog, _ body: () throws -> VerifiedChain) {
+        do {
+            let chain = try body()
+            log.check("verifies \(what)", chain.certificates == expected, chain.certificates.map { short($0) }.joined(separator: " <- "))
+        } catch {
+            log.check("verifies \(what)", false, "\(error)")
+        }
+    }
+
+    static func expectRejected(_ what: String, _ reason: VerificationError.Reason, log: inout DemoLog, _ body: () throws -> VerifiedChain) {
+        do {
+            _ = try body()
+            log.check("rejects \(what)", false, "it was accepted")
+        } catch let error as VerificationError {
+            log.check("rejects \(what)", error.contains(reason), error.problems.map(\.description).joined(separator: "; "))
+        } catch {
+            log.check("rejects \(what)", false, "unexpected error: \(error)")
+        }
     }
 
     static func checkLink(child: Certificate, issuer: Certificate, log: inout DemoLog) {
