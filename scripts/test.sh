@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian packages, pkilint from PyPI), builds the
+# package with its tests, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+
+require_swift
+# Build: libgnutls28-dev, nettle-dev, libsqlite3-dev. Independent peers the tests run:
+# gnutls-bin (certtool, gnutls-cli, gnutls-serv), openssl, curl. pkilint needs pip.
+install_debian_packages libgnutls28-dev nettle-dev gnutls-bin openssl curl libsqlite3-dev python3-pip
+install_pip_package pkilint lint_pkix_cert
+
+echo "==> Building with tests"
+swift build "${swift_flags[@]}" --build-tests
+echo "==> Testing"
+swift test "${swift_flags[@]}"
