@@ -134,7 +134,7 @@ struct CertificateRequestTests {
     func certtoolRequest() throws {
         try withTemporaryDirectory { directory in
             let keyPath = try OpenSSL.generateKey("rsa:2048", to: directory.file("key.pem"))
-            let template = try directory.write("""
+            let output = try CertTool.generateRequest(key: keyPath, template: """
                 cn = "tool.example.com"
                 organization = "Example"
                 dns_name = "tool.example.com"
@@ -144,10 +144,7 @@ struct CertificateRequestTests {
                 tls_www_client
                 signing_key
 
-                """, to: "template.cfg")
-            let output = directory.file("req.pem")
-            try Tool.runChecked(["certtool", "--generate-request", "--load-privkey", keyPath, "--template", template, "--outfile", output],
-                                package: "gnutls-bin")
+                """, in: directory)
             let request = try CertificateRequest(contentsOfFile: output)
             #expect(request.subject.commonName == "tool.example.com")
             #expect(request.subject.organization == ["Example"])

@@ -31,10 +31,8 @@ struct IssuancePolicyTests {
                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "subjectAltName=DNS:sneaky.example.com",
                 ], in: directory)
             } else {
-                let template = try directory.write("cn = \"sneaky.example.com\"\ndns_name = \"sneaky.example.com\"\nca\ncert_signing_key\n", to: "t.cfg")
-                try Tool.runChecked(["certtool", "--generate-request", "--load-privkey", keyPath, "--template", template,
-                                     "--outfile", directory.file("req.pem")], package: "gnutls-bin")
-                request = try CertificateRequest(contentsOfFile: directory.file("req.pem"))
+                request = try CertificateRequest(contentsOfFile: CertTool.generateRequest(
+                    key: keyPath, template: "cn = \"sneaky.example.com\"\ndns_name = \"sneaky.example.com\"\nca\ncert_signing_key\n", in: directory))
             }
             #expect(request.requestsCertificateAuthority)
             for profile in [CertificateProfile.tlsServer, .tlsClient, .tlsServerClient] {

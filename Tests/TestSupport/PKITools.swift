@@ -108,3 +108,17 @@ public enum TinyDER {
         return serial.tag == 0x02 ? serial.content : nil
     }
 }
+
+/// Requests made by GnuTLS's own `certtool`, the second independent source.
+public enum CertTool {
+    /// `certtool --generate-request` for the key at `keyPath`, with `template` (certtool's
+    /// template syntax) written beside it. Returns the path of the PEM request.
+    public static func generateRequest(key keyPath: String, template: String, in directory: TemporaryDirectory,
+                                       name: String = "certtool") throws -> String {
+        let templatePath = try directory.write(template, to: "\(name).cfg")
+        let output = directory.file("\(name).csr")
+        try Tool.runChecked(["certtool", "--generate-request", "--load-privkey", keyPath, "--template", templatePath, "--outfile", output],
+                            package: "gnutls-bin")
+        return output
+    }
+}
