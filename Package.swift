@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "GnuTLS", targets: ["GnuTLS"]),
+        .library(name: "NIOGnuTLS", targets: ["NIOGnuTLS"]),
         .executable(name: "tlsctl", targets: ["tlsctl"]),
     ],
     dependencies: [
@@ -13,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // The CA ledger's default store (SQLite; needs the system's libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
@@ -36,10 +38,21 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // TLS on SwiftNIO: the engine driven on the event loop, async/await on top.
+        .target(
+            name: "NIOGnuTLS",
+            dependencies: [
+                "GnuTLS",
+                "GnuTLSCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "tlsctl",
             dependencies: [
                 "GnuTLS",
+                "NIOGnuTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,9 +66,19 @@ let package = Package(
             dependencies: ["GnuTLS", "TestSupport"]
         ),
         // Cross-checks against independent programs: openssl, certtool, pkilint.
+        // The TLS engine back to back in memory, and NIOGnuTLS channels on 127.0.0.1.
+        .testTarget(
+            name: "NIOGnuTLSTests",
+            dependencies: [
+                "NIOGnuTLS", "GnuTLS", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["GnuTLS", "TestSupport"]
+            dependencies: ["GnuTLS", "NIOGnuTLS", "TestSupport"]
         ),
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(

@@ -63,9 +63,18 @@ package final class TrustListHandle: @unchecked Sendable {
         raw = list
     }
 
+    /// False once the list was handed to GnuTLS credentials, which then free it.
+    private var owned = true
+
     deinit {
         // `all = 1`: the list owns the certificates and CRLs added to it.
-        gnutls_x509_trust_list_deinit(raw, 1)
+        if owned { gnutls_x509_trust_list_deinit(raw, 1) }
+    }
+
+    /// Hands the list over to a new owner (GnuTLS credentials); this object no longer frees it.
+    package func release() -> gnutls_x509_trust_list_t {
+        owned = false
+        return raw
     }
 
     /// Adds trust anchors. Ownership of each parsed certificate passes to the list

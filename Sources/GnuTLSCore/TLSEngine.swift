@@ -1,0 +1,354 @@
+import CGnuTLS
+
+/// Why a TLS operation failed, as GnuTLS reported it.
+package struct CoreTLSFailure: Error, Sendable {
+    package enum Kind: Sendable, Equatable {
+        /// The peer sent a fatal alert (its GnuTLS name, e.g. "Bad certificate").
+        case alertReceived(String)
+        /// GnuTLS's certificate verification failed during the handshake.
+        case certificateVerification(status: UInt32, text: String)
+        /// The server required a certificate and the client sent none.
+        case peerCertificateRequired
+        /// The transport closed without close_notify.
+        case prematureEOF
+        /// Anything else: garbage from the peer, an unsupported version, a library error.
+        case protocolError
+    }
+    package var kind: Kind
+    package var code: Int32
+    package var name: String
+    package var text: String
+    /// The function that failed.
+    package var function: String
+}
+
+/// A sans-IO TLS session: ciphertext in through ``receive(_:)``, ciphertext out through
+/// ``takeOutbound()``, plaintext through ``read(_:)`` / ``write(_:)``. Every session is
+/// GNUTLS_NONBLOCK; "needs more input" is a state, never an error.
+///
+/// Not thread-safe: one engine belongs to one connection, used from one thread (the NIO
+/// event loop, or a test). It keeps its context (credentials, priorities) alive, because
+/// the GnuTLS session points into them.
+package final class TLSEngine {
+    package enum Status: Equatable {
+        case complete
+        case wantInput
+    }
+
+    package enum ReadOutcome: Equatable {
+        /// `count` plaintext bytes were handed to the reader.
+        case data(Int)
+        /// Nothing decrypted yet; more ciphertext is needed.
+        case wantInput
+        /// The peer sent close_notify.
+        case closed
+        /// The peer asked to renegotiate (TLS 1.2); the engine refused with a
+        /// no_renegotiation alert (in ``takeOutbound()``) and the connection goes on.
+        case renegotiationRefused
+    }
+
+    package let context: TLSContextHandle
+    let session: gnutls_session_t
+    private let io: EngineIO
+    private var scratch: [UInt8]
+    package private(set) var handshakeComplete = false
+
+    /// - Parameters:
+    ///   - serverName: for clients, the SNI name (omitted for IP literals) and the name
+    ///     GnuTLS verifies the certificate against when `verifyPeer` is set.
+    ///   - verifyPeer: run GnuTLS's verification in the handshake (trust list, host name or
+    ///     IP, purpose); failures send the right alert.
+    ///   - purposeOID: the extended key usage the peer's certificate must allow.
+    ///   - sessionData: a session to resume (client).
+    package init(
+        context: TLSContextHandle, serverName: String?, verifyHostname: String?, verifyIP: [UInt8]?,
+        verifyPeer: Bool, purposeOID: String?, sessionData: [UInt8]? = nil
+    ) throws {
+        self.context = context
+        self.io = EngineIO()
+        self.scratch = [UInt8](repeating: 0, count: 16 * 1024 + 256)
+        let isServer = context.settings.role == .server
+        var flags = UInt32(GNUTLS_NONBLOCK) | (isServer ? UInt32(GNUTLS_SERVER) : UInt32(GNUTLS_CLIENT))
+        if !context.settings.sessionTickets { flags |= UInt32(GNUTLS_NO_TICKETS) }
+        var session: gnutls_session_t?
+        try check(gnutls_init(&session, flags), "gnutls_init")
+        self.session = session!
+        io.session = session
+        do {
+            try configure(isServer: isServer, serverName: serverName, verifyHostname: verifyHostname, verifyIP: verifyIP,
+                          verifyPeer: verifyPeer, purposeOID: purposeOID, sessionData: sessionData)
+        } catch {
+            gnutls_deinit(session)
+            throw error
+        }
+    }
+
+    private func configure(isServer: Bool, serverName: String?, verifyHostname: String?, verifyIP: [UInt8]?,
+                           verifyPeer: Bool, purposeOID: String?, sessionData: [UInt8]?) throws {
+        try check(gnutls_priority_set(session, context.priority), "gnutls_priority_set")
+        try check(gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, UnsafeMutableRawPointer(context.credentials)), "gnutls_credentials_set")
+        gnutls_transport_set_ptr(session, Unmanaged.passUnretained(io).toOpaque())
+        gnutls_transport_set_push_function(session, enginePush)
+        gnutls_transport_set_vec_push_function(session, engineVecPush)
+        gnutls_transport_set_pull_function(session, enginePull)
+        gnutls_transport_set_pull_timeout_function(session, enginePullTimeout)
+        // Timeouts are the transport's business (the NIO handler schedules one).
+        gnutls_handshake_set_timeout(session, 0)
+
+        if isServer {
+            switch context.settings.clientCertificates {
+            case .none: gnutls_certificate_server_set_request(session, GNUTLS_CERT_IGNORE)
+            case .optional: gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUEST)
+            case .required: gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE)
+            }
+            if context.hasTicketKey { try context.enableTickets(on: session) }
+        } else if let serverName, verifyIP == nil {
+            try check(gnutls_server_name_set(session, GNUTLS_NAME_DNS, serverName, serverName.utf8.count), "gnutls_server_name_set")
+        }
+
+        if !context.settings.alpn.isEmpty {
+            var storage = context.settings.alpn.map { Array($0.utf8) }
+            var datums: [gnutls_datum_t] = []
+            for index in storage.indices {
+                storage[index].withUnsafeMutableBufferPointer { buffer in
+                    datums.append(gnutls_datum_t(data: buffer.baseAddress, size: UInt32(buffer.count)))
+                }
+            }
+            // GnuTLS copies the protocol names (gnutls_alpn_set_protocols).
+            let rc = withExtendedLifetime(storage) {
+                gnutls_alpn_set_protocols(session, &datums, UInt32(datums.count), UInt32(GNUTLS_ALPN_SERVER_PRECEDENCE.rawValue))
+            }
+            try check(rc, "gnutls_alpn_set_protocols")
+        }
+
+        if verifyPeer {
+            try setVerification(hostname: verifyHostname, ip: verifyIP, purposeOID: purposeOID)
+        }
+        if let sessionData, !sessionData.isEmpty {
+            // A stale or foreign session is simply not resumed.
+            _ = sessionData.withUnsafeBytes { gnutls_session_set_data(session, $0.baseAddress, $0.count) }
+        }
+    }
+
+    /// gnutls_session_set_verify_cert2 with the host (or IP) and purpose; GnuTLS copies the data.
+    private func setVerification(hostname: String?, ip: [UInt8]?, purposeOID: String?) throws {
+        var allocations: [UnsafeMutablePointer<UInt8>] = []
+        defer { allocations.forEach { $0.deallocate() } }
+        func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8> {
+            let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count + 1)
+            pointer.initialize(from: bytes, count: bytes.count)
+            pointer[bytes.count] = 0
+            allocations.append(pointer)
+            return pointer
+        }
+        var data: [gnutls_typed_vdata_st] = []
+        if let ip {
+            data.append(gnutls_typed_vdata_st(type: GNUTLS_DT_IP_ADDRESS, data: copy(ip), size: UInt32(ip.count)))
+        } else if let hostname {
+            data.append(gnutls_typed_vdata_st(type: GNUTLS_DT_DNS_HOSTNAME, data: copy(Array(hostname.utf8)), size: 0))
+        }
+        if let purposeOID {
+            data.append(gnutls_typed_vdata_st(type: GNUTLS_DT_KEY_PURPOSE_OID, data: copy(Array(purposeOID.utf8)), size: 0))
+        }
+        gnutls_session_set_verify_cert2(session, &data, UInt32(data.count), 0)
+    }
+
+    deinit {
+        gnutls_deinit(session)
+    }
+
+    // MARK: Bytes in and out
+
+    /// Queues ciphertext from the peer.
+    package func receive(_ bytes: UnsafeRawBufferPointer) {
+        io.inbound.append(contentsOf: bytes)
+    }
+
+    /// Queues ciphertext from the peer.
+    package func receive(_ bytes: [UInt8]) {
+        io.inbound.append(contentsOf: bytes)
+    }
+
+    /// The transport reached end of file.
+    package func receiveEndOfInput() {
+        io.endOfInput = true
+    }
+
+    /// Whether ciphertext is waiting to be sent.
+    package var hasOutbound: Bool { !io.outbound.isEmpty }
+
+    /// Takes the ciphertext waiting to be sent.
+    package func takeOutbound() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &io.outbound)
+        io.outbound.reserveCapacity(taken.capacity)
+        return taken
+    }
+
+    /// Hands the ciphertext waiting to be sent to `body`, then discards it.
+    package func drainOutbound(_ body: (UnsafeRawBufferPointer) -> Void) {
+        guard !io.outbound.isEmpty else { return }
+        io.outbound.withUnsafeBytes(body)
+        io.outbound.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: TLS
+
+    /// Advances the handshake with the input queued so far.
+    package func handshake() throws(CoreTLSFailure) -> Status {
+        if handshakeComplete { return .complete }
+        while true {
+            let rc = gnutls_handshake(session)
+            if rc == GNUTLS_E_SUCCESS {
+                handshakeComplete = true
+                return .complete
+            }
+            if rc == GNUTLS_E_AGAIN { return .wantInput }
+            if rc == GNUTLS_E_INTERRUPTED { continue }
+            if gnutls_error_is_fatal(rc) == 0 {
+                // A warning alert during the handshake: keep going.
+                continue
+            }
+            if rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PREMATURE_TERMINATION {
+                // Tell the peer why (unexpected message, decode error, …) before giving up.
+                _ = gnutls_alert_send_appropriate(session, rc)
+            }
+            throw failure(rc, function: "gnutls_handshake")
+        }
+    }
+
+    /// Decrypts the next record, handing plaintext to `body`.
+    package func read(_ body: (UnsafeRawBufferPointer) -> Void) throws(CoreTLSFailure) -> ReadOutcome {
+        while true {
+            let rc = scratch.withUnsafeMutableBytes { gnutls_record_recv(session, $0.baseAddress, $0.count) }
+            if rc > 0 {
+                scratch.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<rc])) }
+                return .data(rc)
+            }
+            if rc == 0 { return .closed }
+            let code = Int32(rc)
+            if code == GNUTLS_E_AGAIN { return .wantInput }
+            if code == GNUTLS_E_INTERRUPTED { continue }
+            if code == GNUTLS_E_REHANDSHAKE {
+                // Renegotiation is refused: tell the peer, and go on with the session.
+                _ = gnutls_alert_send(session, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION)
+                return .renegotiationRefused
+            }
+            if code == GNUTLS_E_WARNING_ALERT_RECEIVED {
+                if gnutls_alert_get(session) == GNUTLS_A_CLOSE_NOTIFY { return .closed }
+                continue
+            }
+            throw failure(code, function: "gnutls_record_recv")
+        }
+    }
+
+    /// Whether GnuTLS holds decrypted bytes not yet read.
+    package var hasPendingPlaintext: Bool { gnutls_record_check_pending(session) > 0 }
+
+    /// Encrypts `bytes` into the outbound queue.
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(CoreTLSFailure) {
+        var offset = 0
+        while offset < bytes.count {
+            let rc = gnutls_record_send(session, bytes.baseAddress! + offset, bytes.count - offset)
+            if rc > 0 { offset += rc; continue }
+            let code = Int32(rc)
+            if code == GNUTLS_E_AGAIN || code == GNUTLS_E_INTERRUPTED {
+                // The push side never blocks, so GnuTLS only asks to be called again.
+                continue
+            }
+            throw failure(code, function: "gnutls_record_send")
+        }
+    }
+
+    /// Queues close_notify (the write side is closed; the peer may still send).
+    package func shutdown() {
+        var attempts = 0
+        while attempts < 4 {
+            let rc = gnutls_bye(session, GNUTLS_SHUT_WR)
+            if rc != GNUTLS_E_AGAIN && rc != GNUTLS_E_INTERRUPTED { return }
+            attempts += 1
+        }
+    }
+
+    /// Queues a fatal alert.
+    package func sendFatalAlert(badCertificate: Bool) {
+        _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, badCertificate ? GNUTLS_A_BAD_CERTIFICATE : GNUTLS_A_HANDSHAKE_FAILURE)
+    }
+
+    private func failure(_ rc: Int32, function: String) -> CoreTLSFailure {
+        let name = GnuTLSError.name(of: rc)
+        let text = gnutls_strerror(rc).map { String(cString: $0) } ?? "unknown error"
+        let kind: CoreTLSFailure.Kind
+        switch rc {
+        case GNUTLS_E_FATAL_ALERT_RECEIVED:
+            kind = .alertReceived(gnutls_alert_get_name(gnutls_alert_get(session)).map { String(cString: $0) } ?? "unknown alert")
+        case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR, GNUTLS_E_CERTIFICATE_ERROR:
+            let status = gnutls_session_get_verify_cert_status(session)
+            var datum = gnutls_datum_t(data: nil, size: 0)
+            var description = ""
+            if status != 0, gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &datum, 0) >= 0 {
+                description = String(decoding: takeBytes(datum), as: UTF8.self)
+                cgnutls_free(datum.data)
+            }
+            kind = .certificateVerification(status: status, text: description)
+        case GNUTLS_E_NO_CERTIFICATE_FOUND, GNUTLS_E_CERTIFICATE_REQUIRED:
+            kind = .peerCertificateRequired
+        case GNUTLS_E_PREMATURE_TERMINATION, GNUTLS_E_UNEXPECTED_PACKET_LENGTH where io.endOfInput:
+            kind = .prematureEOF
+        default:
+            kind = .protocolError
+        }
+        return CoreTLSFailure(kind: kind, code: rc, name: name, text: text, function: function)
+    }
+
+    // MARK: What was negotiated
+
+    /// `TLS1.3`, `TLS1.2`.
+    package var protocolVersion: String {
+        gnutls_protocol_get_name(gnutls_protocol_get_version(session)).map { String(cString: $0) } ?? "unknown"
+    }
+
+    /// The cipher suite's IANA name (`TLS_AES_256_GCM_SHA384`, `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`).
+    package var cipherSuite: String {
+        gnutls_ciphersuite_get(session).map { String(cString: $0) } ?? "unknown"
+    }
+
+    /// The ALPN protocol both sides agreed on.
+    package var alpnProtocol: String? {
+        var datum = gnutls_datum_t(data: nil, size: 0)
+        guard gnutls_alpn_get_selected_protocol(session, &datum) >= 0 else { return nil }
+        return String(decoding: takeBytes(datum), as: UTF8.self)
+    }
+
+    /// The SNI name the client sent (server side).
+    package var requestedServerName: String? {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        var size = buffer.count
+        var type: UInt32 = 0
+        let rc = gnutls_server_name_get(session, &buffer, &size, &type, 0)
+        guard rc >= 0, type == GNUTLS_NAME_DNS.rawValue else { return nil }
+        return String(decoding: buffer.prefix(size).prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// Whether the session was resumed from a ticket or cached session.
+    package var isResumed: Bool { gnutls_session_is_resumed(session) != 0 }
+
+    /// The certificates the peer sent, leaf first, as DER.
+    package var peerCertificates: [[UInt8]] {
+        var count: UInt32 = 0
+        guard let list = gnutls_certificate_get_peers(session, &count) else { return [] }
+        return (0..<Int(count)).map { takeBytes(list[$0]) }
+    }
+
+    /// Data that resumes this session later (client), once the server sent what resumption
+    /// needs: a TLS 1.3 ticket arrives after the handshake, so this is `nil` until then.
+    package var resumptionData: [UInt8]? {
+        guard handshakeComplete else { return nil }
+        if gnutls_protocol_get_version(session) == GNUTLS_TLS1_3,
+           gnutls_session_get_flags(session) & UInt32(GNUTLS_SFLAGS_SESSION_TICKET.rawValue) == 0 {
+            return nil
+        }
+        return try? exportDatum("gnutls_session_get_data2") { gnutls_session_get_data2(session, $0) }
+    }
+}
+

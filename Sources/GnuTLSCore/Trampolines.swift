@@ -1,0 +1,77 @@
+import CGnuTLS
+import Glibc
+
+/// The Swift-owned byte queues a session reads from and writes to. GnuTLS never touches a
+/// socket: the push/pull trampolines below only move bytes between these buffers and
+/// GnuTLS, and never block, await or call user code.
+final class EngineIO {
+    var session: gnutls_session_t?
+    /// Ciphertext received from the peer, not yet consumed by GnuTLS.
+    var inbound: [UInt8] = []
+    var inboundOffset = 0
+    /// Ciphertext GnuTLS produced, not yet taken by the transport.
+    var outbound: [UInt8] = []
+    /// The transport reached end of file: the pull side reports 0 once `inbound` is drained.
+    var endOfInput = false
+
+    var inboundAvailable: Int { inbound.count - inboundOffset }
+
+    init() {
+        inbound.reserveCapacity(16 * 1024 + 512)
+        outbound.reserveCapacity(16 * 1024 + 512)
+    }
+}
+
+/// gnutls_push_func: appends to the outbound queue; never fails.
+let enginePush: gnutls_push_func = { pointer, data, size in
+    let io = Unmanaged<EngineIO>.fromOpaque(pointer!).takeUnretainedValue()
+    if let data, size > 0 {
+        io.outbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: size))
+    }
+    return size
+}
+
+/// gnutls_vec_push_func: appends every vector in one call (GnuTLS writes a record as
+/// header + payload).
+let engineVecPush: gnutls_vec_push_func = { pointer, vectors, count in
+    let io = Unmanaged<EngineIO>.fromOpaque(pointer!).takeUnretainedValue()
+    var total = 0
+    for index in 0..<Int(count) {
+        let vector = vectors![index]
+        if let base = vector.iov_base, vector.iov_len > 0 {
+            io.outbound.append(contentsOf: UnsafeRawBufferPointer(start: base, count: vector.iov_len))
+            total += vector.iov_len
+        }
+    }
+    return total
+}
+
+/// gnutls_pull_func: copies from the inbound queue; EAGAIN when empty (the session is
+/// GNUTLS_NONBLOCK), 0 at end of input.
+let enginePull: gnutls_pull_func = { pointer, data, size in
+    let io = Unmanaged<EngineIO>.fromOpaque(pointer!).takeUnretainedValue()
+    let available = io.inboundAvailable
+    if available == 0 {
+        if io.endOfInput { return 0 }
+        gnutls_transport_set_errno(io.session, EAGAIN)
+        return -1
+    }
+    let count = min(size, available)
+    io.inbound.withUnsafeBytes { source in
+        data!.copyMemory(from: source.baseAddress! + io.inboundOffset, byteCount: count)
+    }
+    io.inboundOffset += count
+    if io.inboundOffset == io.inbound.count {
+        io.inbound.removeAll(keepingCapacity: true)
+        io.inboundOffset = 0
+    }
+    return count
+}
+
+/// gnutls_pull_timeout_func: data (or end of input) is either there or not; never waits.
+let enginePullTimeout: gnutls_pull_timeout_func = { pointer, _ in
+    let io = Unmanaged<EngineIO>.fromOpaque(pointer!).takeUnretainedValue()
+    if io.inboundAvailable > 0 || io.endOfInput { return 1 }
+    gnutls_transport_set_errno(io.session, EAGAIN)
+    return -1
+}

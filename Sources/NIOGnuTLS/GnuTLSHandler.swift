@@ -1,0 +1,406 @@
+import GnuTLS
+import GnuTLSCore
+import NIOCore
+
+/// Fired through the pipeline when the handshake and every verification step have passed.
+public struct TLSHandshakeCompletedEvent: Sendable {
+    /// What was negotiated and who the peer is.
+    public var info: ConnectionInfo
+}
+
+/// An async check run on every connection (resumed ones included) after the handshake and
+/// the chain verification, before any application byte is released. Throwing refuses the
+/// connection: the peer gets an alert and the channel closes.
+public typealias TLSVerificationHook = @Sendable (ConnectionInfo) async throws -> Void
+
+/// TLS for any NIO pipeline: put it where `NIOSSLHandler` would go. It drives a GnuTLS
+/// sans-IO engine on the event loop: ciphertext from the network in, plaintext to the next
+/// handler; plaintext writes out, ciphertext to the network.
+///
+/// No plaintext is read or written before the handshake, GnuTLS's verification, the Swift
+/// chain verifier and the optional ``TLSVerificationHook`` have all passed; writes issued
+/// earlier wait. Closing sends close_notify. A peer closing without close_notify is reported
+/// as ``TLSError/Code/uncleanShutdown``.
+public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case idle
+        case handshaking
+        case verifying
+        case active
+        case closing
+        case closed
+    }
+
+    private let tlsContext: TLSContext
+    private let host: String?
+    private let hook: TLSVerificationHook?
+    private let handshakePromise: EventLoopPromise<ConnectionInfo>?
+    private var engine: TLSEngine?
+    private var state: State = .idle
+    private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    private var heldPlaintext: [ByteBuffer] = []
+    private var timeout: Scheduled<Void>?
+    private var receivedCloseNotify = false
+    private var storedSession = false
+    private var info: ConnectionInfo?
+
+    /// - Parameters:
+    ///   - context: the shared TLS context.
+    ///   - serverHostname: clients: the host connected to (SNI and name verification,
+    ///     unless the configuration names another); servers: `nil`.
+    ///   - handshakePromise: completed with the connection info once the channel is
+    ///     usable, or failed with a ``TLSError``.
+    ///   - verificationHook: an async check of the connection (see ``TLSVerificationHook``).
+    public init(context: TLSContext, serverHostname: String? = nil, handshakePromise: EventLoopPromise<ConnectionInfo>? = nil,
+                verificationHook: TLSVerificationHook? = nil) {
+        self.tlsContext = context
+        self.host = serverHostname
+        self.hook = verificationHook
+        self.handshakePromise = handshakePromise
+    }
+
+    // MARK: Lifecycle
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard state == .idle else { return }
+        do {
+            engine = try tlsContext.makeEngine(host: host)
+        } catch {
+            fail(context: context, TLSError(.protocolError, "cannot start a TLS session: \(error)"))
+            return
+        }
+        state = .handshaking
+        let limit = tlsContext.configuration.handshakeTimeout.components
+        let nanoseconds = limit.seconds * 1_000_000_000 + limit.attoseconds / 1_000_000_000
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+            guard state == .handshaking || state == .verifying else { return }
+            fail(context: context, TLSError(.handshakeTimeout, "the TLS handshake did not complete within \(tlsContext.configuration.handshakeTimeout)"))
+        }
+        advanceHandshake(context: context)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        switch state {
+        case .idle, .handshaking, .verifying:
+            fail(context: context, TLSError(.peerClosedDuringHandshake, "the peer closed the connection during the TLS handshake"), close: false)
+        case .active:
+            state = .closed
+            if !receivedCloseNotify {
+                context.fireErrorCaught(TLSError(.uncleanShutdown, "the peer closed the connection without close_notify: data may be truncated"))
+            }
+        case .closing, .closed:
+            state = .closed
+        }
+        failPendingWrites(TLSError(.channelClosed, "the connection closed before the write was sent"))
+        engine = nil
+        context.fireChannelInactive()
+    }
+
+    // MARK: Inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        guard let engine else { return }
+        buffer.withUnsafeReadableBytes { engine.receive($0) }
+        switch state {
+        case .handshaking:
+            advanceHandshake(context: context)
+        case .verifying, .active, .closing:
+            decrypt(context: context)
+        case .idle, .closed:
+            break
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        flushCiphertext(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    private func advanceHandshake(context: ChannelHandlerContext) {
+        guard let engine else { return }
+        do {
+            let status = try engine.handshake()
+            flushCiphertext(context: context)
+            if status == .complete { handshakeFinished(context: context) }
+        } catch {
+            flushCiphertext(context: context)
+            fail(context: context, translate(error, during: true, context: context))
+        }
+    }
+
+    private func handshakeFinished(context: ChannelHandlerContext) {
+        guard let engine else { return }
+        let peer = engine.peerCertificates.compactMap { try? Certificate(derEncoded: $0) }
+        var info = ConnectionInfo(
+            protocolVersion: engine.protocolVersion, cipherSuite: engine.cipherSuite, applicationProtocol: engine.alpnProtocol,
+            serverName: tlsContext.configuration.role == .client ? (tlsContext.configuration.serverName ?? host) : engine.requestedServerName,
+            isResumed: engine.isResumed, peerCertificates: peer, verifiedChain: nil)
+        // The Swift verifier: stricter than GnuTLS (RFC 5280 / CA-B Forum checks, no CN
+        // fallback), run on every handshake, resumed ones included.
+        if let verifier = tlsContext.verifier {
+            if let leaf = peer.first {
+                do {
+                    info.verifiedChain = try verifier.verify(leaf, intermediates: Array(peer.dropFirst()), policy: tlsContext.verificationPolicy(forHost: host))
+                } catch let error as VerificationError {
+                    engine.sendFatalAlert(badCertificate: true)
+                    flushCiphertext(context: context)
+                    fail(context: context, TLSError(.verificationFailed, error.description, verification: error))
+                    return
+                } catch {
+                    fail(context: context, TLSError(.verificationFailed, "\(error)"))
+                    return
+                }
+            } else if tlsContext.configuration.role == .client || tlsContext.configuration.clientCertificates == .required {
+                if engine.isResumed && tlsContext.configuration.role == .client {
+                    // TLS 1.3 resumption sends no certificate: the ticket was issued to a
+                    // verified server.
+                } else {
+                    engine.sendFatalAlert(badCertificate: false)
+                    flushCiphertext(context: context)
+                    fail(context: context, TLSError(.peerCertificateRequired, "the peer sent no certificate"))
+                    return
+                }
+            }
+        }
+        self.info = info
+        guard let hook else {
+            activate(context: context)
+            return
+        }
+        state = .verifying
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        Task {
+            let result: Result<Void, Error>
+            do {
+                try await hook(info)
+                result = .success(())
+            } catch {
+                result = .failure(error)
+            }
+            eventLoop.execute {
+                let (handler, context) = loopBound.value
+                guard handler.state == .verifying else { return }
+                switch result {
+                case .success:
+                    handler.activate(context: context)
+                case .failure(let error):
+                    handler.engine?.sendFatalAlert(badCertificate: true)
+                    handler.flushCiphertext(context: context)
+                    handler.fail(context: context, TLSError(.verificationHookRejected, "the verification hook refused the connection: \(error)"))
+                }
+            }
+        }
+        // Records that arrived with the handshake wait in the engine until then.
+    }
+
+    private func activate(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
+        state = .active
+        if let info {
+            handshakePromise?.succeed(info)
+            context.fireUserInboundEventTriggered(TLSHandshakeCompletedEvent(info: info))
+        }
+        // Writes issued during the handshake go out now.
+        let writes = pendingWrites
+        pendingWrites.removeAll()
+        for (buffer, promise) in writes { encryptAndWrite(context: context, buffer, promise: promise) }
+        if !writes.isEmpty { flushCiphertext(context: context) }
+        for buffer in heldPlaintext { context.fireChannelRead(wrapInboundOut(buffer)) }
+        heldPlaintext.removeAll()
+        decrypt(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    private func decrypt(context: ChannelHandlerContext) {
+        guard let engine else { return }
+        var delivered = false
+        loop: while true {
+            do {
+                var chunk: ByteBuffer?
+                let outcome = try engine.read { bytes in
+                    var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+                    buffer.writeBytes(bytes)
+                    chunk = buffer
+                }
+                switch outcome {
+                case .data:
+                    guard let chunk else { continue }
+                    if state == .active {
+                        context.fireChannelRead(wrapInboundOut(chunk))
+                        delivered = true
+                    } else {
+                        heldPlaintext.append(chunk)
+                    }
+                    rememberSession()
+                case .wantInput:
+                    rememberSession()
+                    break loop
+                case .closed:
+                    receivedCloseNotify = true
+                    flushCiphertext(context: context)
+                    if state == .active || state == .closing {
+                        engine.shutdown()
+                        flushCiphertext(context: context)
+                        state = .closing
+                        context.close(promise: nil)
+                    }
+                    break loop
+                case .renegotiationRefused:
+                    flushCiphertext(context: context)
+                }
+            } catch {
+                flushCiphertext(context: context)
+                fail(context: context, translate(error, during: false, context: context))
+                return
+            }
+        }
+        if delivered { context.fireChannelReadComplete() }
+    }
+
+    /// Keeps the session for resumption once the server sent a ticket.
+    private func rememberSession() {
+        guard !storedSession, tlsContext.configuration.role == .client, tlsContext.configuration.sessionResumption,
+              let engine, let key = tlsContext.configuration.serverName ?? host, let data = engine.resumptionData else { return }
+        tlsContext.sessionCache.store(data, for: key)
+        storedSession = true
+    }
+
+    // MARK: Outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = unwrapOutboundIn(data)
+        switch state {
+        case .idle, .handshaking, .verifying:
+            pendingWrites.append((buffer, promise))
+        case .active:
+            encryptAndWrite(context: context, buffer, promise: promise)
+        case .closing, .closed:
+            promise?.fail(TLSError(.channelClosed, "cannot write: the TLS connection is closing"))
+        }
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        if state == .active { context.flush() }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        switch state {
+        case .active:
+            if mode == .input {
+                context.close(mode: mode, promise: promise)
+                return
+            }
+            state = .closing
+            engine?.shutdown()
+            flushCiphertext(context: context)
+            context.close(mode: mode, promise: promise)
+        case .idle, .handshaking, .verifying:
+            state = .closing
+            timeout?.cancel()
+            handshakePromise?.fail(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
+            failPendingWrites(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
+            context.close(mode: mode, promise: promise)
+        case .closing, .closed:
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
+    private func encryptAndWrite(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard let engine else {
+            promise?.fail(TLSError(.channelClosed, "cannot write: the TLS connection is closed"))
+            return
+        }
+        do {
+            try buffer.withUnsafeReadableBytes { bytes throws(CoreTLSFailure) in try engine.write(bytes) }
+        } catch {
+            promise?.fail(translate(error, during: false, context: context))
+            return
+        }
+        writeCiphertext(context: context, promise: promise)
+    }
+
+    private func writeCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        guard let engine, engine.hasOutbound else {
+            promise?.succeed(())
+            return
+        }
+        var out = context.channel.allocator.buffer(capacity: 0)
+        engine.drainOutbound { bytes in
+            out.reserveCapacity(bytes.count)
+            out.writeBytes(bytes)
+        }
+        context.write(wrapOutboundOut(out), promise: promise)
+    }
+
+    private func flushCiphertext(context: ChannelHandlerContext) {
+        guard let engine, engine.hasOutbound else { return }
+        writeCiphertext(context: context, promise: nil)
+        context.flush()
+    }
+
+    // MARK: Failure
+
+    private func fail(context: ChannelHandlerContext, _ error: TLSError, close: Bool = true) {
+        let wasHandshaking = state == .handshaking || state == .verifying || state == .idle
+        guard state != .closed else { return }
+        state = close ? .closing : .closed
+        timeout?.cancel()
+        timeout = nil
+        failPendingWrites(error)
+        if wasHandshaking { handshakePromise?.fail(error) }
+        context.fireErrorCaught(error)
+        if close { context.close(promise: nil) }
+    }
+
+    private func failPendingWrites(_ error: Error) {
+        let writes = pendingWrites
+        pendingWrites.removeAll()
+        for (_, promise) in writes { promise?.fail(error) }
+    }
+
+    private func translate(_ failure: CoreTLSFailure, during handshake: Bool, context: ChannelHandlerContext) -> TLSError {
+        switch failure.kind {
+        case .alertReceived(let alert):
+            return TLSError(.peerAlert, "the peer sent a fatal alert: \(alert)", alert: alert, gnutlsName: failure.name)
+        case .certificateVerification(_, let text):
+            // Name the precise reasons with the Swift verifier when the chain is at hand.
+            if let engine, let verifier = tlsContext.verifier {
+                let peer = engine.peerCertificates.compactMap { try? Certificate(derEncoded: $0) }
+                if let leaf = peer.first {
+                    do {
+                        _ = try verifier.verify(leaf, intermediates: Array(peer.dropFirst()), policy: tlsContext.verificationPolicy(forHost: host))
+                    } catch let error as VerificationError {
+                        return TLSError(.verificationFailed, error.description, verification: error, gnutlsName: failure.name)
+                    } catch {}
+                }
+            }
+            return TLSError(.verificationFailed, "certificate verification failed: \(text)", gnutlsName: failure.name)
+        case .peerCertificateRequired:
+            return TLSError(.peerCertificateRequired, "the server requires a client certificate and none was sent", gnutlsName: failure.name)
+        case .prematureEOF:
+            return handshake
+                ? TLSError(.peerClosedDuringHandshake, "the peer closed the connection during the TLS handshake", gnutlsName: failure.name)
+                : TLSError(.uncleanShutdown, "the peer closed the connection without close_notify", gnutlsName: failure.name)
+        case .protocolError:
+            return TLSError(.protocolError, "\(failure.text) (\(failure.function))", gnutlsName: failure.name)
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import GnuTLS
+import NIOCore
+import NIOPosix
+
+/// A verified TLS connection for async/await code: made by ``SecureChannel/connect(host:port:context:eventLoopGroup:verificationHook:)``
+/// or accepted by a ``TLSServer``, and returned only after the handshake and every
+/// verification step passed.
+///
+/// ```swift
+/// let channel = try await SecureChannel.connect(host: "api.example.com", port: 443, context: context)
+/// try await channel.executeThenClose { inbound, outbound in
+///     try await outbound.write(ByteBuffer(string: "ping"))
+///     for try await chunk in inbound { … }
+/// }
+/// ```
+public struct SecureChannel: Sendable {
+    /// What was negotiated and who the peer is.
+    public let info: ConnectionInfo
+    let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    /// The underlying NIO channel.
+    public var channel: any Channel { asyncChannel.channel }
+
+    /// Runs `body` with the single-use inbound stream of plaintext and the outbound writer,
+    /// then sends close_notify and closes the channel, whether `body` returns or throws.
+    public func executeThenClose<Result: Sendable>(
+        _ body: (_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, _ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws -> Result
+    ) async throws -> Result {
+        try await asyncChannel.executeThenClose { inbound, outbound in
+            try await body(inbound, outbound)
+        }
+    }
+
+    /// Opens a TLS connection to `host:port` and verifies the server.
+    ///
+    /// - Parameters:
+    ///   - context: a client ``TLSContext`` (reuse it: it holds the trust list and the
+    ///     session cache for resumption).
+    ///   - verificationHook: an async check run after the chain verification.
+    /// - Throws: ``TLSError`` (verification, alerts, timeout, …) or a connection error.
+    public static func connect(
+        host: String, port: Int, context: TLSContext,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        verificationHook: TLSVerificationHook? = nil
+    ) async throws -> SecureChannel {
+        let timeout = context.configuration.handshakeTimeout.components
+        let (asyncChannel, handshake) = try await ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(.seconds(max(1, timeout.seconds)))
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
+                    let handler = GnuTLSHandler(context: context, serverHostname: host, handshakePromise: promise, verificationHook: verificationHook)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return (wrapped, promise.futureResult)
+                }
+            }
+        do {
+            let info = try await handshake.get()
+            return SecureChannel(info: info, asyncChannel: asyncChannel)
+        } catch {
+            try? await asyncChannel.channel.close()
+            throw error
+        }
+    }
+
+    /// Runs TLS over an existing, connected NIO channel (the handler is added to its
+    /// pipeline) and waits for the handshake and verification.
+    public static func wrap(
+        _ channel: any Channel, serverHostname: String?, context: TLSContext, verificationHook: TLSVerificationHook? = nil
+    ) async throws -> SecureChannel {
+        let (asyncChannel, handshake) = try await channel.eventLoop.submit {
+            let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
+            let handler = GnuTLSHandler(context: context, serverHostname: serverHostname, handshakePromise: promise, verificationHook: verificationHook)
+            try channel.pipeline.syncOperations.addHandler(handler)
+            let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            return (wrapped, promise.futureResult)
+        }.get()
+        let info = try await handshake.get()
+        return SecureChannel(info: info, asyncChannel: asyncChannel)
+    }
+}
+
+/// A TLS server on SwiftNIO: binds, accepts, runs every handshake and verification, and
+/// hands out only verified ``SecureChannel``s. A failing connection never takes the
+/// listener down.
+///
+/// ```swift
+/// let server = try await TLSServer.bind(host: "127.0.0.1", port: 8443, context: context)
+/// try await server.serve { channel in
+///     print("client:", channel.info.peerSubject ?? "anonymous")
+///     try await channel.executeThenClose { inbound, outbound in … }
+/// }
+/// ```
+public final class TLSServer: Sendable {
+    private let serverChannel: NIOAsyncChannel<EventLoopFuture<SecureChannel>, Never>
+    /// The shared TLS context.
+    public let context: TLSContext
+
+    /// The address the server listens on.
+    public var localAddress: SocketAddress? { serverChannel.channel.localAddress }
+    /// The port the server listens on (useful after binding port 0).
+    public var port: Int { serverChannel.channel.localAddress?.port ?? 0 }
+
+    private init(serverChannel: NIOAsyncChannel<EventLoopFuture<SecureChannel>, Never>, context: TLSContext) {
+        self.serverChannel = serverChannel
+        self.context = context
+    }
+
+    /// Binds `host:port` (port 0 picks a free one). Connections are spread over the
+    /// event loops of `eventLoopGroup`.
+    public static func bind(
+        host: String, port: Int, context: TLSContext,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        backlog: Int32 = 256, verificationHook: TLSVerificationHook? = nil
+    ) async throws -> TLSServer {
+        let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(.backlog, value: backlog)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
+                    let handler = GnuTLSHandler(context: context, handshakePromise: promise, verificationHook: verificationHook)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return promise.futureResult.map { SecureChannel(info: $0, asyncChannel: wrapped) }
+                }
+            }
+        return TLSServer(serverChannel: serverChannel, context: context)
+    }
+
+    /// Serves every connection with `handler`, each in its own task of a discarding task
+    /// group. Connections whose handshake or verification fails are reported to
+    /// `onFailure` and closed; errors thrown by `handler` close that connection only.
+    /// Returns when the server is closed (``close()``) and every handler finished.
+    public func serve(
+        onFailure: @escaping @Sendable (any Error) -> Void = { _ in },
+        handler: @escaping @Sendable (SecureChannel) async throws -> Void
+    ) async throws {
+        try await serverChannel.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await pending in inbound {
+                    group.addTask {
+                        let channel: SecureChannel
+                        do {
+                            channel = try await pending.get()
+                        } catch {
+                            onFailure(error)
+                            return
+                        }
+                        do {
+                            try await handler(channel)
+                        } catch {
+                            onFailure(error)
+                            try? await channel.channel.close()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The verified connections, in the order their handshakes complete. Failed handshakes
+    /// are reported to `onFailure` and skipped. Iterate from one task only.
+    public func connections(onFailure: @escaping @Sendable (any Error) -> Void = { _ in }) -> AsyncThrowingStream<SecureChannel, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<SecureChannel, any Error>.makeStream()
+        let task = Task {
+            do {
+                try await serverChannel.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await pending in inbound {
+                            group.addTask {
+                                do {
+                                    continuation.yield(try await pending.get())
+                                } catch {
+                                    onFailure(error)
+                                }
+                            }
+                        }
+                    }
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// Stops accepting; connections already served finish on their own (graceful shutdown).
+    public func close() async throws {
+        try await serverChannel.channel.close()
+    }
+}

@@ -1,0 +1,57 @@
+import GnuTLS
+
+/// Why a TLS connection failed.
+///
+/// ```swift
+/// catch let error as TLSError where error.code == .verificationFailed {
+///     print(error.verification?.problems ?? [])
+/// }
+/// ```
+public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What kind of failure.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The peer's certificate failed verification; ``TLSError/verification`` says why.
+        public static let verificationFailed = Code(rawValue: "verificationFailed")
+        /// The user's verification hook refused the connection.
+        public static let verificationHookRejected = Code(rawValue: "verificationHookRejected")
+        /// The peer sent a fatal alert; ``TLSError/alert`` names it.
+        public static let peerAlert = Code(rawValue: "peerAlert")
+        /// The handshake did not finish within the configured timeout.
+        public static let handshakeTimeout = Code(rawValue: "handshakeTimeout")
+        /// The peer closed the connection during the handshake.
+        public static let peerClosedDuringHandshake = Code(rawValue: "peerClosedDuringHandshake")
+        /// The peer closed the connection without close_notify (possible truncation).
+        public static let uncleanShutdown = Code(rawValue: "uncleanShutdown")
+        /// The server requires a client certificate and none was sent.
+        public static let peerCertificateRequired = Code(rawValue: "peerCertificateRequired")
+        /// The peer sent something that is not valid TLS, or negotiation failed.
+        public static let protocolError = Code(rawValue: "protocolError")
+        /// A write or read on a connection that is closed.
+        public static let channelClosed = Code(rawValue: "channelClosed")
+    }
+
+    /// What kind of failure.
+    public var code: Code
+    /// A sentence a user can act on.
+    public var message: String
+    /// For `.verificationFailed`: every problem found, with chain positions.
+    public var verification: VerificationError?
+    /// For `.peerAlert`: GnuTLS's name of the alert ("Bad certificate", "Unknown CA", …).
+    public var alert: String?
+    /// The GnuTLS error name, when GnuTLS reported the failure.
+    public var gnutlsName: String?
+
+    public init(_ code: Code, _ message: String, verification: VerificationError? = nil, alert: String? = nil, gnutlsName: String? = nil) {
+        self.code = code
+        self.message = message
+        self.verification = verification
+        self.alert = alert
+        self.gnutlsName = gnutlsName
+    }
+
+    public var description: String { "TLS \(code): \(message)" }
+}

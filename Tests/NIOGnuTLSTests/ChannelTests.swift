@@ -1,0 +1,51 @@
+import Foundation
+import GnuTLS
+import NIOCore
+import NIOGnuTLS
+import NIOPosix
+import Testing
+
+@Suite struct ChannelTests {
+    @Test(arguments: [TLSVersion.tls12, .tls13])
+    func mutualTLSEchoOnLoopback(version: TLSVersion) async throws {
+        let pki = try TestPKI()
+        var serverConfiguration = TLSConfiguration.makeMutualTLSServerConfiguration(identity: pki.serverIdentity, clientTrustStore: pki.trust)
+        serverConfiguration.maximumVersion = version
+        serverConfiguration.minimumVersion = version
+        let server = try await TLSServer.bind(host: "127.0.0.1", port: 0, context: try TLSContext(configuration: serverConfiguration))
+        let seen = Box<DistinguishedName?>(nil)
+        let serving = Task {
+            try await server.serve { channel in
+                seen.value = channel.info.peerSubject
+                try await channel.executeThenClose { inbound, outbound in
+                    for try await chunk in inbound {
+                        try await outbound.write(chunk)
+                    }
+                }
+            }
+        }
+        let clientContext = try TLSContext(configuration: .makeClientConfiguration(trustStore: pki.trust, identity: pki.clientIdentity))
+        let channel = try await SecureChannel.connect(host: "127.0.0.1", port: server.port, context: clientContext)
+        #expect(channel.info.protocolVersion == version.description)
+        #expect(channel.info.peerSubject == pki.serverIdentity.leaf.subject)
+        let reply = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "hello over \(version)"))
+            var iterator = inbound.makeAsyncIterator()
+            return try await iterator.next().map { String(buffer: $0) }
+        }
+        #expect(reply == "hello over \(version)")
+        #expect(seen.value == pki.clientIdentity.leaf.subject)
+        try await server.close()
+        _ = await serving.result
+    }
+}
+
+final class Box<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _value: T
+    init(_ value: T) { _value = value }
+    var value: T {
+        get { lock.lock(); defer { lock.unlock() }; return _value }
+        set { lock.lock(); _value = newValue; lock.unlock() }
+    }
+}
