@@ -78,7 +78,11 @@ let package = Package(
         ),
         .testTarget(
             name: "InteropTests",
-            dependencies: ["GnuTLS", "NIOGnuTLS", "TestSupport"]
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(
