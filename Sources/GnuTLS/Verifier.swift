@@ -35,16 +35,28 @@ public final class Verifier: Sendable {
     /// - Throws: ``VerificationError`` naming every problem and its chain position.
     @discardableResult
     public func verify(_ leaf: Certificate, intermediates: [Certificate] = [], policy: VerificationPolicy? = nil) throws -> VerifiedChain {
+        try verify(leaf, intermediates: intermediates, policy: policy, consultGnuTLS: true)
+    }
+
+    /// As ``verify(_:intermediates:policy:)``; `consultGnuTLS: false` skips GnuTLS's second
+    /// opinion, for callers that already had GnuTLS verify the same chain (a TLS handshake).
+    package func verify(_ leaf: Certificate, intermediates: [Certificate], policy: VerificationPolicy?, consultGnuTLS: Bool) throws -> VerifiedChain {
         let policy = policy ?? defaultPolicy
         var run = PathValidation(anchors: anchors, intermediates: intermediates, crls: trustStore.crls, policy: policy)
         let best = run.findPath(from: leaf)
+        if case .success(let path) = best, !consultGnuTLS {
+            return VerifiedChain(certificates: path)
+        }
         if case .success(let path) = best {
             // Second opinion: GnuTLS on the same ordered path (anchor excluded), time checks
             // off because the time was checked against the caller's clock.
             let chain = path.count > 1 ? Array(path.dropLast()) : path
             let purpose = policy.purposes.first(where: { $0 != .any })?.rawValue
             let profile: CoreProfile = policy.securityProfile == .low ? .low : policy.securityProfile == .high ? .high : .medium
-            let verdict = try trustList.verify(chain: chain.map(\.derEncoded), purposeOID: purpose, profile: profile)
+            // SHA-1 signatures passed the Swift checks only where the profile allows them
+            // (low); GnuTLS 3.7 refuses them at every profile unless told otherwise.
+            let verdict = try trustList.verify(chain: chain.map(\.derEncoded), purposeOID: purpose, profile: profile,
+                                               allowSHA1: policy.securityProfile.allowsSHA1)
             // GnuTLS 3.7.9 counts self-issued intermediates against path-length limits and
             // cannot parse name constraints on forms it does not know (otherName); both are
             // checked above per RFC 5280, so a constraints-only objection is not a veto.

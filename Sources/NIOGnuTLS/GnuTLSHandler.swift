@@ -156,7 +156,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if let verifier = tlsContext.verifier {
             if let leaf = peer.first {
                 do {
-                    info.verifiedChain = try verifier.verify(leaf, intermediates: Array(peer.dropFirst()), policy: tlsContext.verificationPolicy(forHost: host))
+                    // GnuTLS verified this chain during the handshake; no second GnuTLS pass.
+                    info.verifiedChain = try verifier.verify(
+                        leaf, intermediates: Array(peer.dropFirst()), policy: tlsContext.verificationPolicy(forHost: host), consultGnuTLS: false)
                 } catch let error as VerificationError {
                     engine.sendFatalAlert(badCertificate: true)
                     flushCiphertext(context: context)
