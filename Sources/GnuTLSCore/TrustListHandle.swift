@@ -130,7 +130,9 @@ package final class TrustListHandle: @unchecked Sendable {
     /// GnuTLS's verdict on an ordered chain (leaf first, without the anchor), with time
     /// checks disabled (the caller checks times against its own clock). Returns the status
     /// bits and GnuTLS's text for them; 0 means trusted.
-    package func verify(chain: [[UInt8]], purposeOID: String?, profile: CoreProfile) throws -> (status: UInt32, text: String) {
+    /// `allowSHA1` lets SHA-1 certificate signatures pass (`GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1`),
+    /// which GnuTLS 3.7 refuses at every profile otherwise.
+    package func verify(chain: [[UInt8]], purposeOID: String?, profile: CoreProfile, allowSHA1: Bool = false) throws -> (status: UInt32, text: String) {
         var handles: [CertificateHandle] = []
         for der in chain { handles.append(try CertificateHandle(der: der)) }
         var raws: [gnutls_x509_crt_t?] = handles.map { $0.raw }
@@ -138,6 +140,7 @@ package final class TrustListHandle: @unchecked Sendable {
         let flags = UInt32(GNUTLS_VERIFY_DISABLE_TIME_CHECKS.rawValue | GNUTLS_VERIFY_DISABLE_TRUSTED_TIME_CHECKS.rawValue
                            | GNUTLS_VERIFY_DO_NOT_ALLOW_UNSORTED_CHAIN.rawValue | GNUTLS_VERIFY_DISABLE_CRL_CHECKS.rawValue)
             | cgnutls_profile_to_vflags(profile.gnutls)
+            | (allowSHA1 ? UInt32(GNUTLS_VERIFY_ALLOW_SIGN_WITH_SHA1.rawValue) : 0)
         let rc: Int32
         if let purposeOID {
             rc = purposeOID.withCString { oid in
