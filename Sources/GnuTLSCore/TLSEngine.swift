@@ -280,6 +280,9 @@ package final class TLSEngine {
         let text = gnutls_strerror(rc).map { String(cString: $0) } ?? "unknown error"
         let kind: CoreTLSFailure.Kind
         switch rc {
+        case GNUTLS_E_FATAL_ALERT_RECEIVED where gnutls_alert_get(session) == GNUTLS_A_CERTIFICATE_REQUIRED:
+            // TLS 1.3 servers say so with an alert when a required client certificate is missing.
+            kind = .peerCertificateRequired
         case GNUTLS_E_FATAL_ALERT_RECEIVED:
             kind = .alertReceived(gnutls_alert_get_name(gnutls_alert_get(session)).map { String(cString: $0) } ?? "unknown alert")
         case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR, GNUTLS_E_CERTIFICATE_ERROR:

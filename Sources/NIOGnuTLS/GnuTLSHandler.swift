@@ -396,7 +396,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             }
             return TLSError(.verificationFailed, "certificate verification failed: \(text)", gnutlsName: failure.name)
         case .peerCertificateRequired:
-            return TLSError(.peerCertificateRequired, "the server requires a client certificate and none was sent", gnutlsName: failure.name)
+            return tlsContext.configuration.role == .server
+                ? TLSError(.peerCertificateRequired, "the client sent no certificate, and this server requires one", gnutlsName: failure.name)
+                : TLSError(.peerCertificateRequired, "the server requires a client certificate, and none is configured", gnutlsName: failure.name)
         case .prematureEOF:
             return handshake
                 ? TLSError(.peerClosedDuringHandshake, "the peer closed the connection during the TLS handshake", gnutlsName: failure.name)

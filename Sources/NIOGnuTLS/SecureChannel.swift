@@ -65,6 +65,19 @@ public struct SecureChannel: Sendable {
         }
     }
 
+    /// Opens a TLS connection with a one-off context built from `configuration`. Building
+    /// a context loads credentials and trust: services that connect often should build one
+    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:)``,
+    /// which also lets connections resume sessions.
+    public static func connect(
+        host: String, port: Int, configuration: TLSConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        verificationHook: TLSVerificationHook? = nil
+    ) async throws -> SecureChannel {
+        try await connect(host: host, port: port, context: TLSContext(configuration: configuration),
+                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook)
+    }
+
     /// Runs TLS over an existing, connected NIO channel (the handler is added to its
     /// pipeline) and waits for the handshake and verification.
     public static func wrap(
