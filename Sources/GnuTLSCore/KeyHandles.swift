@@ -167,7 +167,8 @@ extension CoreKeyKind {
     static func from(pk: Int32, bits: Int) -> CoreKeyKind {
         switch gnutls_pk_algorithm_t(UInt32(bitPattern: pk)) {
         case GNUTLS_PK_RSA: return .rsa(bits: bits)
-        case GNUTLS_PK_ECDSA: return .ecdsa(curveBits: bits)
+        // GnuTLS reports a P-521 private key as 528 bits (66 bytes): name the curve.
+        case GNUTLS_PK_ECDSA: return .ecdsa(curveBits: bits > 384 ? 521 : bits)
         case GNUTLS_PK_EDDSA_ED25519: return .ed25519
         default:
             let name = gnutls_pk_algorithm_get_name(gnutls_pk_algorithm_t(UInt32(bitPattern: pk)))
