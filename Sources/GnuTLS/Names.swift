@@ -369,7 +369,11 @@ enum RFC4514 {
             index += 1
             let type = try attributeType(typeText, fail: fail)
 
-            // attributeValue
+            // attributeValue. Unescaped spaces after '=' are not part of the value (as
+            // spaces around the type and before a separator are not): "CN = x, O = y", the
+            // form openssl prints, means CN=x,O=y. A leading space that belongs to the
+            // value is written escaped ("\ x").
+            while index < bytes.count, bytes[index] == 0x20 { index += 1 }
             var value: AttributeValue
             if index < bytes.count, bytes[index] == UInt8(ascii: "#") {
                 index += 1
