@@ -102,6 +102,7 @@ struct CertificateRequestTests {
         let (_, request) = try makeRequest("CN=x")
         expectGnuTLSError(.malformedDER, mentioning: ["PKCS#10"]) { try CertificateRequest(derEncoded: Array(request.derEncoded.dropLast(20))) }
         expectGnuTLSError(.malformedDER) { try CertificateRequest(derEncoded: [0x30, 0x00]) }
+        expectGnuTLSError(.malformedDER, mentioning: ["PKCS#10"]) { try CertificateRequest(derEncoded: request.derEncoded + [0x00, 0x00]) }
         expectGnuTLSError(.malformedPEM, mentioning: ["not closed"]) {
             try CertificateRequest(pemEncoded: String(request.pemEncoded.dropLast(30)))
         }

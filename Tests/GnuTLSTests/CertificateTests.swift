@@ -118,6 +118,7 @@ struct CertificateTests {
         #expect(parsed == chain)
         #expect(try Certificate.parseChain(bytes: Array(bundle.utf8)) == chain)
         #expect(try Certificate.parseChain(bytes: fixture.leaf.derEncoded) == [fixture.leaf])
+        #expect(try Certificate.parseChain(pemEncoded: bundle.replacingOccurrences(of: "\n", with: "\r\n")) == chain)
         expectGnuTLSError(.unexpectedObject, mentioning: ["expected one certificate, found 3"]) { try Certificate(pemEncoded: bundle) }
         try withTemporaryDirectory { directory in
             let path = try directory.write(bundle, to: "chain.pem")
@@ -155,6 +156,8 @@ struct CertificateTests {
         expectGnuTLSError(.malformedDER, mentioning: ["not a DER X.509 certificate"]) { try Certificate(derEncoded: Array(der.dropLast(40))) }
         expectGnuTLSError(.malformedDER) { try Certificate(derEncoded: Array(der.prefix(10))) }
         expectGnuTLSError(.malformedDER) { try Certificate(derEncoded: []) }
+        // Trailing bytes would make equality by DER meaningless: refused.
+        expectGnuTLSError(.malformedDER, mentioning: ["not a DER X.509 certificate"]) { try Certificate(derEncoded: der + [0x05, 0x00]) }
         expectGnuTLSError(.malformedPEM, mentioning: ["base64"]) {
             try Certificate(pemEncoded: "-----BEGIN CERTIFICATE-----\n%%%%\n-----END CERTIFICATE-----\n")
         }

@@ -72,6 +72,12 @@ struct DistinguishedNameTests {
         #expect(try DistinguishedName("CN=Caf\\C3\\A9").commonName == "Café")
         #expect(try DistinguishedName("cn=x, o=Example , c=US").description == "CN=x,O=Example,C=US")
         #expect(try DistinguishedName("CN=x;O=y").description == "CN=x,O=y")
+        // Spaces around '=' and after ',' (as in openssl's one-line form) are not part of values.
+        #expect(try DistinguishedName("CN = api.example.com, O = Example Inc , C = US").description == "CN=api.example.com,O=Example Inc,C=US")
+        #expect(try DistinguishedName("CN = #0c03616263").commonName == "abc")
+        // Escaped spaces are kept.
+        #expect(try DistinguishedName("CN=\\  padded").commonName == "  padded")
+        #expect(try DistinguishedName("CN = \\ padded\\ ").commonName == " padded ")
         #expect(try DistinguishedName("E=a@example.com").values(of: .emailAddress) == ["a@example.com"])
         #expect(try DistinguishedName("OID.2.5.4.3=viaOID").commonName == "viaOID")
         #expect(try DistinguishedName("2.5.4.3=dotted").commonName == "dotted")

@@ -59,6 +59,9 @@ struct KeyPairTests {
         #expect(encryptedDER != der)
         #expect(try KeyPair(derEncoded: encryptedDER, passphrase: "correct horse") == key)
 
+        // CRLF line ends (files from Windows) are the same PEM.
+        #expect(try KeyPair(pemEncoded: encryptedPEM.replacingOccurrences(of: "\n", with: "\r\n"), passphrase: "correct horse") == key)
+
         // A passphrase given for a plain key is not needed and does no harm.
         #expect(try KeyPair(pemEncoded: pem, passphrase: "unused") == key)
     }
@@ -186,6 +189,7 @@ struct KeyPairTests {
         expectGnuTLSError(.malformedDER, mentioning: ["not a private key"]) { try KeyPair(derEncoded: Array(der.prefix(der.count / 2))) }
         expectGnuTLSError(.malformedDER) { try KeyPair(derEncoded: [0x30, 0x03, 0x02, 0x01, 0x00]) }
         expectGnuTLSError(.malformedDER) { try KeyPair(derEncoded: []) }
+        expectGnuTLSError(.malformedDER, mentioning: ["not a private key"]) { try KeyPair(derEncoded: der + [0x00, 0x00]) }
         expectGnuTLSError(.malformedDER) { try KeyPair(derEncoded: [UInt8](repeating: 0x30, count: 64)) }
         // A PEM block whose DER is truncated.
         let truncatedPEM = PEMBlock(label: "PRIVATE KEY", derBytes: Array(der.dropLast(7))).pemString
@@ -260,6 +264,7 @@ struct KeyPairTests {
         expectGnuTLSError(.malformedDER, mentioning: ["SubjectPublicKeyInfo"]) {
             try PublicKey(derEncoded: Array(key.publicKey.derEncoded.dropLast(3)))
         }
+        expectGnuTLSError(.malformedDER) { try PublicKey(derEncoded: key.publicKey.derEncoded + [0x00, 0x00]) }
         expectGnuTLSError(.unexpectedObject, mentioning: ["PUBLIC KEY", "PRIVATE KEY"]) {
             try PublicKey(pemEncoded: key.pemEncoded())
         }

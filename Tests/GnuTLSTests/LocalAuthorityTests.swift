@@ -292,6 +292,60 @@ struct LocalAuthorityTests {
         }
     }
 
+    @Test("validity past 2049 is written as GeneralizedTime and reads back")
+    func farFuture() throws {
+        let root = try LocalAuthority.createRoot(subject: try name("CN=Century Root"), validityDays: 36_500)
+        let years = root.certificate.notValidAfter.timeIntervalSince(root.certificate.notValidBefore) / (365.25 * 86_400)
+        #expect(years > 99.9 && years < 100.1)
+        let (_, request) = try makeRequest("CN=c", names: [.dnsName("c.example.com")])
+        let leaf = try root.issue(request, profile: .tlsServer, options: IssuanceOptions(notValidAfter: Date(timeIntervalSince1970: 4_102_444_800)))
+        #expect(leaf.notValidAfter == Date(timeIntervalSince1970: 4_102_444_800))  // 2100-01-01T00:00:00Z
+    }
+
+    /// A signing key that is not a ``KeyPair``: the seam a token key will use.
+    struct WrappedKey: SigningKey {
+        let inner: KeyPair
+        var publicKey: PublicKey { inner.publicKey }
+        var signingBackend: SigningBackend { inner.signingBackend }
+    }
+
+    @Test("any SigningKey signs requests and certificates; only a KeyPair can be saved to disk")
+    func signingKeyProtocol() throws {
+        let wrapped = WrappedKey(inner: try KeyPair.generate(.ed25519))
+        let root = try LocalAuthority.createRoot(subject: try name("CN=Wrapped Root"), key: wrapped)
+        #expect(root.certificate.publicKey == wrapped.publicKey)
+        let request = try CertificateRequest.create(subject: try name("CN=w"), key: WrappedKey(inner: try KeyPair.generate()),
+                                                    alternativeNames: [.dnsName("w.example.com")])
+        #expect(request.isSignatureValid)
+        #expect(try root.issue(request, profile: .tlsServer).authorityKeyIdentifier == wrapped.publicKey.keyIdentifier)
+        try withTemporaryDirectory { directory in
+            expectGnuTLSError(.invalidArgument, mentioning: ["only an in-memory key pair"]) {
+                try root.save(to: directory.file("wrapped"), passphrase: "pw")
+            }
+        }
+    }
+
+    @Test("one authority issues from many tasks at once: unique serials, every certificate verifies")
+    func concurrentIssuance() async throws {
+        let root = try LocalAuthority.createRoot(subject: try name("CN=Busy Root"))
+        let (_, request) = try makeRequest("CN=busy", names: [.dnsName("busy.example.com")])
+        let certificates = try await withThrowingTaskGroup(of: [Certificate].self) { group in
+            for _ in 0..<8 {
+                group.addTask { try (0..<10).map { _ in try root.issue(request, profile: .tlsClient) } }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(certificates.count == 80)
+        #expect(Set(certificates.map(\.serialNumber)).count == 80)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
+        let paths = try certificates.enumerated().map { try directory.write($0.element.pemEncoded, to: "\($0.offset).pem") }
+        let result = try Tool.run(["openssl", "verify", "-CAfile", rootPath] + paths, timeout: 120)
+        #expect(result.succeeded, "\(result)")
+        #expect(result.standardOutput.components(separatedBy: ": OK").count - 1 == 80)
+    }
+
     @Test("LocalAuthority is used through the Authority protocol")
     func protocolUse() throws {
         let authority: any Authority = try LocalAuthority.createRoot(subject: try name("CN=Protocol Root"))

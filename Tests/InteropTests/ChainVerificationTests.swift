@@ -51,6 +51,35 @@ struct ChainVerificationTests {
         }
     }
 
+    @Test("a chain of mixed algorithms: RSA-3072 root, P-384 intermediate, Ed25519 and P-521 leaves")
+    func mixedAlgorithms() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Mixed Root"), key: KeyPair.generate(.rsa3072))
+        let intermediate = try root.createIntermediate(subject: try DistinguishedName("CN=Mixed Issuing"), key: KeyPair.generate(.ecdsaP384),
+                                                       pathLength: 0)
+        #expect(intermediate.certificate.signatureAlgorithm.oid == "1.2.840.113549.1.1.11")  // RSA with SHA-256
+        let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
+        let intermediatePath = try directory.write(intermediate.certificate.pemEncoded, to: "intermediate.pem")
+        for algorithm in [KeyAlgorithm.ed25519, .ecdsaP521, .rsa4096] {
+            let leaf = try intermediate.issue(
+                CertificateRequest.create(subject: try DistinguishedName("CN=\(algorithm).example.com"), key: KeyPair.generate(algorithm),
+                                          alternativeNames: [.dnsName("\(algorithm).example.com")]),
+                profile: .tlsServerClient, options: IssuanceOptions(validityDays: 30))
+            #expect(leaf.signatureAlgorithm.oid == "1.2.840.10045.4.3.3")  // ECDSA with SHA-384
+            let leafPath = try directory.write(leaf.pemEncoded, to: "\(algorithm).pem")
+            let verify = try Tool.run(["openssl", "verify", "-x509_strict", "-CAfile", rootPath, "-untrusted", intermediatePath,
+                                       "-verify_hostname", "\(algorithm).example.com", leafPath])
+            #expect(verify.succeeded, "\(verify)")
+            let chainPath = try directory.write(leaf.pemEncoded + intermediate.certificate.pemEncoded, to: "\(algorithm)-chain.pem")
+            let certtool = try Tool.run(["certtool", "--verify", "--verify-profile", "medium", "--load-ca-certificate", rootPath,
+                                         "--infile", chainPath], package: "gnutls-bin")
+            #expect(certtool.succeeded, "\(certtool)")
+            let lint = try LintTests.lint(leafPath)
+            #expect(lint.exitCode == 0 && lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(lint)")
+        }
+    }
+
     @Test("certtool --verify --load-ca-certificate ROOT", arguments: interopAlgorithms)
     func certtoolVerify(_ algorithm: KeyAlgorithm) throws {
         try withPKI(algorithm) { pki in
