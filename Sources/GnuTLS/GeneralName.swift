@@ -237,7 +237,9 @@ public struct ExtendedKeyUsage: RawRepresentable, Hashable, Sendable, CustomStri
     public init?(name: String) {
         if let match = Self.named.first(where: { $0.0.caseInsensitiveCompare(name) == .orderedSame }) {
             self = match.1
-        } else if name.contains("."), name.split(separator: ".").allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) {
+        } else if name.contains("."), name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ arc in
+            !arc.isEmpty && arc.allSatisfy { $0.isASCII && $0.isNumber }  // "1..2", "1.2." and non-ASCII digits are not OIDs
+        }) {
             self.init(oid: name)
         } else {
             return nil
