@@ -5,8 +5,15 @@ import TestSupport
 
 @Suite("Authority: roots, intermediates, profiles, serials, validity, save and load")
 struct LocalAuthorityTests {
-    @Test("a self-signed root", arguments: [KeyAlgorithm.ecdsaP256, .rsa2048, .ed25519])
-    func root(_ algorithm: KeyAlgorithm) throws {
+    /// Each key signs with the digest that matches its strength.
+    static let signatureAlgorithms: [(KeyAlgorithm, String)] = [
+        (.ecdsaP256, "1.2.840.10045.4.3.2"), (.ecdsaP384, "1.2.840.10045.4.3.3"), (.ecdsaP521, "1.2.840.10045.4.3.4"),
+        (.rsa2048, "1.2.840.113549.1.1.11"), (.rsa3072, "1.2.840.113549.1.1.11"), (.rsa4096, "1.2.840.113549.1.1.11"),
+        (.ed25519, "1.3.101.112"),
+    ]
+
+    @Test("a self-signed root for every algorithm, signed with the matching digest", arguments: signatureAlgorithms)
+    func root(_ algorithm: KeyAlgorithm, signatureOID: String) throws {
         let key = try KeyPair.generate(algorithm)
         let before = Date()
         let root = try LocalAuthority.createRoot(subject: try name("CN=Root \(algorithm),O=Example"), key: key, validityDays: 100, pathLength: 2)
@@ -20,6 +27,11 @@ struct LocalAuthorityTests {
         #expect(certificate.authorityKeyIdentifier == key.publicKey.keyIdentifier)
         #expect(root.chain == [certificate])
         #expect(root.root == certificate)
+        #expect(certificate.signatureAlgorithm.oid == signatureOID)
+        // Requests and certificates it signs use the same algorithm.
+        let (_, request) = try makeRequest("CN=signed", names: [.dnsName("signed.example.com")])
+        #expect(try root.issue(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 10)).signatureAlgorithm.oid == signatureOID)
+        #expect(try CertificateRequest.create(subject: try name("CN=self"), key: key).signatureAlgorithm.oid == signatureOID)
         // Backdated a little, valid for the days asked.
         #expect(certificate.notValidBefore <= before)
         #expect(certificate.notValidBefore >= before.addingTimeInterval(-3600))
