@@ -337,6 +337,11 @@ enum Policy {
         }
     }
 
+    /// `date` truncated to the whole second, as `Int(timeIntervalSince1970)` writes it.
+    static func wholeSeconds(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
+    }
+
     /// A random positive serial of 127 bits: well above the 64 bits CA/B Forum requires.
     static func newSerial() throws -> [UInt8] {
         var bytes = try CoreCrypto.random(16)
@@ -400,12 +405,15 @@ enum Policy {
         }
 
         // Validity: a small backdate, never before the issuer's start, never after its end.
-        let now = Date()
+        // Certificates hold whole seconds: compare the times that will be written, or a
+        // certificate asking for its issuer's lifetime within the same second is refused
+        // for a fraction of a second the certificate would never carry.
+        let now = wholeSeconds(Date())
         guard options.validityDays > 0 || options.notValidAfter != nil else {
             throw IssuanceError(.invalidRequest, "validity must be at least one day, not \(options.validityDays)")
         }
         let notBefore = max(now.addingTimeInterval(-options.backdate), issuer.notValidBefore)
-        let notAfter = options.notValidAfter ?? now.addingTimeInterval(TimeInterval(options.validityDays) * 86_400)
+        let notAfter = options.notValidAfter.map(wholeSeconds) ?? now.addingTimeInterval(TimeInterval(options.validityDays) * 86_400)
         guard notAfter > notBefore else {
             throw IssuanceError(.invalidRequest, "the validity would end (\(notAfter)) before it starts (\(notBefore))")
         }
