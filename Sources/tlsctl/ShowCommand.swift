@@ -9,7 +9,7 @@ struct ShowCommand: AsyncParsableCommand {
         abstract: "Print a key, certificate request, certificate or chain in a readable form.",
         discussion: """
             FILE may be PEM (one or more blocks: a chain, or a key next to its certificate) or \
-            DER. For a certificate: subject, issuer, serial, validity, key, signature algorithm, \
+            DER; it may also be a CRL. For a certificate: subject, issuer, serial, validity, key, signature algorithm, \
             alternative names, basic constraints, key usage, extended key usage, key \
             identifiers, CRL distribution points, authority information access, name \
             constraints and SHA-256 fingerprint. For a key: its algorithm, whether it is \
@@ -46,13 +46,14 @@ struct ObjectPrinter {
 
     /// Which kinds of PEM blocks `show` knows. Add new kinds (CRLs, OCSP responses) here.
     enum Kind {
-        case certificate, request, privateKey, publicKey, other(String)
+        case certificate, request, privateKey, publicKey, crl, other(String)
 
         init(label: String) {
             switch label {
             case "CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE": self = .certificate
             case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST": self = .request
             case "PUBLIC KEY": self = .publicKey
+            case "X509 CRL": self = .crl
             case _ where label.hasSuffix("PRIVATE KEY"): self = .privateKey
             default: self = .other(label)
             }
@@ -87,6 +88,8 @@ struct ObjectPrinter {
             showRequest(request)
         } else if let publicKey = try? PublicKey(derEncoded: bytes) {
             showPublicKey(publicKey)
+        } else if let crl = try? CertificateRevocationList(derEncoded: bytes) {
+            showCRL(crl)
         } else {
             try showPrivateKey(der: bytes, label: nil)
         }
@@ -102,6 +105,8 @@ struct ObjectPrinter {
             try showPrivateKey(der: block.derBytes, label: block.label)
         case .publicKey:
             showPublicKey(try context("cannot parse the public key in \(file)") { try PublicKey(derEncoded: block.derBytes) })
+        case .crl:
+            showCRL(try context("cannot parse the CRL in \(file)") { try CertificateRevocationList(derEncoded: block.derBytes) })
         case .other(let label):
             print("\(label)")
             print("  (tlsctl show does not read this kind of PEM block yet: \(block.derBytes.count) bytes)")
@@ -182,6 +187,28 @@ struct ObjectPrinter {
         if now > certificate.notValidAfter { return " (EXPIRED)" }
         let days = Int(certificate.notValidAfter.timeIntervalSince(now) / 86_400)
         return " (\(days) day\(days == 1 ? "" : "s") left)"
+    }
+
+    // MARK: Revocation lists
+
+    func showCRL(_ crl: CertificateRevocationList) {
+        print("Certificate revocation list")
+        var rows = Rows()
+        rows.add("Issuer", crl.issuer.description)
+        rows.add("Version", "\(crl.version)")
+        if let number = crl.crlNumber { rows.add("CRL number", Format.colonHex(number)) }
+        rows.add("This update", Format.date(crl.thisUpdate))
+        if let nextUpdate = crl.nextUpdate {
+            rows.add("Next update", Format.date(nextUpdate) + (crl.isStale() ? " (STALE)" : ""))
+        }
+        rows.add("Signature algorithm", crl.signatureAlgorithm.name)
+        if let identifier = crl.authorityKeyIdentifier { rows.add("Authority key ID", Format.colonHex(identifier)) }
+        rows.add("Revoked", crl.entries.isEmpty ? "none" : "\(crl.entries.count) certificate\(crl.entries.count == 1 ? "" : "s")")
+        for entry in crl.entries {
+            rows.add("Serial", Format.colonHex(entry.serialNumber.bytes) + " revoked \(Format.date(entry.revocationDate))"
+                     + (entry.reason.map { " (\($0))" } ?? ""))
+        }
+        rows.print()
     }
 
     // MARK: Requests

@@ -159,6 +159,37 @@ struct ShowCommandTests {
         #expect(Set(ShowOutput.values("Public key SHA-256", in: output)).count == 1, "the key and the certificate match")
     }
 
+    @Test("a CRL: issuer, number, dates and every revoked serial with its reason, PEM or DER")
+    func crl() throws {
+        let work = try CLIWorkspace()
+        defer { work.remove() }
+        try Self.makeChain(work)
+        let authority = try LocalAuthority.load(from: work.file("int"), passphrase: nil)
+        let leaf = try Certificate(pemEncoded: work.read("leaf.pem"))
+        let revokedAt = Date().addingTimeInterval(-60)
+        let list = try CertificateRevocationList.create(
+            issuer: authority.certificate, key: authority.key, number: SerialNumber(bytes: [0x2A]),
+            nextUpdate: Date().addingTimeInterval(7 * 86_400),
+            entries: [.init(serialNumber: leaf.serialNumber, revocationDate: revokedAt, reason: .keyCompromise)])
+        try work.directory.write(list.pemEncoded, to: "int.crl.pem")
+        try work.tool(["openssl", "crl", "-in", "int.crl.pem", "-outform", "DER", "-out", "int.crl"])
+
+        for file in ["int.crl.pem", "int.crl"] {
+            let output = try work.succeed(["show", file]).standardOutput
+            #expect(output.hasPrefix("Certificate revocation list\n"), "\(output)")
+            #expect(ShowOutput.value("Issuer", in: output) == authority.certificate.subject.description)
+            #expect(ShowOutput.value("CRL number", in: output) == "2A")
+            #expect(ShowOutput.value("This update", in: output) == Format.utc(list.thisUpdate))
+            #expect(ShowOutput.value("Next update", in: output) == Format.utc(try #require(list.nextUpdate)))
+            #expect(ShowOutput.value("Authority key ID", in: output) == colonHex(try #require(authority.certificate.subjectKeyIdentifier)))
+            #expect(ShowOutput.value("Revoked", in: output) == "1 certificate")
+            #expect(ShowOutput.value("Serial", in: output) == "\(colonHex(leaf.serialNumber.bytes)) revoked \(Format.utc(list.entries[0].revocationDate)) (keyCompromise)", "\(output)")
+        }
+        // openssl reads the same serial as revoked.
+        let text = try work.tool(["openssl", "crl", "-in", "int.crl.pem", "-noout", "-text"]).standardOutput
+        #expect(text.contains("Serial Number: \(leaf.serialNumber.bytes.map { String(format: "%02X", $0) }.joined())"), "\(text)")
+    }
+
     @Test("unreadable input is an error with the reason")
     func errors() throws {
         let work = try CLIWorkspace()
