@@ -165,6 +165,25 @@ struct CertificateTests {
         expectGnuTLSError(.malformedDER) { try Certificate(pemEncoded: truncatedPEM) }
     }
 
+    @Test("a version 1 certificate (no extensions) parses, and is refused as a CA")
+    func versionOne() throws {
+        try withTemporaryDirectory { directory in
+            let keyPath = try OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
+            try Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", "/CN=Old Style", "-out", directory.file("req.pem")])
+            try Tool.runChecked(["openssl", "x509", "-req", "-in", directory.file("req.pem"), "-key", keyPath, "-days", "2",
+                                 "-out", directory.file("v1.pem")])
+            let certificate = try #require(try Certificate.load(contentsOfFile: directory.file("v1.pem")).first)
+            #expect(certificate.version == 1)
+            #expect(certificate.extensions.isEmpty)
+            #expect(certificate.basicConstraints == nil && certificate.keyUsage == nil && certificate.subjectKeyIdentifier == nil)
+            #expect(!certificate.isCertificateAuthority)
+            #expect(certificate.isSelfIssued)
+            expectIssuanceError(.authorityMisconfigured, mentioning: ["not a CA", "Old Style"]) {
+                try LocalAuthority(certificate: certificate, key: KeyPair(contentsOfFile: keyPath))
+            }
+        }
+    }
+
     @Test("certificates made by openssl parse, including their extensions")
     func opensslCertificate() throws {
         try withTemporaryDirectory { directory in
