@@ -220,6 +220,7 @@ package final class TLSEngine {
     /// Decrypts the next record, handing plaintext to `body`.
     package func read(_ body: (UnsafeRawBufferPointer) -> Void) throws(CoreTLSFailure) -> ReadOutcome {
         while true {
+            let unread = io.inboundAvailable
             let rc = scratch.withUnsafeMutableBytes { gnutls_record_recv(session, $0.baseAddress, $0.count) }
             if rc > 0 {
                 scratch.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<rc])) }
@@ -227,7 +228,13 @@ package final class TLSEngine {
             }
             if rc == 0 { return .closed }
             let code = Int32(rc)
-            if code == GNUTLS_E_AGAIN { return .wantInput }
+            if code == GNUTLS_E_AGAIN {
+                // GnuTLS also answers EAGAIN right after it handled a post-handshake message
+                // (a TLS 1.3 NewSessionTicket, a KeyUpdate) while more records wait in the
+                // inbound queue: go on while it makes progress, until the pull side runs dry.
+                if io.inboundAvailable > 0 && io.inboundAvailable < unread { continue }
+                return .wantInput
+            }
             if code == GNUTLS_E_INTERRUPTED { continue }
             if code == GNUTLS_E_REHANDSHAKE {
                 // Renegotiation is refused: tell the peer, and go on with the session.
