@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLSCore
+import SwiftASN1
 
 /// A public-key algorithm with its size or curve.
 ///
@@ -207,8 +208,46 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
             if (try? RequestHandle(der: der)) != nil {
                 throw GnuTLSError(.unexpectedObject, "expected a private key, found a certificate request")
             }
-            throw error
+            throw Self.unsupportedKeyError(der, passphrase: passphrase) ?? error
         }
+    }
+
+    /// When GnuTLS cannot import well-formed key bytes, says why in words a user can act
+    /// on: an `EncryptedPrivateKeyInfo` whose scheme GnuTLS does not know (scrypt), or an EC
+    /// key on a curve it lacks (secp256k1, brainpool). `nil` when the bytes are neither.
+    static func unsupportedKeyError(_ der: [UInt8], passphrase: String?) -> GnuTLSError? {
+        guard let fields = try? DERReader.children(of: der) else { return nil }
+        func oid(_ element: DERReader.Element?) -> String? {
+            element.flatMap { try? ASN1ObjectIdentifier(derEncoded: $0.node).description }
+        }
+        // EncryptedPrivateKeyInfo ::= SEQUENCE { encryptionAlgorithm AlgorithmIdentifier, encryptedData OCTET STRING }
+        if fields.count == 2, fields[0].tag == 0x30, fields[1].tag == 0x04 {
+            guard passphrase != nil else {
+                return GnuTLSError(.passphraseRequired, "private key is encrypted: a passphrase is required")
+            }
+            let algorithm = fields[0].children
+            var scheme = oid(algorithm.first) ?? "an unknown scheme"
+            if scheme == "1.2.840.113549.1.5.13", let kdf = oid(algorithm.dropFirst().first?.children.first?.children.first) {
+                scheme = kdf == "1.3.6.1.4.1.11591.4.11" ? "PBES2 with scrypt" : "PBES2 with key derivation \(kdf)"
+            }
+            return GnuTLSError(.unsupportedAlgorithm, "private key is encrypted with \(scheme), which GnuTLS cannot decrypt: re-encrypt it with PBES2 and AES-256 (openssl pkcs8 -topk8 -v2 aes256)")
+        }
+        // PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier { id-ecPublicKey, namedCurve }, privateKey OCTET STRING, … }
+        // ECPrivateKey ::= SEQUENCE { version (1), privateKey OCTET STRING, [0] namedCurve, [1] publicKey }
+        var curve: String?
+        if fields.count >= 3, fields[0].tag == 0x02, fields[1].tag == 0x30, fields[2].tag == 0x04,
+           oid(fields[1].children.first) == "1.2.840.10045.2.1" {
+            curve = oid(fields[1].children.dropFirst().first)
+        } else if fields.count >= 3, fields[0].tag == 0x02, fields[1].tag == 0x04 {
+            curve = oid(fields.first { $0.tag == 0xA0 }?.children.first)
+        }
+        // The curves GnuTLS knows: P-192, P-224, P-256, P-384, P-521. A key on one of them
+        // that failed to import is malformed, not unsupported.
+        let known = ["1.2.840.10045.3.1.1", "1.3.132.0.33", "1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35"]
+        if let curve, !known.contains(curve) {
+            return GnuTLSError(.unsupportedAlgorithm, "private key is an EC key on curve \(curve), which GnuTLS does not support: use P-256, P-384 or P-521")
+        }
+        return nil
     }
 
     /// Imports PEM or DER bytes, whichever they are.

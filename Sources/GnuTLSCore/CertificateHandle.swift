@@ -69,15 +69,32 @@ package final class CertificateHandle: @unchecked Sendable {
 extension PublicKeyHandle {
     convenience init(certificate: gnutls_x509_crt_t) throws {
         try self.init()
-        try check(gnutls_pubkey_import_x509(raw, certificate, 0), "gnutls_pubkey_import_x509",
-                  "certificate public key cannot be read", code: .malformedDER)
+        let rc = gnutls_pubkey_import_x509(raw, certificate, 0)
+        try check(rc, "gnutls_pubkey_import_x509", Self.importFailure(rc, of: "certificate"), code: Self.importCode(rc))
     }
 
     convenience init(request: gnutls_x509_crq_t) throws {
         try self.init()
-        try check(gnutls_pubkey_import_x509_crq(raw, request, 0), "gnutls_pubkey_import_x509_crq",
-                  "certificate request public key cannot be read", code: .malformedDER)
+        let rc = gnutls_pubkey_import_x509_crq(raw, request, 0)
+        try check(rc, "gnutls_pubkey_import_x509_crq", Self.importFailure(rc, of: "certificate request"), code: Self.importCode(rc))
     }
+
+    /// A well-formed key of an algorithm or curve GnuTLS lacks (secp256k1, brainpool) is
+    /// `.unsupportedAlgorithm`, not malformed input.
+    static func importCode(_ rc: Int32) -> GnuTLSError.Code {
+        isUnsupportedKey(rc) ? .unsupportedAlgorithm : .malformedDER
+    }
+
+    static func importFailure(_ rc: Int32, of what: String) -> String {
+        isUnsupportedKey(rc)
+            ? "\(what) public key uses an algorithm or curve that GnuTLS does not support"
+            : "\(what) public key cannot be read"
+    }
+}
+
+/// Whether a key import failed because GnuTLS does not know the algorithm or curve.
+package func isUnsupportedKey(_ rc: Int32) -> Bool {
+    rc == GNUTLS_E_ECC_UNSUPPORTED_CURVE || rc == GNUTLS_E_UNKNOWN_PK_ALGORITHM || rc == GNUTLS_E_UNIMPLEMENTED_FEATURE
 }
 
 func signatureOID(sign: Int32, fallback: () throws -> [UInt8]?) throws -> String {

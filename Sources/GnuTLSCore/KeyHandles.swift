@@ -200,7 +200,9 @@ package final class PublicKeyHandle: @unchecked Sendable {
     package convenience init(spki: [UInt8]) throws {
         try self.init()
         let rc = withDatum(spki) { gnutls_pubkey_import(raw, $0, GNUTLS_X509_FMT_DER) }
-        try check(rc, "gnutls_pubkey_import", "bytes are not a DER SubjectPublicKeyInfo", code: .malformedDER)
+        try check(rc, "gnutls_pubkey_import",
+                  isUnsupportedKey(rc) ? "public key uses an algorithm or curve that GnuTLS does not support" : "bytes are not a DER SubjectPublicKeyInfo",
+                  code: isUnsupportedKey(rc) ? .unsupportedAlgorithm : .malformedDER)
     }
 
     /// The DER `SubjectPublicKeyInfo`.

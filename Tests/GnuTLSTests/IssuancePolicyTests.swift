@@ -155,6 +155,22 @@ struct IssuancePolicyTests {
             #expect(ed448Request.isSignatureValid)
             expectIssuanceError(.unsupportedAlgorithm, mentioning: ["only RSA, ECDSA", "Ed25519"]) { try root.issue(ed448Request, profile: .tlsServer) }
 
+            // A curve GnuTLS knows but the authority does not certify (P-192).
+            let p192 = try OpenSSL.generateKey("ec:prime192v1", to: directory.file("p192.pem"))
+            let p192Request = try opensslRequest(key: p192, subject: "/CN=p192.example.com", extra: ["-addext", "subjectAltName=DNS:p192.example.com"], in: directory, file: "p192.csr")
+            expectIssuanceError(.unsupportedAlgorithm, mentioning: ["SECP192R1", "only RSA, ECDSA (P-256/384/521)"]) { try root.issue(p192Request, profile: .tlsServer) }
+
+            // A curve GnuTLS does not know: the request cannot even be read, and says why.
+            let k1 = try OpenSSL.generateKey("ec:secp256k1", to: directory.file("k1.pem"))
+            try Tool.runChecked(["openssl", "req", "-new", "-key", k1, "-subj", "/CN=k1.example.com", "-out", directory.file("k1.csr")])
+            expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["certificate request public key", "curve", "does not support"]) {
+                try CertificateRequest(contentsOfFile: directory.file("k1.csr"))
+            }
+            try Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", k1, "-subj", "/CN=k1", "-days", "1", "-out", directory.file("k1.pem")])
+            expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["certificate public key", "does not support"]) {
+                try Certificate.load(contentsOfFile: directory.file("k1.pem"))
+            }
+
             // A request signed with SHA-1.
             let ec = try OpenSSL.generateKey("ec:P-256", to: directory.file("ec.pem"))
             let sha1Request = try opensslRequest(key: ec, subject: "/CN=sha1.example.com", extra: ["-sha1", "-addext", "subjectAltName=DNS:sha1.example.com"], in: directory, file: "sha1.csr")

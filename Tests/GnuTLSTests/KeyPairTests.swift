@@ -200,6 +200,39 @@ struct KeyPairTests {
         #expect(error?.gnutlsName != nil, "a GnuTLS failure keeps GnuTLS's name for the code")
     }
 
+    @Test("keys GnuTLS cannot use say so: curves it lacks, encryption schemes it cannot decrypt")
+    func unsupportedKeys() throws {
+        try withTemporaryDirectory { directory in
+            for curve in ["secp256k1", "brainpoolP256r1"] {
+                let pkcs8 = try OpenSSL.generateKey("ec:\(curve)", to: directory.file("\(curve).pem"))
+                let traditional = directory.file("\(curve)-sec1.der")
+                try Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-traditional", "-outform", "DER", "-out", traditional])
+                for path in [pkcs8, traditional] {
+                    expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["EC key on curve", "does not support", "P-256"]) {
+                        try KeyPair(contentsOfFile: path)
+                    }
+                }
+                let publicKey = directory.file("\(curve)-pub.der")
+                try Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-pubout", "-outform", "DER", "-out", publicKey])
+                expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["does not support"]) {
+                    try PublicKey(derEncoded: [UInt8](Data(contentsOf: URL(fileURLWithPath: publicKey))))
+                }
+            }
+            // A supported curve with a damaged key stays .malformedDER.
+            var damaged = try KeyPair.generate(.ecdsaP256).derEncoded()
+            damaged[damaged.count - 40] ^= 0xFF
+            damaged[damaged.count - 41] ^= 0xFF
+            expectGnuTLSError(.malformedDER) { try KeyPair(derEncoded: damaged) }
+
+            // scrypt-encrypted PKCS#8: GnuTLS has no scrypt.
+            let plain = try OpenSSL.generateKey("ec:P-256", to: directory.file("plain.pem"))
+            let scrypt = directory.file("scrypt.pem")
+            try Tool.runChecked(["openssl", "pkcs8", "-topk8", "-scrypt", "-in", plain, "-out", scrypt, "-passout", "pass:pw"])
+            expectGnuTLSError(.passphraseRequired, mentioning: ["encrypted"]) { try KeyPair(contentsOfFile: scrypt) }
+            expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["scrypt", "-v2 aes256"]) { try KeyPair(contentsOfFile: scrypt, passphrase: "pw") }
+        }
+    }
+
     @Test("a certificate or request where a key is expected")
     func unexpectedObject() throws {
         let authority = try LocalAuthority.createRoot(subject: try name("CN=Key Test Root"))
