@@ -52,6 +52,10 @@ package final class TLSEngine {
     private let io: EngineIO
     private var scratch: [UInt8]
     package private(set) var handshakeComplete = false
+    /// The typed data given to gnutls_session_set_verify_cert2 and the strings it points to.
+    /// GnuTLS keeps the pointer without copying ("once set must remain valid for the lifetime
+    /// of the session"), so they are freed in `deinit`, after gnutls_deinit.
+    private var verificationStorage: [UnsafeMutableRawPointer] = []
 
     /// - Parameters:
     ///   - serverName: for clients, the SNI name (omitted for IP literals) and the name
@@ -78,7 +82,7 @@ package final class TLSEngine {
             try configure(isServer: isServer, serverName: serverName, verifyHostname: verifyHostname, verifyIP: verifyIP,
                           verifyPeer: verifyPeer, purposeOID: purposeOID, sessionData: sessionData)
         } catch {
-            gnutls_deinit(session)
+            // Every stored property is set: `deinit` runs and calls gnutls_deinit.
             throw error
         }
     }
@@ -130,15 +134,14 @@ package final class TLSEngine {
         }
     }
 
-    /// gnutls_session_set_verify_cert2 with the host (or IP) and purpose; GnuTLS copies the data.
+    /// gnutls_session_set_verify_cert2 with the host (or IP) and purpose. GnuTLS does not
+    /// copy the data: it lives in ``verificationStorage`` until the session is gone.
     private func setVerification(hostname: String?, ip: [UInt8]?, purposeOID: String?) throws {
-        var allocations: [UnsafeMutablePointer<UInt8>] = []
-        defer { allocations.forEach { $0.deallocate() } }
         func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8> {
             let pointer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count + 1)
             pointer.initialize(from: bytes, count: bytes.count)
             pointer[bytes.count] = 0
-            allocations.append(pointer)
+            verificationStorage.append(UnsafeMutableRawPointer(pointer))
             return pointer
         }
         var data: [gnutls_typed_vdata_st] = []
@@ -150,11 +153,15 @@ package final class TLSEngine {
         if let purposeOID {
             data.append(gnutls_typed_vdata_st(type: GNUTLS_DT_KEY_PURPOSE_OID, data: copy(Array(purposeOID.utf8)), size: 0))
         }
-        gnutls_session_set_verify_cert2(session, &data, UInt32(data.count), 0)
+        let array = UnsafeMutablePointer<gnutls_typed_vdata_st>.allocate(capacity: max(data.count, 1))
+        array.initialize(from: data, count: data.count)
+        verificationStorage.append(UnsafeMutableRawPointer(array))
+        gnutls_session_set_verify_cert2(session, array, UInt32(data.count), 0)
     }
 
     deinit {
         gnutls_deinit(session)
+        verificationStorage.forEach { $0.deallocate() }
     }
 
     // MARK: Bytes in and out
@@ -209,7 +216,12 @@ package final class TLSEngine {
                 // A warning alert during the handshake: keep going.
                 continue
             }
-            if rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PREMATURE_TERMINATION {
+            if rc == GNUTLS_E_NO_CERTIFICATE_FOUND && context.settings.role == .server && gnutls_protocol_get_version(session) != GNUTLS_TLS1_3 {
+                // A required client certificate is missing. TLS 1.3 has certificate_required
+                // for this; in TLS 1.2 it is handshake_failure (RFC 5246, 7.4.6), where
+                // gnutls_alert_send_appropriate would send decode_error.
+                _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE)
+            } else if rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PREMATURE_TERMINATION {
                 // Tell the peer why (unexpected message, decode error, …) before giving up.
                 _ = gnutls_alert_send_appropriate(session, rc)
             }
@@ -289,6 +301,11 @@ package final class TLSEngine {
         switch rc {
         case GNUTLS_E_FATAL_ALERT_RECEIVED where gnutls_alert_get(session) == GNUTLS_A_CERTIFICATE_REQUIRED:
             // TLS 1.3 servers say so with an alert when a required client certificate is missing.
+            kind = .peerCertificateRequired
+        case GNUTLS_E_FATAL_ALERT_RECEIVED where gnutls_alert_get(session) == GNUTLS_A_HANDSHAKE_FAILURE && context.settings.role == .client
+            && gnutls_certificate_client_get_request_status(session) != 0 && gnutls_certificate_get_ours(session) == nil:
+            // TLS 1.2 has no certificate_required alert: a server that asked for a certificate,
+            // got none and then failed the handshake is saying it requires one.
             kind = .peerCertificateRequired
         case GNUTLS_E_FATAL_ALERT_RECEIVED:
             kind = .alertReceived(gnutls_alert_get_name(gnutls_alert_get(session)).map { String(cString: $0) } ?? "unknown alert")
