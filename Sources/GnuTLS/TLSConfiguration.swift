@@ -277,7 +277,10 @@ extension TLSContext {
                 sessionData: configuration.sessionResumption ? name.flatMap { sessionCache.data(for: $0) } : nil)
             return engine
         }
-        let verifies = configuration.peerVerification != .insecureNoVerification && configuration.clientCertificates != .none
+        // GnuTLS's in-handshake verification fails a handshake in which the client sent no
+        // certificate, so it runs only when certificates are required; optional ones are
+        // verified by the Swift verifier after the handshake (GnuTLSHandler), when sent.
+        let verifies = configuration.peerVerification != .insecureNoVerification && configuration.clientCertificates == .required
         return try TLSEngine(
             context: handle, serverName: nil, verifyHostname: nil, verifyIP: nil, verifyPeer: verifies,
             purposeOID: ExtendedKeyUsage.clientAuth.rawValue)

@@ -46,6 +46,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var heldPlaintext: [ByteBuffer] = []
     private var timeout: Scheduled<Void>?
     private var receivedCloseNotify = false
+    /// Our close_notify went out with `close(mode: .output)`: reading goes on, writing is over.
+    private var sentCloseNotify = false
     private var storedSession = false
     private var info: ConnectionInfo?
 
@@ -109,6 +111,30 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         failPendingWrites(TLSError(.channelClosed, "the connection closed before the write was sent"))
         engine = nil
         context.fireChannelInactive()
+    }
+
+    /// With `allowRemoteHalfClosure`, a TCP FIN arrives as `ChannelEvent.inputClosed`
+    /// instead of `channelInactive`: without close_notify first, it is the same failure.
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch state {
+        case .idle, .handshaking, .verifying:
+            fail(context: context, TLSError(.peerClosedDuringHandshake, "the peer closed the connection during the TLS handshake"))
+        case .active where !receivedCloseNotify:
+            fail(context: context, TLSError(.uncleanShutdown, "the peer closed the connection without close_notify: data may be truncated"))
+        case .active:
+            // Already reported when its close_notify arrived.
+            break
+        case .closing, .closed:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func allowsRemoteHalfClosure(_ context: ChannelHandlerContext) -> Bool {
+        (try? context.channel.syncOptions?.getOption(ChannelOptions.allowRemoteHalfClosure)) ?? false
     }
 
     // MARK: Inbound
@@ -224,7 +250,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let writes = pendingWrites
         pendingWrites.removeAll()
         for (buffer, promise) in writes { encryptAndWrite(context: context, buffer, promise: promise) }
-        if !writes.isEmpty { flushCiphertext(context: context) }
+        // encryptAndWrite already handed the ciphertext to the next handler: flush it.
+        if !writes.isEmpty { context.flush() }
         for buffer in heldPlaintext { context.fireChannelRead(wrapInboundOut(buffer)) }
         heldPlaintext.removeAll()
         decrypt(context: context)
@@ -258,8 +285,16 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 case .closed:
                     receivedCloseNotify = true
                     flushCiphertext(context: context)
+                    if state == .active && !sentCloseNotify && allowsRemoteHalfClosure(context) {
+                        // Half-closure (the channel's `allowRemoteHalfClosure`): the peer is done
+                        // writing, but the application may still be replying. It closes the
+                        // channel itself, which sends our close_notify.
+                        if delivered { context.fireChannelReadComplete() }
+                        context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+                        return
+                    }
                     if state == .active || state == .closing {
-                        engine.shutdown()
+                        if !sentCloseNotify { engine.shutdown() }
                         flushCiphertext(context: context)
                         state = .closing
                         context.close(promise: nil)
@@ -292,6 +327,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         switch state {
         case .idle, .handshaking, .verifying:
             pendingWrites.append((buffer, promise))
+        case .active where sentCloseNotify:
+            promise?.fail(TLSError(.channelClosed, "cannot write: this side already sent close_notify (output closed)"))
         case .active:
             encryptAndWrite(context: context, buffer, promise: promise)
         case .closing, .closed:
@@ -310,8 +347,21 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 context.close(mode: mode, promise: promise)
                 return
             }
+            if mode == .output {
+                // Half-close: close_notify, then the TCP write side once it is written; the
+                // peer's remaining data is still read and delivered.
+                guard !sentCloseNotify else {
+                    promise?.fail(ChannelError.outputClosed)
+                    return
+                }
+                sentCloseNotify = true
+                engine?.shutdown()
+                flushCiphertext(context: context)
+                context.close(mode: .output, promise: promise)
+                return
+            }
             state = .closing
-            engine?.shutdown()
+            if !sentCloseNotify { engine?.shutdown() }
             flushCiphertext(context: context)
             context.close(mode: mode, promise: promise)
         case .idle, .handshaking, .verifying:

@@ -56,11 +56,20 @@ public struct SecureChannel: Sendable {
                     return (wrapped, promise.futureResult)
                 }
             }
+        return try await established(asyncChannel, after: handshake)
+    }
+
+    /// The channel once `handshake` succeeds; when it fails, the channel is closed through
+    /// `executeThenClose`, which also finishes its writer (an unfinished NIOAsyncWriter
+    /// traps when it is released).
+    private static func established(
+        _ asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, after handshake: EventLoopFuture<ConnectionInfo>
+    ) async throws -> SecureChannel {
         do {
             let info = try await handshake.get()
             return SecureChannel(info: info, asyncChannel: asyncChannel)
         } catch {
-            try? await asyncChannel.channel.close()
+            try? await asyncChannel.executeThenClose { _, _ in }
             throw error
         }
     }
@@ -90,8 +99,7 @@ public struct SecureChannel: Sendable {
             let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             return (wrapped, promise.futureResult)
         }.get()
-        let info = try await handshake.get()
-        return SecureChannel(info: info, asyncChannel: asyncChannel)
+        return try await established(asyncChannel, after: handshake)
     }
 }
 
@@ -132,6 +140,9 @@ public final class TLSServer: Sendable {
             .serverChannelOption(.backlog, value: backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // A client's close_notify ends the inbound stream without closing the channel, so
+            // a handler still replying (an echo) finishes its writes before it closes.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
@@ -139,6 +150,14 @@ public final class TLSServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     return promise.futureResult.map { SecureChannel(info: $0, asyncChannel: wrapped) }
+                        .flatMapError { error in
+                            // A failed handshake never reaches a handler: close the wrapper here,
+                            // finishing its writer (an unfinished NIOAsyncWriter traps when released).
+                            channel.eventLoop.makeFutureWithTask {
+                                try? await wrapped.executeThenClose { _, _ in }
+                                throw error
+                            }
+                        }
                 }
             }
         return TLSServer(serverChannel: serverChannel, context: context)
