@@ -18,12 +18,14 @@ struct Tlsctl: AsyncParsableCommand {
         CACommand.self,
         ShowCommand.self,
         VerifyCommand.self,
+        ServeCommand.self,
+        ConnectCommand.self,
         DemoCommand.self,
     ]
 
     static let configuration = CommandConfiguration(
         commandName: "tlsctl",
-        abstract: "Keys, certificate requests and a small certificate authority, on GnuTLS.",
+        abstract: "Keys, certificate requests, a small certificate authority, and TLS servers and clients, on GnuTLS.",
         discussion: """
             Exit status: 0 on success; 1 when a request is refused by the authority's policy or \
             anything fails (the reason is printed on stderr); 64 for a usage error (an unknown \
