@@ -12,7 +12,7 @@ import GnuTLS
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Build a root CA, an intermediate CA, a server and a client certificate, and check them.",
+        abstract: "Build a root CA, an intermediate CA, a server and a client certificate, check them, and use them for mutual TLS on 127.0.0.1.",
         discussion: """
             Everything is written to a new temporary directory, removed at the end unless \
             --keep is given, or to --dir, which is kept. Exits 1 if any check fails.
@@ -27,11 +27,13 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let workspace = try DemoWorkspace(directory: dir, keep: keep || dir != nil)
         var log = DemoLog()
-        log.say("tlsctl demo: root CA -> intermediate CA -> server and client certificates, in \(workspace.path)")
+        log.say("tlsctl demo: root CA -> intermediate CA -> server and client certificates -> mutual TLS on 127.0.0.1, in \(workspace.path)")
         let pki: DemoPKI
         do {
             pki = try DemoPKI.build(in: workspace, log: &log)
             try DemoChecks.run(pki, log: &log)
+            // Mutual TLS on 127.0.0.1 with these certificates, and four refusals (DemoTLS.swift).
+            try await DemoTLS.run(pki, workspace: workspace, log: &log)
         } catch {
             workspace.finish()
             throw error
