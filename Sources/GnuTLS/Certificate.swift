@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLSCore
+import SwiftASN1
 
 /// A certificate serial number: a positive integer of up to 20 octets.
 public struct SerialNumber: Hashable, Sendable, CustomStringConvertible, Comparable {
@@ -318,7 +319,28 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
         guard !certificates.isEmpty else {
             throw GnuTLSError(.unexpectedObject, "expected a certificate, found \(KeyPair.describe(labels: blocks.map(\.label).joined(separator: ", ")))")
         }
-        return try certificates.map { try Certificate(derEncoded: $0.derBytes) }
+        return try certificates.map {
+            try Certificate(derEncoded: $0.label == "TRUSTED CERTIFICATE" ? certificatePart(ofTrusted: $0.derBytes) : $0.derBytes)
+        }
+    }
+
+    /// OpenSSL's `TRUSTED CERTIFICATE` holds the certificate followed by its trust settings
+    /// (`X509_CERT_AUX`); the certificate is the first of the two DER elements. The trust
+    /// settings are not kept.
+    static func certificatePart(ofTrusted bytes: [UInt8]) throws -> [UInt8] {
+        do {
+            // Wrapped in a SEQUENCE, the two elements parse as its children.
+            var serializer = DER.Serializer()
+            try serializer.appendConstructedNode(identifier: .sequence) { $0.serializeRawBytes(bytes) }
+            guard let certificate = try DERReader.children(of: serializer.serializedBytes).first else {
+                throw GnuTLSError(.malformedDER, "TRUSTED CERTIFICATE block is empty")
+            }
+            return certificate.encoded
+        } catch let error as GnuTLSError {
+            throw error
+        } catch {
+            throw GnuTLSError(.malformedDER, "TRUSTED CERTIFICATE block is not DER: \(error)")
+        }
     }
 
     /// Parses PEM (one or more certificates) or DER (one certificate) bytes.

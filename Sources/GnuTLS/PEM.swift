@@ -33,6 +33,8 @@ public struct PEMBlock: Hashable, Sendable {
     ///
     /// - Throws: ``GnuTLSError`` with code `.malformedPEM`.
     public static func parseAll(_ text: String) throws -> [PEMBlock] {
+        // A UTF-8 byte order mark (files saved by some Windows editors) is not text.
+        let text = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
         var documents: [PEMBlock] = []
         var currentLabel: String?
         var body = ""

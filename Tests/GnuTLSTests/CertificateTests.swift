@@ -132,6 +132,25 @@ struct CertificateTests {
         expectGnuTLSError(.malformedPEM, mentioning: ["CERTIFICATE", "not closed"]) { try Certificate.parseChain(pemEncoded: truncated) }
     }
 
+    @Test("openssl's TRUSTED CERTIFICATE form and a byte order mark are read")
+    func otherPEMForms() throws {
+        let fixture = try Fixture()
+        try withTemporaryDirectory { directory in
+            let path = try directory.write(fixture.root.certificate.pemEncoded, to: "root.pem")
+            let trusted = directory.file("trusted.pem")
+            try Tool.runChecked(["openssl", "x509", "-in", path, "-trustout", "-addtrust", "serverAuth", "-out", trusted])
+            #expect(try directory.read("trusted.pem").hasPrefix("-----BEGIN TRUSTED CERTIFICATE-----"))
+            #expect(try Certificate.load(contentsOfFile: trusted) == [fixture.root.certificate])
+            let withBOM = try directory.write([0xEF, 0xBB, 0xBF] + Array(fixture.leaf.pemEncoded.utf8), to: "bom.pem")
+            #expect(try Certificate.load(contentsOfFile: withBOM) == [fixture.leaf])
+            let keyWithBOM = try directory.write([0xEF, 0xBB, 0xBF] + Array(fixture.leafKey.pemEncoded().utf8), to: "key.pem")
+            #expect(try KeyPair(contentsOfFile: keyWithBOM) == fixture.leafKey)
+        }
+        expectGnuTLSError(.malformedDER, mentioning: ["TRUSTED CERTIFICATE"]) {
+            try Certificate.parseChain(pemEncoded: PEMBlock(label: "TRUSTED CERTIFICATE", derBytes: [0x30, 0x05, 0x01]).pemString)
+        }
+    }
+
     @Test("equality and hashing are by DER; values are Sendable")
     func equality() async throws {
         let fixture = try Fixture()
