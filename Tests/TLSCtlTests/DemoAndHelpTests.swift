@@ -40,14 +40,20 @@ struct DemoTests {
                           "--profile", "server", "--days", "7", "--out", "extra.pem"])
     }
 
-    @Test("without --dir it works in a temporary directory and removes it")
-    func temporary() throws {
+    @Test("without --dir it works in a temporary directory, removed at the end unless --keep is given", arguments: [false, true])
+    func temporary(keep: Bool) throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
-        let output = try work.succeed(["demo"]).standardOutput
+        let output = try work.succeed(["demo"] + (keep ? ["--keep"] : [])).standardOutput
         let firstLine = try #require(output.split(separator: "\n").first)
         let directory = try #require(firstLine.split(separator: " ").last.map(String.init))
-        #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) was left behind")
+        if keep {
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            #expect(FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("server-chain.pem")), "\(output)")
+            #expect(output.contains("The files are in \(directory)"), "\(output)")
+        } else {
+            #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) was left behind")
+        }
     }
 }
 
