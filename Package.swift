@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(
             name: "NIOGnuTLSTests",
             dependencies: [
-                "NIOGnuTLS", "GnuTLS", "TestSupport",
+                "NIOGnuTLS", "GnuTLS", "GnuTLSCore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
