@@ -251,6 +251,12 @@ package final class TLSEngine {
             if code == GNUTLS_E_REHANDSHAKE {
                 // Renegotiation is refused: tell the peer, and go on with the session.
                 _ = gnutls_alert_send(session, GNUTLS_AL_WARNING, GNUTLS_A_NO_RENEGOTIATION)
+                // GnuTLS keeps the ClientHello in its record buffer for a gnutls_handshake()
+                // that will not come; the next receive would fail on it with
+                // GNUTLS_E_UNEXPECTED_PACKET. One receive now drops it (that error, once).
+                if gnutls_record_check_pending(session) > 0 {
+                    _ = scratch.withUnsafeMutableBytes { gnutls_record_recv(session, $0.baseAddress, $0.count) }
+                }
                 return .renegotiationRefused
             }
             if code == GNUTLS_E_WARNING_ALERT_RECEIVED {
