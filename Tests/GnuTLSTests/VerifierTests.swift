@@ -343,6 +343,7 @@ struct VerifierChainTests {
             try verifier.verify(client, intermediates: [pki.issuing.certificate],
                                 policy: VerificationPolicy(purposes: [.clientAuth], expectedNames: [.dnsName("host.example.com")], time: Date()))
         }
+        #expect(error?.problems.first?.expectedName == .dnsName("host.example.com"))
         #expect(error?.problems.first?.presentedNames == [])
         // Without a name to check, the same certificate verifies.
         expectAccepted([client, pki.issuing.certificate, pki.root.certificate]) {
@@ -359,9 +360,11 @@ struct VerifierChainTests {
                 extensions: OpenSSLIssuer.serverExtensions(names: []), out: directory.file("leaf.pem"), in: directory)
             let server = try Certificate.load(contentsOfFile: leafPath)[0]
             #expect(server.subjectAlternativeNames.isEmpty)
-            expectRejected([(.nameMismatch, 0)]) {
+            let serverError = expectRejected([(.nameMismatch, 0)]) {
                 try verifier.verify(server, intermediates: [pki.issuing.certificate], policy: .server(host: "host.example.com"))
             }
+            #expect(serverError?.problems.first?.expectedName == .dnsName("host.example.com"))
+            #expect(serverError?.problems.first?.presentedNames == [])
             expectAccepted([server, pki.issuing.certificate, pki.root.certificate]) {
                 try verifier.verify(server, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: Date()))
             }
