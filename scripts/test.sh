@@ -10,6 +10,7 @@ require_swift
 # gnutls-bin (certtool, gnutls-cli, gnutls-serv), openssl, curl. pkilint needs pip.
 install_debian_packages libgnutls28-dev nettle-dev gnutls-bin openssl curl libsqlite3-dev python3-pip
 install_pip_package pkilint lint_pkix_cert
+install_pip_package sslyze sslyze
 
 echo "==> Building with tests"
 swift build "${swift_flags[@]}" --build-tests
