@@ -232,6 +232,26 @@ struct VerifierChainTests {
         }
     }
 
+    @Test("client identities: every expected name must be held; email domains compare without case, local parts with")
+    func clientIdentities() throws {
+        let pki = try VerifierPKI()
+        let client = try pki.client([.email("alice@example.com"), .uri("spiffe://example.com/alice")])
+        let verifier = try pki.verifier()
+        let chain = [client, pki.issuing.certificate, pki.root.certificate]
+        expectAccepted(chain) {
+            try verifier.verify(client, intermediates: [pki.issuing.certificate],
+                                policy: .client(names: [.email("alice@EXAMPLE.com"), .uri("spiffe://example.com/alice")]))
+        }
+        let error = expectRejected([(.nameMismatch, 0)]) {
+            try verifier.verify(client, intermediates: [pki.issuing.certificate], policy: .client(names: [.email("alice@example.com"), .email("bob@example.com")]))
+        }
+        #expect(error?.problems.first?.expectedName == .email("bob@example.com"))
+        #expect(error?.problems.first?.presentedNames == [.email("alice@example.com"), .uri("spiffe://example.com/alice")])
+        expectRejected([(.nameMismatch, 0), (.nameMismatch, 0)]) {
+            try verifier.verify(client, intermediates: [pki.issuing.certificate], policy: .client(names: [.email("Alice@example.com"), .dnsName("example.com")]))
+        }
+    }
+
     @Test("a wrong purpose: purposeMismatch at 0 (client for serverAuth, server for clientAuth)")
     func wrongPurpose() throws {
         let pki = try VerifierPKI()
@@ -289,6 +309,35 @@ struct VerifierChainTests {
         // Without the middle link there is no chain: the lower CA's issuer is unknown.
         expectRejected([(.untrustedIssuer, 1)]) {
             try verifier.verify(leaf, intermediates: [lower.certificate, other.issuing.certificate, lower.certificate], policy: serverPolicy(at: Date()))
+        }
+    }
+
+    @Test("alternative intermediates for one key: path building passes over an expired or revoked one to its renewal")
+    func alternativeIntermediates() throws {
+        let pki = try VerifierPKI()
+        let subject = try DistinguishedName("CN=Verifier Renewed CA,O=swift-gnutls tests")
+        let key = try KeyPair.generate(.ecdsaP256)
+        // The same CA name and key certified three times: short-lived, revoked, and good.
+        let shortLived = try pki.root.createIntermediate(subject: subject, key: key, validityDays: 1)
+        let revoked = try pki.root.createIntermediate(subject: subject, key: key, validityDays: 400)
+        let renewed = try pki.root.createIntermediate(subject: subject, key: key, validityDays: 400)
+        let leaf = try pki.server([.dnsName("renewed.example.com")], options: IssuanceOptions(validityDays: 30), by: renewed)
+        try pki.root.revoke(revoked.certificate, reason: .superseded, date: wholeSeconds(Date().addingTimeInterval(-60)))
+        let verifier = try pki.verifier(crls: [try pki.root.makeCRL()])
+        let later = Date().addingTimeInterval(2 * 86_400)
+        for intermediates in [[shortLived.certificate, revoked.certificate, renewed.certificate],
+                              [revoked.certificate, shortLived.certificate, renewed.certificate]] {
+            expectAccepted([leaf, renewed.certificate, pki.root.certificate]) {
+                try verifier.verify(leaf, intermediates: intermediates, policy: serverPolicy([.dnsName("renewed.example.com")], at: later))
+            }
+        }
+        // Without the renewal, the error describes one of the failed paths, at its intermediate.
+        let error = expectRejected([(.revoked, 1)]) {
+            try verifier.verify(leaf, intermediates: [revoked.certificate], policy: serverPolicy(at: later))
+        }
+        #expect(error?.problems.first?.revocationReason == .superseded)
+        expectRejected([(.expired, 1)]) {
+            try verifier.verify(leaf, intermediates: [shortLived.certificate], policy: serverPolicy(at: later))
         }
     }
 
