@@ -147,10 +147,13 @@ struct VerifierChainTests {
         #expect(problem?.notValidBefore == leaf.notValidBefore)
         #expect(problem?.notValidAfter == leaf.notValidAfter)
         #expect(problem?.subject == leaf.subject)
-        // One minute before the end it still verifies: only the clock moved.
+        // The validity period includes notAfter itself (RFC 5280 4.1.2.5); one second later it is over.
         expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {
             try verifier.verify(leaf, intermediates: [pki.issuing.certificate],
-                                policy: serverPolicy([.dnsName("old.example.com")], at: leaf.notValidAfter.addingTimeInterval(-60)))
+                                policy: serverPolicy([.dnsName("old.example.com")], at: leaf.notValidAfter))
+        }
+        expectRejected([(.expired, 0)]) {
+            try verifier.verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: leaf.notValidAfter.addingTimeInterval(1)))
         }
     }
 
@@ -182,9 +185,13 @@ struct VerifierChainTests {
         #expect(error?.problems.first?.notValidBefore == leaf.notValidBefore)
         #expect(error?.problems.first?.notValidAfter == leaf.notValidAfter)
         #expect(leaf.notValidBefore > Date().addingTimeInterval(80_000))
+        // notBefore itself is inside the validity period; one second earlier is not.
         expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {
             try verifier.verify(leaf, intermediates: [pki.issuing.certificate],
-                                policy: serverPolicy([.dnsName("soon.example.com")], at: leaf.notValidBefore.addingTimeInterval(60)))
+                                policy: serverPolicy([.dnsName("soon.example.com")], at: leaf.notValidBefore))
+        }
+        expectRejected([(.notYetValid, 0)]) {
+            try verifier.verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: leaf.notValidBefore.addingTimeInterval(-1)))
         }
     }
 
@@ -448,6 +455,38 @@ struct VerifierConstraintTests {
             #expect(error?.problems.first?.subject == middle.subject)
             // The authority refuses to sign with it at all.
             #expect(throws: IssuanceError.self) { try LocalAuthority(certificate: middle, key: KeyPair(contentsOfFile: middleKey)) }
+        }
+    }
+
+    @Test("a CA whose key usage lacks keyCertSign (made by openssl): keyUsageMissing at 1; a leaf lacking a required bit: keyUsageMissing at 0")
+    func keyUsageMissing() throws {
+        let pki = try VerifierPKI()
+        try withTemporaryDirectory { directory in
+            let keys = try pki.writeKeys(to: directory)
+            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
+            let middleKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("middle.key.pem"))
+            let middlePath = try OpenSSLIssuer.issue(
+                key: middleKey, subject: "/CN=No CertSign CA/O=swift-gnutls tests", issuerCertificate: rootPath, issuerKey: keys.root,
+                extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, digitalSignature, cRLSign",
+                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"],
+                out: directory.file("middle.pem"), in: directory)
+            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+            let leafPath = try OpenSSLIssuer.issue(
+                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: middlePath, issuerKey: middleKey,
+                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
+            let middle = try Certificate.load(contentsOfFile: middlePath)[0]
+            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
+            expectRejected([(.keyUsageMissing, 1)]) {
+                try pki.verifier().verify(leaf, intermediates: [middle], policy: .server(host: "api.example.com"))
+            }
+        }
+        let leaf = try pki.server([.dnsName("api.example.com")])
+        #expect(leaf.keyUsage == [.digitalSignature])
+        expectRejected([(.keyUsageMissing, 0)]) {
+            try pki.verifier().verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: Date()) { $0.requiredKeyUsage = [.keyAgreement] })
+        }
+        expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {
+            try pki.verifier().verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: Date()) { $0.requiredKeyUsage = [.digitalSignature] })
         }
     }
 
