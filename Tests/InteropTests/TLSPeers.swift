@@ -220,13 +220,14 @@ final class PeerProcess: @unchecked Sendable {
         return !isRunning
     }
 
-    /// Ends the program by its pid (SIGTERM, then SIGKILL after two seconds) and reaps it.
+    /// Ends the program by its pid (SIGTERM, then SIGKILL after a short grace period: a child
+    /// started from a thread that blocks SIGTERM inherits the blocked mask) and reaps it.
     func stop() {
         closeInput()
         guard process.isRunning else { return }
         let pid = process.processIdentifier
         kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(2)
+        let deadline = Date().addingTimeInterval(0.3)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { kill(pid, SIGKILL) }
         process.waitUntilExit()
