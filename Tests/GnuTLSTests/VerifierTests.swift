@@ -672,6 +672,38 @@ struct VerifierRevocationTests {
         }
     }
 
+    @Test("a CRL from an issuer whose key usage lacks cRLSign (made by openssl) cannot be relied on: revocationStatusUnknown at 0")
+    func crlIssuerWithoutCRLSign() throws {
+        let pki = try VerifierPKI()
+        try withTemporaryDirectory { directory in
+            let keys = try pki.writeKeys(to: directory)
+            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
+            let caKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key.pem"))
+            let caPath = try OpenSSLIssuer.issue(
+                key: caKey, subject: "/O=swift-gnutls tests/CN=No CRLSign CA", issuerCertificate: rootPath, issuerKey: keys.root,
+                extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign",
+                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"],
+                out: directory.file("ca.pem"), in: directory)
+            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+            let leafPath = try OpenSSLIssuer.issue(
+                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: caPath, issuerKey: caKey,
+                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
+            let crlPath = try OpenSSLIssuer.CADirectory(certificate: caPath, key: caKey, in: directory).generateCRL(out: directory.file("ca.crl.pem"))
+            let ca = try Certificate.load(contentsOfFile: caPath)[0]
+            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
+            let crl = try CertificateRevocationList.load(contentsOfFile: crlPath)[0]
+            #expect(crl.isSigned(by: ca))
+            // Without the CRL the chain is fine; with it, revocation cannot be established.
+            expectAccepted([leaf, ca, pki.root.certificate]) {
+                try pki.verifier().verify(leaf, intermediates: [ca], policy: .server(host: "api.example.com"))
+            }
+            let error = expectRejected([(.revocationStatusUnknown, 0)]) {
+                try pki.verifier(crls: [crl]).verify(leaf, intermediates: [ca], policy: .server(host: "api.example.com"))
+            }
+            #expect(error?.problems.first?.message.contains("cRLSign") == true)
+        }
+    }
+
     @Test("a CRL from another CA of the same name (another key identifier) neither revokes nor vouches")
     func crlOfAnotherCAWithTheSameName() throws {
         let pki = try VerifierPKI()
