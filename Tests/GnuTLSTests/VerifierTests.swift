@@ -490,6 +490,29 @@ struct VerifierConstraintTests {
         }
     }
 
+    @Test("an intermediate whose EKU excludes the purpose (made by openssl): purposeMismatch at 1")
+    func intermediateEKUExcludesPurpose() throws {
+        let pki = try VerifierPKI()
+        try withTemporaryDirectory { directory in
+            let keys = try pki.writeKeys(to: directory)
+            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
+            let middleKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("middle.key.pem"))
+            let middlePath = try OpenSSLIssuer.issue(
+                key: middleKey, subject: "/CN=Client Only CA/O=swift-gnutls tests", issuerCertificate: rootPath, issuerKey: keys.root,
+                extensions: OpenSSLIssuer.caExtensions() + ["extendedKeyUsage = clientAuth"], out: directory.file("middle.pem"), in: directory)
+            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+            let leafPath = try OpenSSLIssuer.issue(
+                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: middlePath, issuerKey: middleKey,
+                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
+            let middle = try Certificate.load(contentsOfFile: middlePath)[0]
+            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
+            let error = expectRejected([(.purposeMismatch, 1)]) {
+                try pki.verifier().verify(leaf, intermediates: [middle], policy: .server(host: "api.example.com"))
+            }
+            #expect(error?.problems.first?.subject == middle.subject)
+        }
+    }
+
     @Test("a path length exceeded (a CA below a pathlen:0 CA, made by openssl): pathLengthExceeded at 2")
     func pathLengthExceeded() throws {
         let pki = try VerifierPKI(issuingPathLength: 0)
