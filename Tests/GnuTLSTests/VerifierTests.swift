@@ -50,6 +50,22 @@ private struct VerifierPKI {
         try Verifier(trustStore: TrustStore(certificates: anchors ?? [root.certificate], crls: crls))
     }
 
+    /// A CA below the root made by `openssl` with exactly `extensions` (what the authority
+    /// refuses to make), and a server leaf for api.example.com below it, also by `openssl`.
+    func opensslCA(subject: String, extensions: [String], in directory: TemporaryDirectory)
+        throws -> (ca: Certificate, leaf: Certificate, caPath: String, caKey: String) {
+        let keys = try writeKeys(to: directory)
+        let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
+        let caKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key.pem"))
+        let caPath = try OpenSSLIssuer.issue(key: caKey, subject: subject, issuerCertificate: rootPath, issuerKey: keys.root,
+                                             extensions: extensions, out: directory.file("ca.pem"), in: directory)
+        let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+        let leafPath = try OpenSSLIssuer.issue(
+            key: leafKey, subject: "/CN=api.example.com", issuerCertificate: caPath, issuerKey: caKey,
+            extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
+        return (try Certificate.load(contentsOfFile: caPath)[0], try Certificate.load(contentsOfFile: leafPath)[0], caPath, caKey)
+    }
+
     /// The key pairs as PKCS#8 PEM files, for `openssl` to sign with.
     func writeKeys(to directory: TemporaryDirectory) throws -> (root: String, issuing: String) {
         (try directory.write(try rootKey.pemEncoded(), to: "root.key.pem"), try directory.write(try issuingKey.pemEncoded(), to: "issuing.key.pem"))
@@ -434,20 +450,10 @@ struct VerifierConstraintTests {
     func caFalseIntermediate() throws {
         let pki = try VerifierPKI()
         try withTemporaryDirectory { directory in
-            let keys = try pki.writeKeys(to: directory)
-            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
-            let middleKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("middle.key.pem"))
-            let middlePath = try OpenSSLIssuer.issue(
-                key: middleKey, subject: "/CN=Not A CA/O=swift-gnutls tests", issuerCertificate: rootPath, issuerKey: keys.root,
+            let (middle, leaf, _, middleKey) = try pki.opensslCA(
+                subject: "/CN=Not A CA/O=swift-gnutls tests",
                 extensions: ["basicConstraints = critical, CA:FALSE", "keyUsage = critical, digitalSignature",
-                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"],
-                out: directory.file("middle.pem"), in: directory)
-            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-            let leafPath = try OpenSSLIssuer.issue(
-                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: middlePath, issuerKey: middleKey,
-                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
-            let middle = try Certificate.load(contentsOfFile: middlePath)[0]
-            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
+                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"], in: directory)
             #expect(middle.basicConstraints?.isCertificateAuthority == false)
             let error = expectRejected([(.notCA, 1)]) {
                 try pki.verifier().verify(leaf, intermediates: [middle], policy: .server(host: "api.example.com"))
@@ -462,20 +468,10 @@ struct VerifierConstraintTests {
     func keyUsageMissing() throws {
         let pki = try VerifierPKI()
         try withTemporaryDirectory { directory in
-            let keys = try pki.writeKeys(to: directory)
-            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
-            let middleKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("middle.key.pem"))
-            let middlePath = try OpenSSLIssuer.issue(
-                key: middleKey, subject: "/CN=No CertSign CA/O=swift-gnutls tests", issuerCertificate: rootPath, issuerKey: keys.root,
+            let (middle, leaf, _, _) = try pki.opensslCA(
+                subject: "/CN=No CertSign CA/O=swift-gnutls tests",
                 extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, digitalSignature, cRLSign",
-                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"],
-                out: directory.file("middle.pem"), in: directory)
-            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-            let leafPath = try OpenSSLIssuer.issue(
-                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: middlePath, issuerKey: middleKey,
-                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
-            let middle = try Certificate.load(contentsOfFile: middlePath)[0]
-            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
+                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"], in: directory)
             expectRejected([(.keyUsageMissing, 1)]) {
                 try pki.verifier().verify(leaf, intermediates: [middle], policy: .server(host: "api.example.com"))
             }
@@ -494,18 +490,9 @@ struct VerifierConstraintTests {
     func intermediateEKUExcludesPurpose() throws {
         let pki = try VerifierPKI()
         try withTemporaryDirectory { directory in
-            let keys = try pki.writeKeys(to: directory)
-            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
-            let middleKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("middle.key.pem"))
-            let middlePath = try OpenSSLIssuer.issue(
-                key: middleKey, subject: "/CN=Client Only CA/O=swift-gnutls tests", issuerCertificate: rootPath, issuerKey: keys.root,
-                extensions: OpenSSLIssuer.caExtensions() + ["extendedKeyUsage = clientAuth"], out: directory.file("middle.pem"), in: directory)
-            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-            let leafPath = try OpenSSLIssuer.issue(
-                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: middlePath, issuerKey: middleKey,
-                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
-            let middle = try Certificate.load(contentsOfFile: middlePath)[0]
-            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
+            let (middle, leaf, _, _) = try pki.opensslCA(
+                subject: "/CN=Client Only CA/O=swift-gnutls tests",
+                extensions: OpenSSLIssuer.caExtensions() + ["extendedKeyUsage = clientAuth"], in: directory)
             let error = expectRejected([(.purposeMismatch, 1)]) {
                 try pki.verifier().verify(leaf, intermediates: [middle], policy: .server(host: "api.example.com"))
             }
@@ -699,21 +686,11 @@ struct VerifierRevocationTests {
     func crlIssuerWithoutCRLSign() throws {
         let pki = try VerifierPKI()
         try withTemporaryDirectory { directory in
-            let keys = try pki.writeKeys(to: directory)
-            let rootPath = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
-            let caKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key.pem"))
-            let caPath = try OpenSSLIssuer.issue(
-                key: caKey, subject: "/O=swift-gnutls tests/CN=No CRLSign CA", issuerCertificate: rootPath, issuerKey: keys.root,
+            let (ca, leaf, caPath, caKey) = try pki.opensslCA(
+                subject: "/O=swift-gnutls tests/CN=No CRLSign CA",
                 extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign",
-                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"],
-                out: directory.file("ca.pem"), in: directory)
-            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-            let leafPath = try OpenSSLIssuer.issue(
-                key: leafKey, subject: "/CN=api.example.com", issuerCertificate: caPath, issuerKey: caKey,
-                extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
+                             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"], in: directory)
             let crlPath = try OpenSSLIssuer.CADirectory(certificate: caPath, key: caKey, in: directory).generateCRL(out: directory.file("ca.crl.pem"))
-            let ca = try Certificate.load(contentsOfFile: caPath)[0]
-            let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
             let crl = try CertificateRevocationList.load(contentsOfFile: crlPath)[0]
             #expect(crl.isSigned(by: ca))
             // Without the CRL the chain is fine; with it, revocation cannot be established.
