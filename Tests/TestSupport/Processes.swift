@@ -87,6 +87,9 @@ public enum Tool {
         }
         try process.run()
         if let input {
+            // A program that exits before reading all of its input (a refused connection)
+            // must not kill the test process with SIGPIPE: the write just fails.
+            signal(SIGPIPE, SIG_IGN)
             let handle = stdin.fileHandleForWriting
             DispatchQueue.global().async {
                 try? handle.write(contentsOf: Data(input.utf8))
