@@ -114,7 +114,7 @@ struct TLSCommandTests {
     @Test("a host name the certificate does not hold is refused with the verifier's reason")
     func wrongHostName() throws {
         try PKI.serving(["--max-connections", "1"]) { pki, server, port in
-            let result = try pki.connect(port, ["--ca", "root/ca.pem", "--servername", "wrong.test"], input: "secret\n")
+            let result = try pki.connect(port, ["--ca", "root/ca.pem", "--servername", "wrong.test"])
             #expect(result.exitCode == 1 && !result.timedOut, "\(result)")
             #expect(result.standardOutput.isEmpty, "\(result)")
             #expect(result.standardError.hasPrefix("tlsctl: TLS verificationFailed: [0] nameMismatch: "), "\(result)")
@@ -130,7 +130,7 @@ struct TLSCommandTests {
     @Test("a client without a certificate is refused by a --require-client-cert server, both sides saying why", arguments: ["1.2", "1.3"])
     func missingClientCertificate(version: String) throws {
         try PKI.serving(["--client-ca", "root/ca.pem", "--require-client-cert", "--tls-version", version, "--max-connections", "1"]) { pki, server, port in
-            let result = try pki.connect(port, ["--ca", "root/ca.pem"], input: "let me in\n")
+            let result = try pki.connect(port, ["--ca", "root/ca.pem"])
             #expect(result.exitCode == 1 && !result.timedOut, "\(result)")
             #expect(result.standardOutput.isEmpty, "\(result)")
             // TLS 1.3 says so with a certificate_required alert; in TLS 1.2 the server asked for a
@@ -163,7 +163,7 @@ struct TLSCommandTests {
     @Test("without --ca the system's CAs are used, which do not know a private root; --insecure-no-verify connects, saying so")
     func systemTrustAndInsecure() throws {
         try PKI.serving(["--max-connections", "2"]) { pki, server, port in
-            let system = try pki.connect(port, [], input: "x\n")
+            let system = try pki.connect(port, [])
             #expect(system.exitCode == 1 && system.standardError.hasPrefix("tlsctl: TLS verificationFailed: [0] untrustedIssuer: "), "\(system)")
             let insecure = try pki.connect(port, ["--insecure-no-verify"], input: "y\n")
             #expect(insecure.exitCode == 0 && insecure.standardOutput == "y\n", "\(insecure)")
@@ -194,6 +194,47 @@ struct TLSCommandTests {
         #expect(connect.exitCode == 64, "\(connect)")
         let halfIdentity = try pki.work.tlsctl(["connect", "127.0.0.1:1", "--cert", "client.pem"])
         #expect(halfIdentity.exitCode == 64 && halfIdentity.standardError.contains("--cert and --key go together"), "\(halfIdentity)")
+    }
+
+    @Test("serve opens a passphrase-protected key with --passphrase-file, and says which option to fix when it is wrong")
+    func passphraseProtectedKey() throws {
+        let pki = try PKI()
+        defer { pki.work.remove() }
+        try pki.work.passphraseFile("right.pass", "correct horse")
+        try pki.work.passphraseFile("wrong.pass", "wrong horse")
+        try pki.work.succeed(["key", "generate", "--out", "locked.key.pem", "--passphrase-file", "right.pass"])
+        try pki.work.succeed(["csr", "create", "--key", "locked.key.pem", "--passphrase-file", "right.pass", "--subject", "CN=locked.test",
+                              "--dns", "locked.test", "--ip", "127.0.0.1", "--out", "locked.csr.pem"])
+        try pki.work.succeed(["ca", "issue", "--ca", "root", "--csr", "locked.csr.pem", "--profile", "server", "--days", "7", "--out", "locked.pem"])
+
+        let wrong = try pki.work.tlsctl(["serve", "--cert", "locked.pem", "--key", "locked.key.pem", "--passphrase-file", "wrong.pass", "--port", "0"], timeout: 30)
+        #expect(wrong.exitCode == 1 && wrong.standardError.hasPrefix("tlsctl: error: cannot load private key locked.key.pem") &&
+                wrong.standardError.contains("--passphrase-file"), "\(wrong)")
+
+        let server = try BackgroundTLSCtl(["serve", "--cert", "locked.pem", "--key", "locked.key.pem", "--passphrase-file", "right.pass",
+                                           "--port", "0", "--max-connections", "1"], directory: pki.work.path)
+        defer { server.terminate() }
+        let result = try pki.connect(try server.port(), ["--ca", "root/ca.pem"], input: "unlocked\n")
+        #expect(result.exitCode == 0 && result.standardOutput == "unlocked\n", "\(result)")
+        #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
+    }
+
+    @Test("--help lists every serve and connect option")
+    func help() throws {
+        let work = try CLIWorkspace()
+        defer { work.remove() }
+        let serve = try work.succeed(["serve", "--help"]).standardOutput
+        for option in ["--cert", "--key", "--passphrase-file", "--host", "--port", "--client-ca", "--require-client-cert", "--crls", "--alpn",
+                       "--tls-version", "--max-connections"] {
+            #expect(serve.contains(option), "serve --help lacks \(option):\n\(serve)")
+        }
+        let connect = try work.succeed(["connect", "--help"]).standardOutput
+        for option in ["<host:port>", "--ca", "--cert", "--key", "--passphrase-file", "--servername", "--crls", "--alpn", "--tls-version",
+                       "--insecure-no-verify"] {
+            #expect(connect.contains(option), "connect --help lacks \(option):\n\(connect)")
+        }
+        let top = try work.succeed(["--help"]).standardOutput
+        #expect(top.contains("serve") && top.contains("connect"), "\(top)")
     }
 
     @Test("tlsctl demo serves mutual TLS on 127.0.0.1 and shows the four refusals with their reasons")
