@@ -134,9 +134,12 @@ extension TrustListHandle {
                 throw GnuTLSError.from(rc, function: "gnutls_x509_crl_import", context: "CRL is not DER", code: .malformedDER)
             }
             var list = [crl]
-            // With GNUTLS_TL_VERIFY_CRL the list takes (and frees) every CRL it is given,
-            // adding only those that verify against its anchors.
-            _ = gnutls_x509_trust_list_add_crls(raw, &list, 1, UInt32(GNUTLS_TL_VERIFY_CRL), 0)
+            // With GNUTLS_TL_VERIFY_CRL the list adds only the CRLs that verify against its
+            // anchors and returns how many it added; those it owns. A CRL it rejects is
+            // freed by GnuTLS only under GNUTLS_TL_NO_DUPLICATES (lib/x509/verify-high.c,
+            // gnutls_x509_trust_list_add_crls), so without that flag it is still ours.
+            let added = gnutls_x509_trust_list_add_crls(raw, &list, 1, UInt32(GNUTLS_TL_VERIFY_CRL), 0)
+            if added != 1 { gnutls_x509_crl_deinit(crl) }
         }
     }
 }
