@@ -4,6 +4,9 @@
 /// - `Foundation.Process.run()` (swift-corelibs-foundation) leaks the side table of a weak
 ///   reference it forms, for a few of the hundreds of `openssl`/`certtool`/pkilint processes
 ///   the interoperability tests start (32 bytes each, allocated in `swift_weakAssign`).
+/// - `String(contentsOfFile:)` (swift-foundation's `readBytesFromFile`) leaks a 4096-byte
+///   read buffer, seen when the TLS interoperability tests poll a peer's output file that
+///   is still empty.
 /// - XCTest's runner leaks its own suite objects (`XCTestSuiteRun`, `XCTMainMisc`) in the
 ///   XCTest pass of `swift test`, which runs no test of this package.
 ///
@@ -19,6 +22,7 @@ public func lsanDefaultSuppressions() -> UnsafePointer<CChar> {
 /// frame's (mangled) function or module name; a `$` would anchor the end, so none is used.
 private let leakSuppressions: StaticString = """
     leak:10Foundation7ProcessC3runyyKF
+    leak:20FoundationEssentials17readBytesFromFile
     leak:libXCTest.so
 
     """
