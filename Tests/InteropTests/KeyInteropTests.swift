@@ -24,6 +24,10 @@ struct KeyInteropTests {
         let plain = directory.file("plain.pem")
         try Tool.runChecked(["openssl", "pkey", "-in", pemPath, "-passin", "pass:open sesame", "-out", plain])
         #expect(try KeyPair(contentsOfFile: plain) == key)
+        // A non-ASCII passphrase means the same UTF-8 bytes to both.
+        let unicodePath = try directory.write(key.pemEncoded(passphrase: "Grüße, 世界"), to: "unicode.pem")
+        let unicode = try Tool.run(["openssl", "pkey", "-in", unicodePath, "-passin", "pass:Grüße, 世界", "-pubout"])
+        #expect(unicode.succeeded && unicode.standardOutput == key.publicKey.pemEncoded, "\(unicode)")
         // certtool opens it too.
         let info = try Tool.run(["certtool", "--key-info", "--infile", pemPath, "--password", "open sesame"], package: "gnutls-bin")
         #expect(info.succeeded, "\(info)")
