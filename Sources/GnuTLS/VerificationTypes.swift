@@ -173,7 +173,7 @@ public struct VerificationError: Error, Hashable, Sendable, CustomStringConverti
         public static let notCA = Reason(rawValue: "notCA")
         /// A path-length constraint or the maximum chain depth is exceeded.
         public static let pathLengthExceeded = Reason(rawValue: "pathLengthExceeded")
-        /// A required key usage bit is missing (keyCertSign on a CA, cRLSign on a CRL issuer, or a requested bit on the leaf).
+        /// A required key usage bit is missing: keyCertSign on a CA, or a bit the policy requires of the leaf. (A CRL whose issuer lacks cRLSign is not relied on: ``revocationStatusUnknown``.)
         public static let keyUsageMissing = Reason(rawValue: "keyUsageMissing")
         /// A name is outside an issuer's name constraints.
         public static let nameConstraintViolated = Reason(rawValue: "nameConstraintViolated")

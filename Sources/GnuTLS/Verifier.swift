@@ -102,6 +102,13 @@ struct PathValidation {
     }
 
     mutating func findPath(from leaf: Certificate) -> Result<[Certificate], VerificationError> {
+        if anchors.contains(leaf) {
+            // The leaf itself is trusted (a pinned, often self-signed, certificate): no
+            // issuer to check, but its own validity, key, purpose and names still count.
+            let problems = validate([leaf])
+            if problems.isEmpty { return .success([leaf]) }
+            record(VerificationError(problems: problems), depth: 1_000)
+        }
         if let path = extend([leaf]) { return .success(path) }
         return .failure(bestFailure ?? VerificationError(problems: [
             VerificationError.Problem(.untrustedIssuer, "no chain from '\(leaf.subject)' to a trusted certificate was found", position: 0, subject: leaf.subject),
@@ -269,7 +276,7 @@ struct PathValidation {
             if cert.nameConstraints != nil || cert.extension(oid: ExtensionOID.nameConstraints) != nil {
                 add(.malformedCertificate, "end-entity certificate '\(cert.subject)' carries name constraints, which only CA certificates may (RFC 5280 4.2.1.10)")
             }
-            if cert.isCertificateAuthority || cert.keyUsage?.contains(.keyCertSign) == true {
+            if (cert.isCertificateAuthority || cert.keyUsage?.contains(.keyCertSign) == true) && !isAnchor {
                 // CA/Browser Forum 7.1.2.7.8 and 7.1.2.7.11: a subscriber certificate is not a CA.
                 add(.malformedCertificate, "'\(cert.subject)' is a CA certificate presented as an end-entity certificate")
             }
@@ -558,6 +565,10 @@ struct PathValidation {
                 continue
             }
             usable.append(crl)
+        }
+        // The newest CRL speaks for the issuer: a hold released in a later CRL is released.
+        if let newest = usable.max(by: { ($0.number ?? -1, $0.thisUpdate) < ($1.number ?? -1, $1.thisUpdate) }) {
+            usable = [newest]
         }
         for crl in usable {
             if let entry = crl.entry(for: cert.serialNumber) {
