@@ -192,7 +192,7 @@ import TestSupport
                                     "--priority", version.gnutlsPriority, "127.0.0.1"], in: pki.directory, package: "gnutls-bin")
         defer { peer.stop() }
         try await peer.waitForOutput("This is a resumed session")
-        try await peer.waitForOutput("Handshake was completed", timeout: 5)
+        try await peer.waitForOutput("Handshake was completed")
         peer.send("hello again\n")
         #expect(try await peer.waitForExit(), "\(peer.transcript)")
         #expect(peer.standardOutput.contains("hello again\n"), "\(peer.transcript)")

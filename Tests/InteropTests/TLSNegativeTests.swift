@@ -168,7 +168,9 @@ import TestSupport
         let error = try await refusedConnection(port: peer.port, configuration: configuration)
         let elapsed = ContinuousClock.now - started
         #expect(error.code == .handshakeTimeout, "\(error)")
-        #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(5), "\(elapsed)")
+        // The configured second, not the 10-second default (with room for a busy machine).
+        #expect(error.message.contains("within 1.0 seconds"), "\(error)")
+        #expect(elapsed >= .milliseconds(900) && elapsed < .seconds(9), "\(elapsed)")
         #expect(peer.receivedBytes > 0, "the client sent its ClientHello")
         try await peer.close()
     }
@@ -227,7 +229,7 @@ import TestSupport
 
         // Connect and say nothing: the server's handshake timeout (1 s) ends it.
         let silent = try await RawPeer.connect(port: server.port, sending: [])
-        failures = try await server.waitForFailures(3, timeout: 10)
+        failures = try await server.waitForFailures(3, timeout: 30)
         #expect(failures.last?.code == .handshakeTimeout, "\(server.summary)")
         try? await silent.close()
 
@@ -254,8 +256,8 @@ import TestSupport
         peer.send("R\n")
         try await peer.waitForOutput("RENEGOTIATING")
         // OpenSSL treats the refusal as fatal while it renegotiates (handshake_failure) and exits.
-        try await peer.waitForOutput("no renegotiation", timeout: 10)
-        #expect(try await peer.waitForExit(timeout: 10), "\(peer.transcript)")
+        try await peer.waitForOutput("no renegotiation")
+        #expect(try await peer.waitForExit(), "\(peer.transcript)")
         let output = peer.output
         #expect(output.contains("<<< TLS 1.2, Alert [length 0002], warning no_renegotiation"), "\(peer.transcript)")
         // One ServerHello, one Finished each way: the only handshake is the first.
@@ -266,7 +268,7 @@ import TestSupport
         #expect(server.connections.values.count == 1, "\(server.summary)")
         #expect(server.connections.values.first?.isResumed == false)
         #expect(server.failures.values.isEmpty, "\(server.summary)")
-        let ended = try await waitForValue(timeout: 10, "the connection's end") { server.connectionErrors.values.first }
+        let ended = try await waitForValue(timeout: 30, "the connection's end") { server.connectionErrors.values.first }
         #expect(ended.code == .peerAlert, "\(server.summary)")
         #expect(ended.alert == "Handshake failed", "\(server.summary)")
         await server.stop()
@@ -283,13 +285,13 @@ import TestSupport
         let peer = try PeerProcess(["gnutls-cli", "--rehandshake", "-p", "\(server.port)", "--x509cafile", pki.path("root.pem"),
                                     "--priority", TLSVersion.tls12.gnutlsPriority, "127.0.0.1"], in: pki.directory, package: "gnutls-bin")
         defer { peer.stop() }
-        try await peer.waitForOutput("ReHandshake has failed", timeout: 20)
+        try await peer.waitForOutput("ReHandshake has failed")
         let output = peer.output
         #expect(output.contains("- Handshake was completed"), "\(peer.transcript)")
         #expect(output.contains("*** Received alert [100]: No renegotiation is allowed"), "\(peer.transcript)")
         #expect(!output.contains("ReHandshake was completed"), "\(peer.transcript)")
         // Our side: one connection, never renegotiated, ended by the client giving up.
-        let ended = try await waitForValue(timeout: 10, "the connection's end") { server.connectionErrors.values.first }
+        let ended = try await waitForValue(timeout: 30, "the connection's end") { server.connectionErrors.values.first }
         #expect(ended.code == .peerAlert, "\(server.summary)")
         #expect(ended.alert == "Internal error", "\(server.summary)")
         #expect(server.connections.values.count == 1, "\(server.summary)")
@@ -307,7 +309,7 @@ import TestSupport
 /// after our handshake completes) on the first read. A write that fails because the server
 /// already closed is not the reason: the reason is read from the inbound stream. A
 /// connection that works is an error.
-func refusedConnection(port: Int, configuration: TLSConfiguration, timeout: Double = 15) async throws -> TLSError {
+func refusedConnection(port: Int, configuration: TLSConfiguration, timeout: Double = 30) async throws -> TLSError {
     let context = try TLSContext(configuration: configuration)
     return try await withDeadline(timeout, "a refused connection to 127.0.0.1:\(port)") {
         let channel: SecureChannel
@@ -356,11 +358,11 @@ func expectUntrustedIssuer(_ error: TLSError, topOfChain: Certificate, sourceLoc
 /// Polls `value` until it is non-nil.
 func waitForValue<T: Sendable>(timeout: Double, _ what: String, _ value: @escaping @Sendable () -> T?) async throws -> T {
     let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
+    while true {
         if let value = value() { return value }
+        if Date() >= deadline { throw PeerError("\(what) did not happen within \(timeout) s") }
         try await Task.sleep(for: .milliseconds(20))
     }
-    throw PeerError("\(what) did not happen within \(timeout) s")
 }
 
 /// A good client still gets through: the server kept serving after a failure.

@@ -193,31 +193,30 @@ final class PeerProcess: @unchecked Sendable {
         try? input.fileHandleForWriting.close()
     }
 
-    /// Waits until the output contains `marker`.
+    /// Waits until the output contains `marker`. The output is looked at once more after
+    /// the deadline, so a starved task (a busy machine) never misses what was printed.
     @discardableResult
-    func waitForOutput(_ marker: String, timeout: Double = 15) async throws -> String {
+    func waitForOutput(_ marker: String, timeout: Double = 30) async throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
+        while true {
+            let running = isRunning
             let text = output
             if text.contains(marker) { return text }
-            if !isRunning {
-                // It may have printed the marker just before exiting.
-                if output.contains(marker) { return output }
-                throw PeerError("exited before printing '\(marker)': \(transcript)")
-            }
+            if !running { throw PeerError("exited before printing '\(marker)': \(transcript)") }
+            if Date() >= deadline { throw PeerError("did not print '\(marker)' within \(timeout) s: \(transcript)") }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw PeerError("did not print '\(marker)' within \(timeout) s: \(transcript)")
     }
 
     /// Waits until the program exits; `false` when it is still running after `timeout`.
     @discardableResult
-    func waitForExit(timeout: Double = 15) async throws -> Bool {
+    func waitForExit(timeout: Double = 30) async throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        while isRunning && Date() < deadline {
+        while isRunning {
+            if Date() >= deadline { return false }
             try await Task.sleep(for: .milliseconds(50))
         }
-        return !isRunning
+        return true
     }
 
     /// Ends the program by its pid (SIGTERM, then SIGKILL after a short grace period: a child
@@ -287,7 +286,7 @@ func startGnuTLSServer(_ arguments: [String], in directory: TemporaryDirectory) 
 }
 
 /// Polls until a TCP connection to 127.0.0.1:`port` succeeds (closing it at once).
-func waitUntilAccepting(port: Int, timeout: Double = 10) async throws {
+func waitUntilAccepting(port: Int, timeout: Double = 30) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -396,14 +395,14 @@ final class RunningServer: Sendable {
 
     /// Waits until `count` connections were accepted and verified.
     @discardableResult
-    func waitForConnections(_ count: Int, timeout: Double = 15) async throws -> [ConnectionInfo] {
+    func waitForConnections(_ count: Int, timeout: Double = 30) async throws -> [ConnectionInfo] {
         try await waitFor(timeout: timeout, "\(count) verified connection(s)") { self.connections.values.count >= count }
         return connections.values
     }
 
     /// Waits until `count` handshakes failed.
     @discardableResult
-    func waitForFailures(_ count: Int, timeout: Double = 15) async throws -> [TLSError] {
+    func waitForFailures(_ count: Int, timeout: Double = 30) async throws -> [TLSError] {
         try await waitFor(timeout: timeout, "\(count) failed handshake(s)") { self.failures.values.count >= count }
         return failures.values
     }
@@ -431,7 +430,7 @@ final class RunningServer: Sendable {
 /// Connects with `context`, writes `message`, and reads until the reply contains
 /// `terminator` or the server closes; the channel is closed afterwards.
 func exchange(host: String = "127.0.0.1", port: Int, context: TLSContext, message: String, terminator: String = "\n",
-              timeout: Double = 15) async throws -> (info: ConnectionInfo, reply: String) {
+              timeout: Double = 30) async throws -> (info: ConnectionInfo, reply: String) {
     try await withDeadline(timeout, "connecting to \(host):\(port) and exchanging a message") {
         let channel = try await SecureChannel.connect(host: host, port: port, context: context)
         let reply = try await channel.executeThenClose { inbound, outbound in
