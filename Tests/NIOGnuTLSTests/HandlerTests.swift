@@ -123,6 +123,13 @@ struct TLSEnd {
     func deliver(_ buffers: [ByteBuffer]) async {
         for buffer in buffers { _ = try? await channel.writeInbound(buffer) }
     }
+
+    /// Closes the channel (if the test left it open) and stops its loop: a NIO channel's
+    /// pipeline and its handlers refer to each other until the channel closes.
+    func finish() async {
+        _ = try? await channel.finish(acceptAlreadyClosed: true)
+        await channel.testingEventLoop.shutdownGracefully()
+    }
 }
 
 /// Moves ciphertext both ways until neither side has anything to send.
@@ -200,6 +207,8 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         #expect(await eventually { write.succeeded })
         #expect(await eventually { server.recorder.reads.joined() == "written before the handshake" })
         #expect(server.recorder.errors.isEmpty && client.recorder.errors.isEmpty)
+        await client.finish()
+        await server.finish()
     }
 
     @Test(arguments: versions)
@@ -223,6 +232,8 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         // The promise carries the same info as the event.
         #expect(try await client.handshake.get() == clientInfo)
         #expect(try await server.handshake.get() == serverInfo)
+        await client.finish()
+        await server.finish()
     }
 
     @Test(arguments: versions)
@@ -249,6 +260,8 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         #expect(server.recorder.events.count == 1)
         #expect(await eventually { serverHandshake.succeeded })
         #expect(server.recorder.errors.isEmpty)
+        await client.finish()
+        await server.finish()
     }
 
     @Test(arguments: versions)
@@ -281,6 +294,8 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         try await shuttle(client, server)
         #expect(await eventually { client.recorder.tlsErrorCodes.contains(.peerAlert) })
         #expect(server.recorder.reads.isEmpty)
+        await client.finish()
+        await server.finish()
     }
 
     @Test(arguments: versions)
@@ -306,6 +321,8 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
             _ = server.write("ticket carrier")
             try await shuttle(client, server)
             #expect(await eventually { client.recorder.reads.joined() == "ticket carrier" })
+            await client.finish()
+            await server.finish()
         }
         // Two connections, two sides each: four hook calls, the last two on resumed sessions.
         #expect(seen.value.count == 4)
@@ -326,6 +343,7 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         // The peer's TCP connection goes away: no close_notify came first.
         try await server.channel.testingEventLoop.executeInContext { server.channel.pipeline.fireChannelInactive() }
         #expect(server.recorder.tlsErrorCodes == [.uncleanShutdown])
+        await server.finish()
     }
 
     @Test(arguments: versions)
@@ -342,6 +360,7 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         #expect(try client.read { _ in } == .closed)
         try await server.channel.testingEventLoop.executeInContext { server.channel.pipeline.fireChannelInactive() }
         #expect(server.recorder.errors.isEmpty)
+        await server.finish()
     }
 
     @Test(arguments: versions)
@@ -360,6 +379,7 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         for buffer in closing { buffer.withUnsafeReadableBytes { server.receive($0) } }
         #expect(try server.read { _ in } == .closed)
         #expect(client.recorder.errors.isEmpty)
+        await client.finish()
     }
 
     /// The same on real sockets: a client that drops its TCP connection without close_notify
