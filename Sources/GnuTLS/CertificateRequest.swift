@@ -141,6 +141,10 @@ enum AlternativeNames {
                 guard let url = URL(string: uri), url.scheme != nil else {
                     throw GnuTLSError(.invalidArgument, "'\(uri)' is not a valid absolute URI")
                 }
+            case .directoryName, .otherName:
+                // GnuTLS cannot write these into a subject alternative name
+                // (gnutls_x509_crt_set_subject_alt_name fails with an internal error).
+                throw GnuTLSError(.invalidArgument, "alternative name \(name) is not supported: use DNS, IP, email or URI names")
             default:
                 break
             }

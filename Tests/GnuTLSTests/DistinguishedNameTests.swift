@@ -196,6 +196,8 @@ struct DistinguishedNameTests {
         (.email("no-at-sign"), "not a valid email"),
         (.email("@example.com"), "not a valid email"),
         (.uri("not a uri"), "not a valid absolute URI"),
+        (.directoryName(DistinguishedName(attributes: [.commonName("dir")])), "not supported"),
+        (.otherName(oid: "1.3.6.1.4.1.311.20.2.3", value: [0x0C, 0x01, 0x61]), "not supported"),
     ]
 
     @Test("invalid alternative names are refused when a request is made", arguments: invalidAlternativeNames)

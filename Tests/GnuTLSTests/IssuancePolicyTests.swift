@@ -210,5 +210,11 @@ struct IssuancePolicyTests {
         expectIssuanceError(.invalidRequest, mentioning: ["not supported"]) {
             try root.issue(request, profile: .tlsServer, options: IssuanceOptions(alternativeNames: [.dnsName("x.example.com"), .otherName(oid: "1.2.3", value: [0x05, 0x00])]))
         }
+        expectIssuanceError(.invalidRequest, mentioning: ["DirName:CN=Dir", "not supported"]) {
+            try root.issue(request, profile: .tlsServer, options: IssuanceOptions(alternativeNames: [.dnsName("x.example.com"), .directoryName(try name("CN=Dir"))]))
+        }
+        // A registered ID is written as asked.
+        let withRID = try root.issue(request, profile: .tlsServer, options: IssuanceOptions(alternativeNames: [.dnsName("x.example.com"), .registeredID("1.2.3.4")]))
+        #expect(withRID.subjectAlternativeNames == [.dnsName("x.example.com"), .registeredID("1.2.3.4")])
     }
 }
