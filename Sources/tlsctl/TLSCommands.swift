@@ -217,12 +217,15 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let counter = ConnectionCounter(limit: maxConnections)
         let stop: @Sendable () -> Void = { Task { try? await server.close() } }
-        let signals = SignalHandlers(signals: [SIGINT, SIGTERM]) { signal in
+        SignalHandlers.install(signals: [SIGINT, SIGTERM]) { signal in
             Console.error("tlsctl: \(signal == SIGINT ? "SIGINT" : "SIGTERM"): closing the listener; open connections get 5 seconds")
             stop()
-            DispatchQueue.global().asyncAfter(deadline: .now() + 5) { Foundation.exit(0) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+                // Still open: close them (close_notify), and exit even if that hangs.
+                counter.closeAll()
+                DispatchQueue.global().asyncAfter(deadline: .now() + 2) { Foundation.exit(0) }
+            }
         }
-        defer { signals.cancel() }
 
         // Announced only now, so a signal sent as soon as the line is read is handled.
         let bound = server.localAddress
@@ -236,11 +239,12 @@ struct ServeCommand: AsyncParsableCommand {
             TLSOutput.line("refused #\(number): \(TLSOutput.reason(error))")
             if counter.isDone(number) { stop() }
         }, handler: { channel in
-            let number = counter.next()
+            let number = counter.next(channel)
             let remote = channel.channel.remoteAddress.map { Endpoint.format(host: $0.ipAddress ?? "?", port: $0.port ?? 0) } ?? "?"
             let info = channel.info
             TLSOutput.line("accepted #\(number) from \(remote): version=\(info.protocolVersion) cipher=\(info.cipherSuite) alpn=\(info.applicationProtocol ?? "none") resumed=\(info.isResumed ? "yes" : "no") sni=\(info.serverName ?? "none") \(TLSOutput.identity(info))")
             defer { if counter.isDone(number) { stop() } }
+            defer { counter.remove(number) }
             do {
                 let bytes = try await channel.executeThenClose { inbound, outbound in
                     var total = 0
@@ -268,20 +272,36 @@ extension Endpoint {
     }
 }
 
-/// Numbers connections and says when `--max-connections` is reached.
+/// Numbers connections, keeps the open ones, and says when `--max-connections` is reached.
 final class ConnectionCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
     private var finished = 0
+    private var open: [Int: SecureChannel] = [:]
     let limit: Int?
 
     init(limit: Int?) { self.limit = limit }
 
-    /// The next connection's number (1, 2, …).
-    func next() -> Int {
+    /// The next connection's number (1, 2, …), remembering `channel` while it is open.
+    func next(_ channel: SecureChannel? = nil) -> Int {
         lock.lock(); defer { lock.unlock() }
         count += 1
+        open[count] = channel
         return count
+    }
+
+    /// Connection `number` is closed.
+    func remove(_ number: Int) {
+        lock.lock(); defer { lock.unlock() }
+        open[number] = nil
+    }
+
+    /// Closes every open connection (each sends close_notify).
+    func closeAll() {
+        lock.lock()
+        let channels = Array(open.values)
+        lock.unlock()
+        for channel in channels { channel.channel.close(promise: nil) }
     }
 
     /// Records that connection `number` is over; true when it is the last one allowed.
@@ -293,22 +313,46 @@ final class ConnectionCounter: @unchecked Sendable {
     }
 }
 
-/// SIGINT/SIGTERM handling through Dispatch (the default action is ignored while installed).
-final class SignalHandlers: @unchecked Sendable {
-    private var sources: [any DispatchSourceSignal] = []
+/// The write end of the signal pipe, for the C signal handler (set once, before any
+/// handler is installed; an `Int32` is read atomically).
+nonisolated(unsafe) private var signalPipeWriteEnd: Int32 = -1
 
-    init(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
-        for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { handler(number) }
-            source.resume()
-            sources.append(source)
+/// SIGINT/SIGTERM handling with the self-pipe trick: a process-wide `sigaction` handler
+/// (whichever thread the kernel picks) writes the signal number to a pipe, and a thread of
+/// its own reads it and calls `handler`. (A Dispatch signal source on Linux blocks the signal
+/// only in its own thread: delivered to another, it would still kill the process.)
+enum SignalHandlers {
+    static func install(signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { return }
+        _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
+        signalPipeWriteEnd = ends[1]
+        let readEnd = ends[0]
+        let thread = Thread {
+            var number: UInt8 = 0
+            while true {
+                let count = read(readEnd, &number, 1)
+                if count == 1 {
+                    handler(Int32(number))
+                } else if count < 0 && errno == EINTR {
+                    continue
+                } else {
+                    return
+                }
+            }
         }
-    }
-
-    func cancel() {
-        for source in sources { source.cancel() }
+        thread.start()
+        for number in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signal in
+                var byte = UInt8(truncatingIfNeeded: signal)
+                _ = write(signalPipeWriteEnd, &byte, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            sigaction(number, &action, nil)
+        }
     }
 }
 

@@ -172,16 +172,35 @@ struct TLSCommandTests {
         }
     }
 
-    @Test("SIGTERM closes the server gracefully (exit 0)")
+    @Test("SIGTERM closes the server gracefully (exit 0), and an open connection with close_notify after its 5 seconds")
     func sigterm() throws {
         let pki = try PKI()
         defer { pki.work.remove() }
         let server = try pki.serve([])
         defer { server.terminate() }
-        _ = try server.port()
+        let port = try server.port()
+        // A client whose stdin stays open: the connection is still up when the signal comes.
+        let client = try BackgroundTLSCtl(["connect", "127.0.0.1:\(port)", "--ca", "root/ca.pem"], directory: pki.work.path, holdStandardInput: true)
+        defer { client.terminate() }
+        #expect(server.waitForLine(prefix: "accepted #1 ", timeout: 30) != nil, "\(server)")
+
         kill(server.pid, SIGTERM)
-        #expect(server.waitForExit(timeout: 10) == 0, "\(server)")
+        #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
         #expect(server.standardError.contains("SIGTERM: closing the listener"), "\(server)")
+        #expect(server.lines.contains("closed #1: echoed 0 bytes"), "\(server)")
+        #expect(client.waitForExit(timeout: 10) == 0, "the client saw close_notify: \(client)")
+    }
+
+    @Test("SIGINT stops an idle server at once (exit 0)")
+    func sigint() throws {
+        let pki = try PKI()
+        defer { pki.work.remove() }
+        let server = try pki.serve([])
+        defer { server.terminate() }
+        _ = try server.port()
+        kill(server.pid, SIGINT)
+        #expect(server.waitForExit(timeout: 10) == 0, "\(server)")
+        #expect(server.standardError.contains("SIGINT: closing the listener"), "\(server)")
     }
 
     @Test("usage errors: --require-client-cert without --client-ca, an endpoint without a port")
@@ -281,14 +300,17 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
     private var outClosed = false
     let arguments: [String]
 
-    init(_ arguments: [String], directory: String) throws {
+    /// Kept open until the process ends when `holdStandardInput` is set.
+    private let input = Pipe()
+
+    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false) throws {
         let binary = BuiltProducts.tlsctl
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
         self.arguments = arguments
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = holdStandardInput ? input : FileHandle.nullDevice
         let stdout = Pipe()
         let stderr = Pipe()
         process.standardOutput = stdout
@@ -347,6 +369,17 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
             usleep(10_000)
         }
         throw ServerDidNotStart(detail: "no `listening on` line within \(timeout) s: \(self)")
+    }
+
+    /// The first complete stdout line starting with `prefix`, waiting at most `timeout` seconds.
+    func waitForLine(prefix: String, timeout: TimeInterval) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = lines.first(where: { $0.hasPrefix(prefix) }) { return line }
+            if !process.isRunning { break }
+            usleep(10_000)
+        }
+        return lines.first { $0.hasPrefix(prefix) }
     }
 
     /// Waits at most `timeout` seconds for the process to exit by itself; its status, or nil.
