@@ -89,7 +89,15 @@ public struct PEMBlock: Hashable, Sendable {
 /// File helpers shared by the types that load from disk.
 enum FileIO {
     static func read(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        // Not `FileManager.contents(atPath:)`: swift-foundation 6.3 leaks its 4 KiB read
+        // buffer for an empty file (LeakSanitizer reports it); `FileHandle` does not.
+        let handle = FileHandle(forReadingAtPath: path)
+        defer { try? handle?.close() }
+        var data: Data?
+        if let handle {
+            do { data = try handle.readToEnd() ?? Data() } catch { data = nil }  // readToEnd is nil for an empty file
+        }
+        guard let data else {
             let exists = FileManager.default.fileExists(atPath: path)
             throw GnuTLSError(.fileAccess, exists ? "cannot read \(path): permission denied or not a file" : "cannot read \(path): no such file")
         }
