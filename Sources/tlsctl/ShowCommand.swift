@@ -24,7 +24,7 @@ struct ShowCommand: AsyncParsableCommand {
     var passphraseFile: String?
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file) else {
+        guard let data = Inputs.readFile(file) else {
             throw CLIError("cannot read \(file): \(FileManager.default.fileExists(atPath: file) ? "permission denied or not a file" : "no such file")")
         }
         let bytes = [UInt8](data)

@@ -76,6 +76,9 @@ struct KeyCommandTests {
         try work.directory.write("\n", to: "empty.txt")
         try work.fail(["key", "generate", "--out", "key.pem", "--passphrase-file", "empty.txt"],
                       stderr: "tlsctl: error: passphrase file empty.txt (--passphrase-file) is empty: write the passphrase on its first line")
+        try work.directory.write("", to: "zero.txt")
+        try work.fail(["key", "generate", "--out", "key.pem", "--passphrase-file", "zero.txt"],
+                      stderr: "tlsctl: error: passphrase file zero.txt (--passphrase-file) is empty: write the passphrase on its first line")
         try work.fail(["key", "generate", "--out", "key.pem", "--passphrase-file", "absent.txt"],
                       stderr: "tlsctl: error: cannot read passphrase file absent.txt (--passphrase-file): no such file")
         #expect(!work.exists("key.pem"))

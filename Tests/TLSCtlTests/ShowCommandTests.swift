@@ -195,6 +195,11 @@ struct ShowCommandTests {
         let work = try CLIWorkspace()
         defer { work.remove() }
         try work.fail(["show", "absent.pem"], stderr: "tlsctl: error: cannot read absent.pem: no such file")
+        try FileManager.default.createDirectory(atPath: work.file("folder"), withIntermediateDirectories: false)
+        try work.fail(["show", "folder"], stderr: "tlsctl: error: cannot read folder: permission denied or not a file")
+        try work.directory.write("", to: "empty.pem")
+        let empty = try #require(libraryError { _ = try PEMBlock.parseAll("") } as? GnuTLSError)
+        try work.fail(["show", "empty.pem"], stderr: "tlsctl: error: cannot read empty.pem: \(empty)")
         try work.directory.write("hello, world\n", to: "text.txt")
         let error = try #require(libraryError { _ = try PEMBlock.parseAll("hello, world\n") } as? GnuTLSError)
         try work.fail(["show", "text.txt"], stderr: "tlsctl: error: cannot read text.txt: \(error)")
