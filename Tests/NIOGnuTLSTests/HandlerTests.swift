@@ -197,7 +197,7 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         // Only the ClientHello left: a handshake record (content type 22), no application data.
         let first = try await client.outbound()
         #expect(first.count == 1)
-        #expect(first.first?.getInteger(at: first.first!.readerIndex, as: UInt8.self) == 0x16)
+        #expect(first.first.flatMap { $0.getInteger(at: $0.readerIndex, as: UInt8.self) } == 0x16)
         let hello = first.first.map { Array($0.readableBytesView) } ?? []
         #expect(!hello.isEmpty && !String(decoding: hello, as: UTF8.self).contains("written before"))
         #expect(write.result == nil)
