@@ -185,7 +185,7 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 
     private func read(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = Inputs.readFile(path) else {
             throw Unreadable(message: "cannot read \(path)")
         }
         return [UInt8](data)
