@@ -25,6 +25,20 @@ enum ProcessResources {
         return kib * 1024
     }
 
+    /// What the open descriptors are, by kind (`socket`, `pipe`, `anon_inode:[eventfd]`,
+    /// a file path's first component), for a failure message.
+    static func descriptorKinds() -> [String: Int] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        var kinds: [String: Int] = [:]
+        for entry in entries {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)") else { continue }
+            let kind = target.hasPrefix("/") ? "/" + (target.split(separator: "/").first.map(String.init) ?? "")
+                : String(target.prefix { $0 != ":" } + (target.hasPrefix("anon_inode") ? target.drop { $0 != ":" } : ""))
+            kinds[kind, default: 0] += 1
+        }
+        return kinds
+    }
+
     /// Whether the address or thread sanitizer runs this process: their allocators keep
     /// freed memory in quarantine and add shadow memory, so the resident set says nothing
     /// about leaks there (LeakSanitizer does, at exit).
@@ -148,6 +162,7 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escap
         #expect(await eventually { subjects.value.count == Self.connections })
         #expect(await settle())
         let baselineDescriptors = ProcessResources.openFileDescriptors()
+        let baselineKindsSnapshot = ProcessResources.descriptorKinds()
         let baselineResident = ProcessResources.residentBytes()
 
         let subjectsBefore = subjects.value.count
@@ -159,16 +174,20 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escap
         #expect(measured.contains("CN=load-client-0,O=Example") || measured.contains("O=Example,CN=load-client-0"))
         #expect(serverFailures.value.isEmpty, "\(serverFailures.value.prefix(5))")
 
-        // Descriptors: every connection closed on both sides. A slack of 8 covers event-loop
-        // descriptors (epoll, eventfd, timerfd per loop) that another suite running in this
-        // process may create meanwhile, e.g. by first touching the singleton group; a leak
-        // of even 1% of the 1,000 sockets would exceed it.
-        #expect(await settle())
-        let descriptorsSettled = await eventually(timeout: .seconds(30)) {
+        // Descriptors: every connection closed on both sides, exactly (the sockets to and
+        // from the server's port), and in all the process holds no more than before. A slack
+        // of 8 covers event-loop descriptors (epoll, eventfd, timerfd per loop) that another
+        // suite running in this process may create meanwhile, e.g. by first touching the
+        // singleton group; the others' short-lived descriptors (pipes to the programs the
+        // interoperability tests run) come and go, so the count is polled until it settles.
+        // A leak of even 1% of the 1,000 sockets would exceed the slack.
+        #expect(await settle(), "connections left open: \(ProcessResources.connectionDescriptors(port: port))")
+        let baselineKinds = baselineKindsSnapshot
+        let descriptorsSettled = await eventually(timeout: .seconds(60)) {
             ProcessResources.openFileDescriptors() <= baselineDescriptors + 8
         }
         let afterDescriptors = ProcessResources.openFileDescriptors()
-        #expect(descriptorsSettled, "file descriptors: \(baselineDescriptors) before, \(afterDescriptors) after")
+        #expect(descriptorsSettled, "file descriptors: \(baselineDescriptors) before \(baselineKinds), \(afterDescriptors) after \(ProcessResources.descriptorKinds())")
 
         // Memory: a second round of the same load must not grow the resident set by more
         // than 30 MiB. Each live connection holds about 100 KiB (the engine's 16 KiB
@@ -197,7 +216,7 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escap
         if !ProcessResources.underSanitizer {
             #expect(growth < limit, "resident memory grew by \(growths.map { "\($0 / 1024) KiB" }) in successive rounds")
         }
-        print("LoadTests: \(Self.connections) mutual-TLS connections verified by both sides; fds \(baselineDescriptors) -> \(afterDescriptors); VmRSS \(baselineResident / 1024) KiB, growth per round \(growths.map { "\($0 / 1024) KiB" })\(ProcessResources.underSanitizer ? " (under a sanitizer: not checked)" : "")")
+        print("LoadTests: \(Self.connections) mutual-TLS connections verified by both sides; fds \(baselineDescriptors) -> \(afterDescriptors) \(ProcessResources.descriptorKinds()); VmRSS \(baselineResident / 1024) KiB, growth per round \(growths.map { "\($0 / 1024) KiB" })\(ProcessResources.underSanitizer ? " (under a sanitizer: not checked)" : "")")
 
         try await server.close()
         _ = await serving.result
