@@ -45,8 +45,10 @@ struct KeyInteropTests {
             let key = try KeyPair(contentsOfFile: encrypted, passphrase: "Ünïcødé pass")
             let publicPEM = try Tool.runChecked(["openssl", "pkey", "-in", plain, "-pubout"]).standardOutput
             #expect(key.publicKey.pemEncoded == publicPEM)
-            #expect(throws: GnuTLSError.self) { try KeyPair(contentsOfFile: encrypted, passphrase: "Unicode pass") }
-            #expect(throws: GnuTLSError.self) { try KeyPair(contentsOfFile: encrypted) }
+            let wrong = #expect(throws: GnuTLSError.self) { try KeyPair(contentsOfFile: encrypted, passphrase: "Unicode pass") }
+            #expect(wrong?.code == .wrongPassphrase, "\(String(describing: wrong))")
+            let missing = #expect(throws: GnuTLSError.self) { try KeyPair(contentsOfFile: encrypted) }
+            #expect(missing?.code == .passphraseRequired, "\(String(describing: missing))")
             // The opened key signs: a request made with it passes openssl's check.
             let request = try CertificateRequest.create(subject: try DistinguishedName("CN=opened"), key: key)
             let requestPath = try directory.write(request.pemEncoded, to: "req-\(form).pem")
