@@ -360,8 +360,9 @@ struct EngineFixture {
     }
 
     @Test func engineThatFailsToConfigureIsReleasedCleanly() throws {
-        // GnuTLS refuses ALPN names of 32 bytes or more (gnutls_alpn_set_protocols), so
-        // building the engine fails after gnutls_init: the session must be freed once.
+        // gnutls_alpn_set_protocols refuses an over-long protocol name, so building the
+        // engine fails after gnutls_init: the session must be freed exactly once (a second
+        // gnutls_deinit was a double free).
         let fixture = try EngineFixture(.tls13)
         let client = try fixture.client { $0.applicationProtocols = [String(repeating: "x", count: 300)] }
         for _ in 0..<50 {
