@@ -199,8 +199,10 @@ import TestSupport
 
         let infos = try await server.waitForConnections(2)
         #expect(infos.count == 2, "\(server.summary)")
-        #expect(infos.first?.isResumed == false)
-        #expect(infos.last?.isResumed == true)
+        // One full handshake and one resumed; the server's handler tasks may record them in
+        // either order, so count rather than index.
+        #expect(infos.filter(\.isResumed).count == 1, "\(server.summary)")
+        #expect(infos.filter { !$0.isResumed }.count == 1, "\(server.summary)")
         #expect(infos.allSatisfy { $0.protocolVersion == version.description })
         #expect(server.failures.values.isEmpty, "\(server.summary)")
         await server.stop()
@@ -240,8 +242,9 @@ import TestSupport
 
         let infos = try await server.waitForConnections(expectedConnections)
         #expect(infos.count == expectedConnections, "\(server.summary)")
-        #expect(infos.first?.isResumed == false)
-        #expect(infos.dropFirst().allSatisfy { $0.isResumed }, "\(server.summary)")
+        // Handler tasks may record connections out of order: count, don't index.
+        #expect(infos.filter { !$0.isResumed }.count == 1, "\(server.summary)")
+        #expect(infos.filter(\.isResumed).count == expectedConnections - 1, "\(server.summary)")
         #expect(infos.allSatisfy { $0.protocolVersion == version.description })
         #expect(server.failures.values.isEmpty, "\(server.summary)")
         await server.stop()
