@@ -300,9 +300,6 @@ struct PathValidation {
             if !fields.contains(where: { $0.tag == 0x80 }) {
                 add(.malformedCertificate, "'\(cert.subject)' has an authority key identifier without a keyIdentifier")
             }
-            if isAnchor && cert.isSelfIssued && cert.extendedKeyUsage != nil && policy.purposes.contains(.serverAuth) {
-                add(.malformedCertificate, "root '\(cert.subject)' carries an extended key usage extension, which CA/B Forum 7.1.2.1.2 forbids")
-            }
             if isAnchor && cert.isSelfIssued {
                 // CA/B Forum 7.1.2.1.3: a root's AKI holds only keyIdentifier, equal to its SKI.
                 if fields.contains(where: { $0.tag != 0x80 }) {
