@@ -56,7 +56,7 @@ struct CertificateRequestTests {
     func roundTrip() throws {
         let (_, request) = try makeRequest("CN=round.trip", names: [.dnsName("round.trip")])
         let pem = request.pemEncoded
-        #expect(pem.hasPrefix("-----BEGIN CERTIFICATE REQUEST-----\n"))
+        #expect(pem.hasPrefix(PEMText.header("CERTIFICATE REQUEST")))
         #expect(try CertificateRequest(pemEncoded: pem) == request)
         #expect(try CertificateRequest(derEncoded: request.derEncoded) == request)
         #expect(try CertificateRequest(bytes: Array(pem.utf8)) == request)

@@ -178,7 +178,7 @@ struct CertificateTests {
         // Trailing bytes would make equality by DER meaningless: refused.
         expectGnuTLSError(.malformedDER, mentioning: ["not a DER X.509 certificate"]) { try Certificate(derEncoded: der + [0x05, 0x00]) }
         expectGnuTLSError(.malformedPEM, mentioning: ["base64"]) {
-            try Certificate(pemEncoded: "-----BEGIN CERTIFICATE-----\n%%%%\n-----END CERTIFICATE-----\n")
+            try Certificate(pemEncoded: PEMText.block("CERTIFICATE", body: "%%%%"))
         }
         let truncatedPEM = PEMBlock(label: "CERTIFICATE", derBytes: Array(der.dropLast(5))).pemString
         expectGnuTLSError(.malformedDER) { try Certificate(pemEncoded: truncatedPEM) }

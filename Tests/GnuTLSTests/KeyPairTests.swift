@@ -41,7 +41,7 @@ struct KeyPairTests {
         let key = try KeyPair.generate(algorithm)
 
         let pem = try key.pemEncoded()
-        #expect(pem.hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        #expect(pem.hasPrefix(PEMText.header("PRIVATE KEY")))
         #expect(try KeyPair(pemEncoded: pem) == key)
 
         let der = try key.derEncoded()
@@ -51,7 +51,7 @@ struct KeyPairTests {
         #expect(try KeyPair(bytes: der) == key)
 
         let encryptedPEM = try key.pemEncoded(passphrase: "correct horse")
-        #expect(encryptedPEM.hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"))
+        #expect(encryptedPEM.hasPrefix(PEMText.header("ENCRYPTED PRIVATE KEY")))
         #expect(!encryptedPEM.contains(pem.split(separator: "\n")[1]))
         #expect(try KeyPair(pemEncoded: encryptedPEM, passphrase: "correct horse") == key)
 
@@ -169,7 +169,7 @@ struct KeyPairTests {
         expectGnuTLSError(.malformedPEM, mentioning: ["no PEM block"]) { try KeyPair(pemEncoded: "") }
         // Body that is not base64.
         expectGnuTLSError(.malformedPEM, mentioning: ["base64"]) {
-            try KeyPair(pemEncoded: "-----BEGIN PRIVATE KEY-----\n!!!not base64!!!\n-----END PRIVATE KEY-----\n")
+            try KeyPair(pemEncoded: PEMText.block("PRIVATE KEY", body: "!!!not base64!!!"))
         }
         // Closed with another label.
         expectGnuTLSError(.malformedPEM, mentioning: ["closed by"]) {
@@ -177,7 +177,7 @@ struct KeyPairTests {
         }
         // Legacy OpenSSL encryption headers.
         expectGnuTLSError(.malformedPEM, mentioning: ["RFC 1421", "PKCS#8"]) {
-            try KeyPair(pemEncoded: "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n")
+            try KeyPair(pemEncoded: PEMText.block("RSA PRIVATE KEY", body: "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA"))
         }
     }
 

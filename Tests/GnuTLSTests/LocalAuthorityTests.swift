@@ -264,7 +264,7 @@ struct LocalAuthorityTests {
                 let directoryMode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber
                 #expect(directoryMode?.intValue == 0o700)
                 let keyText = try String(contentsOfFile: keyPath, encoding: .utf8)
-                #expect(keyText.contains(passphrase == nil ? "BEGIN PRIVATE KEY" : "BEGIN ENCRYPTED PRIVATE KEY"))
+                #expect(keyText.contains(PEMText.header(passphrase == nil ? "PRIVATE KEY" : "ENCRYPTED PRIVATE KEY")))
                 let chainText = try String(contentsOfFile: (path as NSString).appendingPathComponent("chain.pem"), encoding: .utf8)
                 #expect(try Certificate.parseChain(pemEncoded: chainText) == [intermediate.certificate, root.certificate])
                 #expect(try Certificate.load(contentsOfFile: (path as NSString).appendingPathComponent("ca.pem")) == [intermediate.certificate])

@@ -24,7 +24,7 @@ struct CAInitTests {
         let result = try work.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Example Root CA,O=Example"])
         #expect(result.standardOutput.contains("Created root CA CN=Example Root CA,O=Example"), "\(result)")
         #expect(try work.mode("root/ca.key.pem") == 0o600)
-        #expect(try work.read("root/ca.key.pem").hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        #expect(try work.read("root/ca.key.pem").hasPrefix(PEMText.header("PRIVATE KEY")))
         #expect(try work.read("root/chain.pem") == (try work.read("root/ca.pem")))
 
         let authority = try LocalAuthority.load(from: work.file("root"), passphrase: nil)
@@ -56,7 +56,7 @@ struct CAInitTests {
         ])
         #expect(result.standardOutput.contains("(encrypted)"), "\(result)")
         #expect(try work.mode("root/ca.key.pem") == 0o600)
-        #expect(try work.read("root/ca.key.pem").hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"))
+        #expect(try work.read("root/ca.key.pem").hasPrefix(PEMText.header("ENCRYPTED PRIVATE KEY")))
         try work.tool(["openssl", "pkey", "-in", "root/ca.key.pem", "-passin", "file:root.pass", "-noout"])
 
         let root = try LocalAuthority.load(from: work.file("root"), passphrase: passphrase).certificate
@@ -119,7 +119,7 @@ struct CAIntermediateTests {
         ])
         #expect(result.standardOutput.contains("Created intermediate CA CN=Example Issuing CA,O=Example"), "\(result)")
         #expect(try work.mode("int/ca.key.pem") == 0o600)
-        #expect(try work.read("int/ca.key.pem").hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"))
+        #expect(try work.read("int/ca.key.pem").hasPrefix(PEMText.header("ENCRYPTED PRIVATE KEY")))
 
         let root = try Certificate(pemEncoded: work.read("root/ca.pem"))
         let authority = try LocalAuthority.load(from: work.file("int"), passphrase: passphrase)
@@ -152,7 +152,7 @@ struct CAIntermediateTests {
         let intermediate = try LocalAuthority.load(from: work.file("int"), passphrase: nil).certificate
         #expect(intermediate.publicKey.keyDescription.algorithm == .ecdsaP256)
         #expect(isAbout(intermediate.notValidAfter, daysFromNow: 1825))
-        #expect(try work.read("int/ca.key.pem").hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        #expect(try work.read("int/ca.key.pem").hasPrefix(PEMText.header("PRIVATE KEY")))
     }
 
     @Test("the signing CA's key needs --ca-passphrase-file, and the right passphrase")
@@ -343,7 +343,7 @@ struct CAIssueTests {
         let csr = try work.makeRequest("leaf", subject: "CN=www.example.test", dns: ["www.example.test"])
         let lines = try work.read(csr).split(separator: "\n")
         try work.directory.write(lines.prefix(lines.count / 2).joined(separator: "\n") + "\n", to: "truncated.pem")
-        try work.directory.write("-----BEGIN CERTIFICATE REQUEST-----\nnot base64 at all!\n-----END CERTIFICATE REQUEST-----\n", to: "garbage.pem")
+        try work.directory.write(PEMText.block("CERTIFICATE REQUEST", body: "not base64 at all!"), to: "garbage.pem")
         var corrupted = try CertificateRequest(contentsOfFile: work.file(csr)).derEncoded
         corrupted[corrupted.count / 2] ^= 0xFF
         corrupted.removeLast(7)

@@ -11,7 +11,7 @@ struct KeyCommandTests {
         defer { work.remove() }
         let result = try work.succeed(["key", "generate", "--algorithm", algorithm.rawValue, "--out", "key.pem"])
         #expect(try work.mode("key.pem") == 0o600)
-        #expect(try work.read("key.pem").hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        #expect(try work.read("key.pem").hasPrefix(PEMText.header("PRIVATE KEY")))
 
         // The library reads back a key of the algorithm asked for.
         let key = try KeyPair(contentsOfFile: work.file("key.pem"))
@@ -46,7 +46,7 @@ struct KeyCommandTests {
         let result = try work.succeed(["key", "generate", "--algorithm", "ecdsa-p384", "--out", "key.pem", "--passphrase-file", file])
         #expect(result.standardOutput.contains("(encrypted)"))
         #expect(try work.mode("key.pem") == 0o600)
-        #expect(try work.read("key.pem").hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"))
+        #expect(try work.read("key.pem").hasPrefix(PEMText.header("ENCRYPTED PRIVATE KEY")))
 
         // openssl opens it with the passphrase without the newline, and not without it.
         try work.tool(["openssl", "pkey", "-in", "key.pem", "-passin", "pass:\(passphrase)", "-noout"])
