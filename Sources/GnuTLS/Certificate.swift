@@ -169,24 +169,6 @@ public struct NameConstraints: Hashable, Sendable, CustomStringConvertible {
             + excludedDirectoryNames.map { .directoryName($0.derEncoded) }
     }
 
-    init(permitted: [CoreGeneralName], excluded: [CoreGeneralName]) {
-        func fill(_ names: [CoreGeneralName], _ dns: inout [String], _ ip: inout [IPNetwork], _ email: inout [String],
-                  _ uri: inout [String], _ dir: inout [DistinguishedName]) {
-            for name in names {
-                switch name {
-                case .dns(let value): dns.append(value)
-                case .ip(let bytes): if let network = IPNetwork(constraintBytes: bytes) { ip.append(network) }
-                case .email(let value): email.append(value)
-                case .uri(let value): uri.append(value)
-                case .directoryName(let der): if let dn = try? DistinguishedName(derEncoded: der) { dir.append(dn) }
-                default: break
-                }
-            }
-        }
-        fill(permitted, &permittedDNSDomains, &permittedIPRanges, &permittedEmailAddresses, &permittedURIDomains, &permittedDirectoryNames)
-        fill(excluded, &excludedDNSDomains, &excludedIPRanges, &excludedEmailAddresses, &excludedURIDomains, &excludedDirectoryNames)
-    }
-
     public var description: String {
         var parts: [String] = []
         parts += permittedDNSDomains.map { "permitted DNS:\($0)" } + permittedIPRanges.map { "permitted IP:\($0)" }

@@ -169,31 +169,6 @@ package enum ExtensionCodec {
         }
         return entries
     }
-
-    package static func nameConstraints(_ der: [UInt8]) throws -> (permitted: [CoreGeneralName], excluded: [CoreGeneralName]) {
-        var constraints: gnutls_x509_name_constraints_t?
-        try check(gnutls_x509_name_constraints_init(&constraints), "gnutls_x509_name_constraints_init")
-        defer { gnutls_x509_name_constraints_deinit(constraints) }
-        let rc = withDatum(der) { gnutls_x509_ext_import_name_constraints($0, constraints, 0) }
-        try check(rc, "gnutls_x509_ext_import_name_constraints", "name constraints extension is malformed", code: .malformedDER)
-        func list(_ get: (UInt32, UnsafeMutablePointer<UInt32>, UnsafeMutablePointer<gnutls_datum_t>) -> Int32) throws -> [CoreGeneralName] {
-            var names: [CoreGeneralName] = []
-            var index: UInt32 = 0
-            while true {
-                var type: UInt32 = 0
-                var name = gnutls_datum_t(data: nil, size: 0)
-                let rc = get(index, &type, &name)
-                if rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE { break }
-                try check(rc, "gnutls_x509_name_constraints_get")
-                names.append(CoreGeneralName(type: gnutls_x509_subject_alt_name_t(type), data: name, otherOID: nil))
-                index += 1
-            }
-            return names
-        }
-        let permitted = try list { gnutls_x509_name_constraints_get_permitted(constraints, $0, $1, $2) }
-        let excluded = try list { gnutls_x509_name_constraints_get_excluded(constraints, $0, $1, $2) }
-        return (permitted, excluded)
-    }
 }
 
 /// Object identifiers of the extensions the library reads and writes.
