@@ -120,26 +120,3 @@ package final class TLSContextHandle: @unchecked Sendable {
         return out
     }
 }
-
-extension TrustListHandle {
-    /// Adds CRLs, which the list verifies against its anchors (GNUTLS_TL_VERIFY_CRL) and then
-    /// owns.
-    package func addCRLs(_ ders: [[UInt8]]) throws {
-        for der in ders {
-            var crl: gnutls_x509_crl_t?
-            try check(gnutls_x509_crl_init(&crl), "gnutls_x509_crl_init")
-            let rc = withDatum(der) { gnutls_x509_crl_import(crl, $0, GNUTLS_X509_FMT_DER) }
-            guard rc >= 0 else {
-                gnutls_x509_crl_deinit(crl)
-                throw GnuTLSError.from(rc, function: "gnutls_x509_crl_import", context: "CRL is not DER", code: .malformedDER)
-            }
-            var list = [crl]
-            // With GNUTLS_TL_VERIFY_CRL the list adds only the CRLs that verify against its
-            // anchors and returns how many it added; those it owns. A CRL it rejects is
-            // freed by GnuTLS only under GNUTLS_TL_NO_DUPLICATES (lib/x509/verify-high.c,
-            // gnutls_x509_trust_list_add_crls), so without that flag it is still ours.
-            let added = gnutls_x509_trust_list_add_crls(raw, &list, 1, UInt32(GNUTLS_TL_VERIFY_CRL), 0)
-            if added != 1 { gnutls_x509_crl_deinit(crl) }
-        }
-    }
-}
