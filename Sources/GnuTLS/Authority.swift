@@ -64,6 +64,10 @@ public struct CertificateProfile: Hashable, Sendable, CustomStringConvertible {
     public static let tlsClient = CertificateProfile(name: "client", extendedKeyUsage: [.clientAuth], isCertificateAuthority: false)
     /// TLS server and client: both purposes. Needs a DNS or IP name.
     public static let tlsServerClient = CertificateProfile(name: "server-client", extendedKeyUsage: [.serverAuth, .clientAuth], isCertificateAuthority: false)
+    /// A delegated OCSP responder (RFC 6960 section 4.2.2.2): digitalSignature, OCSPSigning,
+    /// and id-pkix-ocsp-nocheck so clients do not ask about the responder itself. Issue it
+    /// short-lived: nothing can revoke it in practice.
+    public static let ocspResponder = CertificateProfile(name: "ocsp-responder", extendedKeyUsage: [.ocspSigning], isCertificateAuthority: false)
 
     /// An intermediate CA: keyCertSign and cRLSign, CA:TRUE with an optional path-length
     /// limit and name constraints.
@@ -79,6 +83,7 @@ public struct CertificateProfile: Hashable, Sendable, CustomStringConvertible {
         case "client": self = .tlsClient
         case "server-client", "server+client": self = .tlsServerClient
         case "intermediate-ca", "ca": self = .intermediateCA()
+        case "ocsp-responder", "ocsp": self = .ocspResponder
         default: return nil
         }
     }
@@ -121,6 +126,9 @@ public struct IssuanceOptions: Hashable, Sendable {
     public var ocspURLs: [String]
     /// CA issuer URLs to embed (authority information access).
     public var caIssuerURLs: [String]
+    /// Write the TLS feature extension with status_request (RFC 7633, "must staple"):
+    /// clients then refuse the certificate without a valid stapled OCSP response.
+    public var mustStaple: Bool = false
 
     /// Options with the given values; by default 365 days, backdated 5 minutes.
     public init(
@@ -433,6 +441,12 @@ enum Policy {
         spec.crlDistributionPoints = options.crlDistributionPoints
         spec.ocspURLs = options.ocspURLs
         spec.caIssuerURLs = options.caIssuerURLs
+        if profile.extendedKeyUsage.contains(.ocspSigning) {
+            spec.extraExtensions.append((OCSPEncoding.noCheckOID, false, [0x05, 0x00]))
+        }
+        if options.mustStaple {
+            spec.extraExtensions.append((OCSPEncoding.tlsFeatureOID, false, OCSPEncoding.mustStapleValue))
+        }
         if let constraints = profile.nameConstraints, !constraints.isEmpty {
             spec.permittedNames = constraints.permitted
             spec.excludedNames = constraints.excluded

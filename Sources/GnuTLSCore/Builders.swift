@@ -31,6 +31,8 @@ package struct CoreCertificateSpec: Sendable {
     package var caIssuerURLs: [String] = []
     package var permittedNames: [CoreGeneralName] = []
     package var excludedNames: [CoreGeneralName] = []
+    /// Further extensions written as given: (OID, critical, DER of the value).
+    package var extraExtensions: [(oid: String, critical: Bool, value: [UInt8])] = []
 
     package init(
         serial: [UInt8], notBefore: Int, notAfter: Int, subject: [CoreNameAttribute],
@@ -128,6 +130,11 @@ extension CertificateHandle {
                 }
             }
             try check(gnutls_x509_crt_set_name_constraints(raw, constraints, 1), "gnutls_x509_crt_set_name_constraints")
+        }
+        for ext in spec.extraExtensions {
+            try check(ext.value.withUnsafeBytes {
+                gnutls_x509_crt_set_extension_by_oid(raw, ext.oid, $0.baseAddress, $0.count, ext.critical ? 1 : 0)
+            }, "gnutls_x509_crt_set_extension_by_oid", "adding extension \(ext.oid)", code: .invalidArgument)
         }
 
         let digest = key.signingDigest
