@@ -46,6 +46,8 @@ let package = Package(
                 "GnuTLSCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // The OCSP responder and the OCSP/CRL fetch client.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(

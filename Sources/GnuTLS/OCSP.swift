@@ -204,8 +204,8 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// 16 random bytes for a nonce (RFC 8954 asks for at least 16, at most 32).
-    public static func randomNonce() throws -> [UInt8] { try CoreCrypto.random(16) }
+    /// 32 random bytes for a nonce (the length RFC 8954 section 2.1 recommends).
+    public static func randomNonce() throws -> [UInt8] { try CoreCrypto.random(32) }
 
     public var description: String {
         "OCSPRequest(\(certificateIDs.map { "\($0.serialNumber)" }.joined(separator: ", "))\(nonce == nil ? "" : ", nonce"))"

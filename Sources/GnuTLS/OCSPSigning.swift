@@ -41,7 +41,6 @@ extension OCSPResponse {
         }
         guard !responses.isEmpty else { throw GnuTLSError(.invalidArgument, "a successful OCSP response needs at least one single response") }
         let handle = key.signingBackend.handle
-        let algorithm = try handle.x509SignatureAlgorithm()
         let keyHash = CoreCrypto.sha1(PublicKey.subjectPublicKeyBits(signer.publicKey.derEncoded) ?? signer.publicKey.derEncoded)
         var coder = DER.Serializer()
         try coder.appendConstructedNode(identifier: .sequence) { coder in  // ResponseData, version v1 (DEFAULT, omitted)
@@ -71,7 +70,7 @@ extension OCSPResponse {
             try coder.serialize(ASN1BitString(bytes: signed.signature[...]))
             if includeSignerCertificate {
                 try coder.serialize(explicitlyTaggedWithTagNumber: 0, tagClass: .contextSpecific) { coder in
-                    try coder.appendConstructedNode(identifier: .sequence) { coder in
+                    coder.appendConstructedNode(identifier: .sequence) { coder in
                         coder.serializeRawBytes(signer.derEncoded)
                     }
                 }
@@ -97,9 +96,9 @@ extension OCSPEncoding {
             try certID(single.certificateID, into: &coder)
             switch single.status {
             case .good:
-                try ASN1Null().serialize(into: &coder, withIdentifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific))
+                ASN1Null().serialize(into: &coder, withIdentifier: ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific))
             case .unknown:
-                try ASN1Null().serialize(into: &coder, withIdentifier: ASN1Identifier(tagWithNumber: 2, tagClass: .contextSpecific))
+                ASN1Null().serialize(into: &coder, withIdentifier: ASN1Identifier(tagWithNumber: 2, tagClass: .contextSpecific))
             case .revoked(let date, let reason):
                 try coder.appendConstructedNode(identifier: ASN1Identifier(tagWithNumber: 1, tagClass: .contextSpecific)) { coder in
                     try coder.serialize(generalizedTime(date))
