@@ -133,12 +133,14 @@ enum IssueProfile: String, CaseIterable, ExpressibleByArgument {
     case server
     case client
     case serverClient = "server-client"
+    case ocspResponder = "ocsp-responder"
 
     var profile: CertificateProfile {
         switch self {
         case .server: return .tlsServer
         case .client: return .tlsClient
         case .serverClient: return .tlsServerClient
+        case .ocspResponder: return .ocspResponder
         }
     }
 }
@@ -161,7 +163,7 @@ struct CAIssue: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The certificate request (PEM or DER).", valueName: "file"))
     var csr: String
 
-    @Option(help: ArgumentHelp("What the certificate is for: server (serverAuth, needs a DNS or IP name), client (clientAuth), or server-client (both).", valueName: "profile"))
+    @Option(help: ArgumentHelp("What the certificate is for: server (serverAuth, needs a DNS or IP name), client (clientAuth), server-client (both), or ocsp-responder (OCSPSigning and ocsp-nocheck: a delegated OCSP responder).", valueName: "profile"))
     var profile: IssueProfile
 
     @Option(help: ArgumentHelp("Days of validity; must end before the CA's certificate does.", valueName: "n"))
@@ -179,10 +181,14 @@ struct CAIssue: AsyncParsableCommand {
     @Option(name: .customLong("ocsp-url"), help: ArgumentHelp("An OCSP responder URL to embed (authority information access). Repeatable.", valueName: "url"))
     var ocspURL: [String] = []
 
+    @Flag(name: .customLong("must-staple"), help: "Add the TLS feature extension (status_request, RFC 7633): clients refuse the certificate without a valid stapled OCSP response.")
+    var mustStaple = false
+
     func run() async throws {
         let request = try Inputs.request(at: csr)
         let authority = try signer.load()
-        let options = IssuanceOptions(validityDays: days, crlDistributionPoints: crlURL, ocspURLs: ocspURL)
+        var options = IssuanceOptions(validityDays: days, crlDistributionPoints: crlURL, ocspURLs: ocspURL)
+        options.mustStaple = mustStaple
         let chain = try authority.issueWithChain(request, profile: profile.profile, options: options)
         let certificate = chain[0]
         try Outputs.write(certificate.pemEncoded, to: out)
