@@ -157,3 +157,29 @@ extension OCSPResponse {
         return try response.verify(certificate: certificate, issuer: issuer, at: time, nonce: nonce, position: position)
     }
 }
+
+/// Checks made before a server staples a response.
+enum OCSPStapling {
+    /// `response` must verify for `identity`'s leaf: its issuer is the next certificate of
+    /// the chain, or found among the trust store's anchors. Never staple what a strict
+    /// client would refuse.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` with the verification failure.
+    static func check(_ response: OCSPResponse, for identity: TLSIdentity, trust: TrustStore?, at time: Date = Date()) throws {
+        let leaf = identity.leaf
+        let candidates = identity.chain.dropFirst().filter { $0.subject == leaf.issuer }
+            + (trust?.certificates ?? []).filter { $0.subject == leaf.issuer }
+        guard !candidates.isEmpty else {
+            throw GnuTLSError(.invalidArgument, "cannot staple an OCSP response for '\(leaf.subject)': its issuer '\(leaf.issuer)' is neither in the chain nor in the trust store, so the response cannot be verified")
+        }
+        var failure: VerificationError?
+        for issuer in candidates {
+            do throws(VerificationError) {
+                try response.verify(certificate: leaf, issuer: issuer, at: time)
+                return
+            } catch {
+                failure = error
+            }
+        }
+        throw GnuTLSError(.invalidArgument, "refusing to staple the OCSP response for '\(leaf.subject)': \(failure.map { "\($0)" } ?? "it does not verify")")
+    }
+}

@@ -46,6 +46,9 @@ public struct TLSIdentity: Hashable, Sendable {
     public var chain: [Certificate]
     /// The leaf's private key.
     public var key: KeyPair
+    /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
+    /// leaf's issuer or its delegated responder, current, good) or the context is not built.
+    public var ocspResponse: OCSPResponse? = nil
 
     /// An identity from values.
     public init(chain: [Certificate], key: KeyPair) {
@@ -106,6 +109,10 @@ public struct TLSConfiguration: Hashable, Sendable {
     public var securityProfile: SecurityProfile
     /// Revocation checking against the trust store's CRLs.
     public var revocation: RevocationPolicy
+    /// OCSP revocation checking of the peer's chain after it verified (stapled response,
+    /// the trust store's CRLs, then the online responder; see ``RevocationChecker``).
+    /// Must-staple peer certificates need a valid staple whatever the mode.
+    public var ocspRevocation: RevocationCheckingMode = .off
     /// A complete GnuTLS priority string that replaces the defaults (versions, ciphers,
     /// groups). For experts; `nil` uses ``defaultPriority(minimum:maximum:)``.
     public var priorityString: String?
@@ -174,6 +181,8 @@ public final class TLSContext: Sendable {
     public let verifier: Verifier?
     /// Client-side resumption data by server name and port.
     package let sessionCache: SessionCache
+    /// OCSP checks of peer chains, with the online answers cache they share.
+    public let revocationChecker: RevocationChecker
 
     /// Validates `configuration` (keys match certificates, chains are in order, a server has
     /// an identity) and builds the GnuTLS objects.
@@ -203,6 +212,11 @@ public final class TLSContext: Sendable {
         settings.identities = configuration.identities.map { identity in
             (chainPEM: identity.chain.map(\.pemEncoded).joined(), key: identity.key.handle)
         }
+        for (index, identity) in configuration.identities.enumerated() {
+            guard let response = identity.ocspResponse else { continue }
+            try OCSPStapling.check(response, for: identity, trust: configuration.trustStore)
+            settings.ocspStaples[index] = response.derEncoded
+        }
         let verifies = configuration.peerVerification != .insecureNoVerification
             && (configuration.role == .client || configuration.clientCertificates != .none)
         let trust = configuration.trustStore ?? TrustStore.system
@@ -222,6 +236,7 @@ public final class TLSContext: Sendable {
         self.handle = try TLSContextHandle(settings)
         self.verifier = verifies ? try Verifier(trustStore: trust) : nil
         self.sessionCache = SessionCache()
+        self.revocationChecker = RevocationChecker(mode: configuration.ocspRevocation)
     }
 
     /// The policy peers are verified with: for a client, the server's purpose and name;

@@ -18,6 +18,8 @@ package struct CoreTLSSettings: Sendable {
     package var alpn: [String] = []
     package var profile: CoreProfile = .medium
     package var sessionTickets = true
+    /// DER OCSP responses to staple, by identity index (already verified by the caller).
+    package var ocspStaples: [Int: [UInt8]] = [:]
 
     package init(role: Role, priority: String) {
         self.role = role
@@ -70,6 +72,12 @@ package final class TLSContextHandle: @unchecked Sendable {
                 }
             }
             try check(rc, "gnutls_certificate_set_x509_key_mem2", "loading a certificate chain and its key into the TLS credentials")
+        }
+        for (index, staple) in settings.ocspStaples.sorted(by: { $0.key < $1.key }) {
+            // Identities are numbered in the order they were added; GnuTLS checks that the
+            // response is about that identity's leaf (GNUTLS_E_OCSP_MISMATCH_WITH_CERTS).
+            let rc = withDatum(staple) { gnutls_certificate_set_ocsp_status_request_mem(credentials, $0, UInt32(index), GNUTLS_X509_FMT_DER) }
+            try check(rc, "gnutls_certificate_set_ocsp_status_request_mem", "stapling the OCSP response of identity \(index)", code: .invalidArgument)
         }
         if !settings.trustAnchors.isEmpty || !settings.crls.isEmpty || settings.systemTrust {
             let list = try TrustListHandle()

@@ -366,6 +366,15 @@ package final class TLSEngine {
     /// Whether the session was resumed from a ticket or cached session.
     package var isResumed: Bool { gnutls_session_is_resumed(session) != 0 }
 
+    /// The OCSP response the server stapled (clients), DER; `nil` when none was sent.
+    /// The datum belongs to the session (`gnutls_ocsp_status_request_get`): copied, not freed.
+    package var stapledOCSPResponse: [UInt8]? {
+        var datum = gnutls_datum_t(data: nil, size: 0)
+        guard gnutls_ocsp_status_request_get(session, &datum) >= 0 else { return nil }
+        let bytes = takeBytes(datum)
+        return bytes.isEmpty ? nil : bytes
+    }
+
     /// The certificates the peer sent, leaf first, as DER.
     package var peerCertificates: [[UInt8]] {
         var count: UInt32 = 0

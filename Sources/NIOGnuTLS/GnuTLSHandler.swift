@@ -207,17 +207,21 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             }
         }
         self.info = info
-        guard let hook else {
+        // OCSP / must-staple (OCSPRevocation.swift): runs beside the handshake, off the event loop.
+        let revocation = OCSPHandshakeCheck.make(context: tlsContext, info: info, staple: engine.stapledOCSPResponse)
+        guard hook != nil || revocation != nil else {
             activate(context: context)
             return
         }
+        let hook = self.hook
         state = .verifying
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         Task {
             let result: Result<Void, Error>
             do {
-                try await hook(info)
+                try await revocation?()
+                try await hook?(info)
                 result = .success(())
             } catch {
                 result = .failure(error)
@@ -228,6 +232,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 switch result {
                 case .success:
                     handler.activate(context: context)
+                case .failure(let error as VerificationError):
+                    handler.engine?.sendFatalAlert(badCertificate: true)
+                    handler.flushCiphertext(context: context)
+                    handler.fail(context: context, TLSError(.verificationFailed, error.description, verification: error))
                 case .failure(let error):
                     handler.engine?.sendFatalAlert(badCertificate: true)
                     handler.flushCiphertext(context: context)
@@ -442,6 +450,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     } catch let error as VerificationError {
                         return TLSError(.verificationFailed, error.description, verification: error, gnutlsName: failure.name)
                     } catch {}
+                    // GnuTLS also refuses a revoked or invalid stapled OCSP response: say why.
+                    if let error = OCSPHandshakeCheck.stapleProblem(context: tlsContext, peer: peer, staple: engine.stapledOCSPResponse) {
+                        return TLSError(.verificationFailed, error.description, verification: error, gnutlsName: failure.name)
+                    }
                 }
             }
             return TLSError(.verificationFailed, "certificate verification failed: \(text)", gnutlsName: failure.name)

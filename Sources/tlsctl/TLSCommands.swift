@@ -181,6 +181,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Exit (status 0) after this many connections, served or refused.", valueName: "n"))
     var maxConnections: Int?
 
+    @Option(name: .customLong("ocsp-staple"), help: ArgumentHelp("Staple this OCSP response (DER or PEM), or 'auto': fetch it from the leaf's OCSP URL at start. It must verify and say good.", valueName: "file|auto"))
+    var ocspStaple: String?
+
+    @Option(name: .customLong("ocsp-issuer"), help: ArgumentHelp("The leaf's issuer certificate, to verify the stapled response when --cert holds only the leaf.", valueName: "file"))
+    var ocspIssuer: String?
+
     func validate() throws {
         if requireClientCert && clientCA == nil {
             throw ValidationError("--require-client-cert needs --client-ca: the CAs client certificates must chain to")
@@ -208,7 +214,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: try makeConfiguration()) }
+        var configuration = try makeConfiguration()
+        try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
         let server: TLSServer
         do {
             server = try await TLSServer.bind(host: host, port: port, context: tlsContext)
@@ -396,6 +404,9 @@ struct ConnectCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-no-verify"), help: "Do not verify the server at all (INSECURE: anyone can impersonate it).")
     var insecureNoVerify = false
 
+    @Option(help: ArgumentHelp("OCSP revocation checking: off, soft (refuse only a definite revoked) or hard (every certificate below the anchor needs a fresh good answer from a staple, a CRL or its OCSP responder). Must-staple certificates need a valid staple in every mode.", valueName: "off|soft|hard"))
+    var ocsp: RevocationCheckingMode = .off
+
     func validate() throws {
         if (cert == nil) != (key == nil) {
             throw ValidationError("--cert and --key go together: the client certificate and its private key")
@@ -416,6 +427,7 @@ struct ConnectCommand: AsyncParsableCommand {
         var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
         configuration.serverName = servername
         if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }
+        configuration.ocspRevocation = ocsp
         session.apply(to: &configuration)
         return configuration
     }
