@@ -34,6 +34,8 @@ struct DemoCommand: AsyncParsableCommand {
             try DemoChecks.run(pki, log: &log)
             // Mutual TLS on 127.0.0.1 with these certificates, and four refusals (DemoTLS.swift).
             try await DemoTLS.run(pki, workspace: workspace, log: &log)
+            // OCSP: responder, stapling, hard-fail client, revocation (DemoOCSP.swift).
+            try await DemoOCSP.run(pki, workspace: workspace, log: &log)
         } catch {
             workspace.finish()
             throw error
