@@ -69,7 +69,7 @@ extension OCSPResponse {
             try CRLEncoding.algorithmIdentifier(signed.algorithmOID, nullParameters: signed.parametersAreNull, into: &coder)
             try coder.serialize(ASN1BitString(bytes: signed.signature[...]))
             if includeSignerCertificate {
-                try coder.serialize(explicitlyTaggedWithTagNumber: 0, tagClass: .contextSpecific) { coder in
+                coder.serialize(explicitlyTaggedWithTagNumber: 0, tagClass: .contextSpecific) { coder in
                     coder.appendConstructedNode(identifier: .sequence) { coder in
                         coder.serializeRawBytes(signer.derEncoded)
                     }
