@@ -14,8 +14,19 @@ enum DemoOCSP {
         let ca = try LocalAuthority(certificate: pki.intermediate.certificate, key: pki.intermediate.key,
                                     issuers: pki.intermediate.chain, ledger: SQLiteLedger(path: workspace.file("ocsp-ledger.sqlite")))
         let responder = try await OCSPServer.start(responder: try OCSPResponder(authority: ca), host: host, port: 0)
-        defer { Task { try? await responder.close() } }
-        let url = "http://\(host):\(responder.port)/"
+        do {
+            try await act(pki, ca: ca, responderPort: responder.port, log: &log)
+        } catch {
+            try? await responder.close()
+            throw error
+        }
+        // Closed (and its ledger released) before the workspace is removed.
+        try? await responder.close()
+    }
+
+    private static func act(_ pki: DemoPKI, ca: LocalAuthority, responderPort: Int, log: inout DemoLog) async throws {
+        let host = DemoTLS.host
+        let url = "http://\(host):\(responderPort)/"
         log.detail("responder: OCSPServer on \(url), answering from the issuing CA's ledger, signed by the CA")
         let key = try KeyPair.generate(.ecdsaP256)
         let request = try CertificateRequest.create(subject: try DistinguishedName("CN=server.demo.test,O=swift-gnutls demo,OU=ocsp"), key: key,
