@@ -12,6 +12,7 @@ public struct TLSServerLimits: Hashable, Sendable {
     /// The most handshakes (including verification) in progress at once; `nil`: no limit.
     public var maxConcurrentHandshakes: Int?
 
+    /// Limits of at least 1 each (smaller values are raised to 1); `nil` leaves one unbounded.
     public init(maxConnections: Int? = nil, maxConcurrentHandshakes: Int? = nil) {
         self.maxConnections = maxConnections.map { max(1, $0) }
         self.maxConcurrentHandshakes = maxConcurrentHandshakes.map { max(1, $0) }
