@@ -94,3 +94,17 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The TLS engine's libFuzzer target, declared only when asked for (scripts/fuzz-engine.sh
+// sets SWIFT_GNUTLS_FUZZ), so the normal build and test never compile it:
+//   SWIFT_GNUTLS_FUZZ=1 swift build --scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address --product EngineFuzzer
+if Context.environment["SWIFT_GNUTLS_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "EngineFuzzer",
+        dependencies: ["GnuTLS", "GnuTLSCore"],
+        path: "Fuzz/EngineFuzzer",
+        // libFuzzer provides `main`.
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+    ))
+    package.products.append(.executable(name: "EngineFuzzer", targets: ["EngineFuzzer"]))
+}

@@ -105,6 +105,10 @@ public struct TLSConfiguration: Hashable, Sendable {
     public var sessionResumption: Bool
     /// How long a handshake (including verification) may take.
     public var handshakeTimeout: Duration
+    /// How long an established connection may stay without plaintext going either way
+    /// before it is closed (close_notify, then ``TLSError/Code/idleTimeout`` to the
+    /// application); `nil`: no limit. Servers default to 2 minutes, clients to `nil`.
+    public var idleTimeout: Duration?
     /// Key sizes and signature algorithms accepted in the peer's chain.
     public var securityProfile: SecurityProfile
     /// Revocation checking against the trust store's CRLs.
@@ -129,6 +133,7 @@ public struct TLSConfiguration: Hashable, Sendable {
         serverName = nil
         sessionResumption = true
         handshakeTimeout = .seconds(10)
+        idleTimeout = role == .server ? .seconds(120) : nil
         securityProfile = .medium
         revocation = .checkAvailableCRLs
         priorityString = nil
@@ -161,12 +166,13 @@ public struct TLSConfiguration: Hashable, Sendable {
 
     /// The default GnuTLS priority string: TLS 1.2–1.3, AEAD ciphers with forward secrecy
     /// only (ECDHE; AES-GCM, ChaCha20-Poly1305), X25519/P-256/P-384, no SHA-1 signatures,
-    /// the MEDIUM verification profile.
+    /// the MEDIUM verification profile; a server picks the cipher suite in this order
+    /// (`%SERVER_PRECEDENCE`), not the client's.
     public static func defaultPriority(minimum: TLSVersion = .tls12, maximum: TLSVersion = .tls13) -> String {
         let versions = [TLSVersion.tls12, .tls13].filter { $0 >= minimum && $0 <= maximum }.map(\.priorityToken).joined(separator: ":")
         return "NORMAL:-VERS-ALL:\(versions):-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD"
             + ":-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1"
-            + ":-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:%PROFILE_MEDIUM"
+            + ":-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:%PROFILE_MEDIUM:%SERVER_PRECEDENCE"
     }
 }
 

@@ -50,7 +50,6 @@ package final class TLSEngine {
     package let context: TLSContextHandle
     let session: gnutls_session_t
     private let io: EngineIO
-    private var scratch: [UInt8]
     package private(set) var handshakeComplete = false
     /// The typed data given to gnutls_session_set_verify_cert2 and the strings it points to.
     /// GnuTLS keeps the pointer without copying ("once set must remain valid for the lifetime
@@ -70,7 +69,6 @@ package final class TLSEngine {
     ) throws {
         self.context = context
         self.io = EngineIO()
-        self.scratch = [UInt8](repeating: 0, count: 16 * 1024 + 256)
         let isServer = context.settings.role == .server
         var flags = UInt32(GNUTLS_NONBLOCK) | (isServer ? UInt32(GNUTLS_SERVER) : UInt32(GNUTLS_CLIENT))
         if !context.settings.sessionTickets { flags |= UInt32(GNUTLS_NO_TICKETS) }
@@ -181,6 +179,9 @@ package final class TLSEngine {
         io.endOfInput = true
     }
 
+    /// Ciphertext received and not yet consumed by GnuTLS.
+    package var pendingInboundBytes: Int { io.inboundAvailable }
+
     /// Whether ciphertext is waiting to be sent.
     package var hasOutbound: Bool { !io.outbound.isEmpty }
 
@@ -188,7 +189,6 @@ package final class TLSEngine {
     package func takeOutbound() -> [UInt8] {
         var taken: [UInt8] = []
         swap(&taken, &io.outbound)
-        io.outbound.reserveCapacity(taken.capacity)
         return taken
     }
 
@@ -196,8 +196,14 @@ package final class TLSEngine {
     package func drainOutbound(_ body: (UnsafeRawBufferPointer) -> Void) {
         guard !io.outbound.isEmpty else { return }
         io.outbound.withUnsafeBytes(body)
-        io.outbound.removeAll(keepingCapacity: true)
+        // An idle connection keeps no more than a small buffer (issue 7: no 16 KiB per
+        // connection reserved up front or kept after a burst).
+        io.outbound.removeAll(keepingCapacity: io.outbound.capacity <= EngineIO.retainedCapacity)
     }
+
+    /// Bytes the engine's own queues hold allocated (inbound and outbound ciphertext); the
+    /// engine keeps no plaintext buffer (records are read zero-copy from GnuTLS).
+    package var reservedBufferBytes: Int { io.inbound.capacity + io.outbound.capacity }
 
     // MARK: TLS
 
@@ -205,12 +211,21 @@ package final class TLSEngine {
     package func handshake() throws(CoreTLSFailure) -> Status {
         if handshakeComplete { return .complete }
         while true {
+            let unread = io.inboundAvailable
             let rc = gnutls_handshake(session)
             if rc == GNUTLS_E_SUCCESS {
                 handshakeComplete = true
                 return .complete
             }
-            if rc == GNUTLS_E_AGAIN { return .wantInput }
+            if rc == GNUTLS_E_AGAIN {
+                // GnuTLS reads one record per call and answers EAGAIN while a handshake
+                // message is incomplete, even when its next records already wait in the
+                // inbound queue (a message split over records that arrived together, a
+                // certificate flight over 16 KiB): go on while it makes progress, until the
+                // pull side runs dry. Each round consumes bytes, so the loop is bounded.
+                if io.inboundAvailable > 0 && io.inboundAvailable < unread { continue }
+                return .wantInput
+            }
             if rc == GNUTLS_E_INTERRUPTED { continue }
             if gnutls_error_is_fatal(rc) == 0 {
                 // A warning alert during the handshake: keep going.
@@ -221,9 +236,9 @@ package final class TLSEngine {
                 // for this; in TLS 1.2 it is handshake_failure (RFC 5246, 7.4.6), where
                 // gnutls_alert_send_appropriate would send decode_error.
                 _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, GNUTLS_A_HANDSHAKE_FAILURE)
-            } else if rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PREMATURE_TERMINATION {
+            } else {
                 // Tell the peer why (unexpected message, decode error, …) before giving up.
-                _ = gnutls_alert_send_appropriate(session, rc)
+                sendAlert(for: rc)
             }
             throw failure(rc, function: "gnutls_handshake")
         }
@@ -233,11 +248,18 @@ package final class TLSEngine {
     package func read(_ body: (UnsafeRawBufferPointer) -> Void) throws(CoreTLSFailure) -> ReadOutcome {
         while true {
             let unread = io.inboundAvailable
-            let rc = scratch.withUnsafeMutableBytes { gnutls_record_recv(session, $0.baseAddress, $0.count) }
-            if rc > 0 {
-                scratch.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<rc])) }
-                return .data(rc)
+            // Zero-copy: GnuTLS hands over the decrypted record itself, so no 16 KiB
+            // plaintext buffer is kept per connection.
+            var packet: gnutls_packet_t?
+            let rc = gnutls_record_recv_packet(session, &packet)
+            if rc > 0, let packet {
+                var datum = gnutls_datum_t(data: nil, size: 0)
+                gnutls_packet_get(packet, &datum, nil)
+                body(UnsafeRawBufferPointer(start: datum.data, count: Int(datum.size)))
+                gnutls_packet_deinit(packet)
+                return .data(Int(datum.size))
             }
+            if let packet { gnutls_packet_deinit(packet) }
             if rc == 0 { return .closed }
             let code = Int32(rc)
             if code == GNUTLS_E_AGAIN {
@@ -255,7 +277,9 @@ package final class TLSEngine {
                 // that will not come; the next receive would fail on it with
                 // GNUTLS_E_UNEXPECTED_PACKET. One receive now drops it (that error, once).
                 if gnutls_record_check_pending(session) > 0 {
-                    _ = scratch.withUnsafeMutableBytes { gnutls_record_recv(session, $0.baseAddress, $0.count) }
+                    var packet: gnutls_packet_t?
+                    _ = gnutls_record_recv_packet(session, &packet)
+                    if let packet { gnutls_packet_deinit(packet) }
                 }
                 return .renegotiationRefused
             }
@@ -263,8 +287,19 @@ package final class TLSEngine {
                 if gnutls_alert_get(session) == GNUTLS_A_CLOSE_NOTIFY { return .closed }
                 continue
             }
+            // A fatal record error (bad_record_mac, record_overflow, decode_error,
+            // unexpected_message): tell the peer before giving up (RFC 8446 §5.1, §5.2).
+            sendAlert(for: code)
             throw failure(code, function: "gnutls_record_recv")
         }
+    }
+
+    /// Queues the alert that answers GnuTLS error `code`, unless the peer already ended the
+    /// connection (its own fatal alert, or the transport's end).
+    private func sendAlert(for code: Int32) {
+        guard gnutls_error_is_fatal(code) != 0, code != GNUTLS_E_FATAL_ALERT_RECEIVED, code != GNUTLS_E_PREMATURE_TERMINATION,
+              !io.endOfInput else { return }
+        _ = gnutls_alert_send_appropriate(session, code)
     }
 
     /// Whether GnuTLS holds decrypted bytes not yet read.
@@ -326,7 +361,10 @@ package final class TLSEngine {
             kind = .certificateVerification(status: status, text: description)
         case GNUTLS_E_NO_CERTIFICATE_FOUND, GNUTLS_E_CERTIFICATE_REQUIRED:
             kind = .peerCertificateRequired
-        case GNUTLS_E_PREMATURE_TERMINATION, GNUTLS_E_UNEXPECTED_PACKET_LENGTH where io.endOfInput:
+        case GNUTLS_E_PREMATURE_TERMINATION:
+            kind = .prematureEOF
+        case GNUTLS_E_UNEXPECTED_PACKET_LENGTH where io.endOfInput:
+            // A record cut short by the end of the transport.
             kind = .prematureEOF
         default:
             kind = .protocolError
@@ -353,12 +391,19 @@ package final class TLSEngine {
         return String(decoding: takeBytes(datum), as: UTF8.self)
     }
 
-    /// The SNI name the client sent (server side).
+    /// The SNI name the client sent (server side), whatever its length: a name over 255
+    /// bytes (longer than any DNS name) is returned whole, for the caller to judge.
     package var requestedServerName: String? {
         var buffer = [UInt8](repeating: 0, count: 256)
         var size = buffer.count
         var type: UInt32 = 0
-        let rc = gnutls_server_name_get(session, &buffer, &size, &type, 0)
+        var rc = gnutls_server_name_get(session, &buffer, &size, &type, 0)
+        if rc == GNUTLS_E_SHORT_MEMORY_BUFFER {
+            // `size` now holds the length GnuTLS needs (bounded by the ClientHello's size).
+            buffer = [UInt8](repeating: 0, count: size + 1)
+            size = buffer.count
+            rc = gnutls_server_name_get(session, &buffer, &size, &type, 0)
+        }
         guard rc >= 0, type == GNUTLS_NAME_DNS.rawValue else { return nil }
         return String(decoding: buffer.prefix(size).prefix { $0 != 0 }, as: UTF8.self)
     }

@@ -16,10 +16,9 @@ final class EngineIO {
 
     var inboundAvailable: Int { inbound.count - inboundOffset }
 
-    init() {
-        inbound.reserveCapacity(16 * 1024 + 512)
-        outbound.reserveCapacity(16 * 1024 + 512)
-    }
+    /// The most capacity a drained queue keeps: queues start empty and grow with what the
+    /// peer and GnuTLS actually send, and give larger bursts back once drained.
+    static let retainedCapacity = 4096
 }
 
 /// gnutls_push_func: appends to the outbound queue; never fails.
@@ -62,7 +61,7 @@ let enginePull: gnutls_pull_func = { pointer, data, size in
     }
     io.inboundOffset += count
     if io.inboundOffset == io.inbound.count {
-        io.inbound.removeAll(keepingCapacity: true)
+        io.inbound.removeAll(keepingCapacity: io.inbound.capacity <= EngineIO.retainedCapacity)
         io.inboundOffset = 0
     }
     return count

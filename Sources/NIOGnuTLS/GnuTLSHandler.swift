@@ -1,6 +1,11 @@
 import GnuTLS
 import GnuTLSCore
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Fired through the pipeline when the handshake and every verification step have passed.
 public struct TLSHandshakeCompletedEvent: Sendable {
@@ -44,7 +49,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var state: State = .idle
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var heldPlaintext: [ByteBuffer] = []
+    private var heldPlaintextBytes = 0
+    /// A `read()` from the pipeline not passed on while the hook runs and enough is held.
+    private var readHeld = false
     private var timeout: Scheduled<Void>?
+    private var idleTimer: Scheduled<Void>?
+    /// When plaintext last went either way (the idle timeout counts from here).
+    private var lastActivity = NIODeadline.now()
     private var receivedCloseNotify = false
     /// Our close_notify went out with `close(mode: .output)`: reading goes on, writing is over.
     private var sentCloseNotify = false
@@ -86,9 +97,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         state = .handshaking
-        let limit = tlsContext.configuration.handshakeTimeout.components
-        let nanoseconds = limit.seconds * 1_000_000_000 + limit.attoseconds / 1_000_000_000
-        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: Self.timeAmount(tlsContext.configuration.handshakeTimeout)) { [self] in
             guard state == .handshaking || state == .verifying else { return }
             fail(context: context, TLSError(.handshakeTimeout, "the TLS handshake did not complete within \(tlsContext.configuration.handshakeTimeout)"))
         }
@@ -97,6 +106,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     public func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
+        idleTimer?.cancel()
+        idleTimer = nil
         switch state {
         case .idle, .handshaking, .verifying:
             fail(context: context, TLSError(.peerClosedDuringHandshake, "the peer closed the connection during the TLS handshake"), close: false)
@@ -131,6 +142,16 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .closing, .closed:
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    /// A TCP reset during the handshake is reported as such, not as an orderly close.
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE,
+           state == .idle || state == .handshaking || state == .verifying {
+            fail(context: context, TLSError(.connectionReset, "the peer reset the connection (TCP RST) during the TLS handshake"))
+            return
+        }
+        context.fireErrorCaught(error)
     }
 
     private func allowsRemoteHalfClosure(_ context: ChannelHandlerContext) -> Bool {
@@ -262,14 +283,72 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if !writes.isEmpty { context.flush() }
         for buffer in heldPlaintext { context.fireChannelRead(wrapInboundOut(buffer)) }
         heldPlaintext.removeAll()
+        heldPlaintextBytes = 0
+        startIdleTimer(context: context)
         decrypt(context: context)
         context.fireChannelReadComplete()
+        if readHeld {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    /// How much plaintext (and unread ciphertext) a connection holds while the async
+    /// verification hook runs; beyond it the socket is not read until the hook decides.
+    static let heldPlaintextLimit = 64 * 1024
+
+    public func read(context: ChannelHandlerContext) {
+        if state == .verifying,
+           heldPlaintextBytes >= Self.heldPlaintextLimit || (engine?.pendingInboundBytes ?? 0) >= Self.heldPlaintextLimit {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    // MARK: Idle timeout
+
+    private func startIdleTimer(context: ChannelHandlerContext) {
+        guard let limit = tlsContext.configuration.idleTimeout else { return }
+        lastActivity = context.eventLoop.now
+        scheduleIdleCheck(context: context, at: lastActivity + Self.timeAmount(limit))
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            guard state == .active, let limit = tlsContext.configuration.idleTimeout else { return }
+            let due = lastActivity + Self.timeAmount(limit)
+            if due > context.eventLoop.now {
+                scheduleIdleCheck(context: context, at: due)
+                return
+            }
+            idleTimer = nil
+            // Closed like any other close (close_notify first); the application sees why.
+            state = .closing
+            if !sentCloseNotify { engine?.shutdown() }
+            flushCiphertext(context: context)
+            context.fireErrorCaught(TLSError(.idleTimeout, "no data was sent or received for \(limit): the connection was closed"))
+            context.close(promise: nil)
+        }
+    }
+
+    /// `duration` as a NIO time amount, clamped to 0 … 100 years (no overflow for any input).
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        let parts = duration.components
+        let limit: Int64 = 100 * 365 * 86_400
+        guard parts.seconds >= 0 else { return .zero }
+        guard parts.seconds < limit else { return .seconds(limit) }
+        return .nanoseconds(parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000)
     }
 
     private func decrypt(context: ChannelHandlerContext) {
         guard let engine else { return }
         var delivered = false
         loop: while true {
+            if state == .verifying && heldPlaintextBytes >= Self.heldPlaintextLimit {
+                // Held at the cap until the hook decides (see `read(context:)`).
+                break loop
+            }
             do {
                 var chunk: ByteBuffer?
                 let outcome = try engine.read { bytes in
@@ -281,10 +360,17 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 case .data:
                     guard let chunk else { continue }
                     if state == .active {
+                        lastActivity = context.eventLoop.now
                         context.fireChannelRead(wrapInboundOut(chunk))
                         delivered = true
                     } else {
+                        heldPlaintextBytes += chunk.readableBytes
                         heldPlaintext.append(chunk)
+                        if heldPlaintextBytes >= Self.heldPlaintextLimit {
+                            // The hook is still deciding: decrypt no more (and, through
+                            // `read`, stop reading the socket) until it has.
+                            break loop
+                        }
                     }
                     rememberSession()
                 case .wantInput:
@@ -338,6 +424,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .active where sentCloseNotify:
             promise?.fail(TLSError(.channelClosed, "cannot write: this side already sent close_notify (output closed)"))
         case .active:
+            lastActivity = context.eventLoop.now
             encryptAndWrite(context: context, buffer, promise: promise)
         case .closing, .closed:
             promise?.fail(TLSError(.channelClosed, "cannot write: the TLS connection is closing"))
@@ -424,6 +511,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         state = close ? .closing : .closed
         timeout?.cancel()
         timeout = nil
+        idleTimer?.cancel()
+        idleTimer = nil
         failPendingWrites(error)
         if wasHandshaking { handshakePromise?.fail(error) }
         context.fireErrorCaught(error)

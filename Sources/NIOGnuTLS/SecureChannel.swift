@@ -131,12 +131,25 @@ public final class TLSServer: Sendable {
 
     /// Binds `host:port` (port 0 picks a free one). Connections are spread over the
     /// event loops of `eventLoopGroup`.
+    ///
+    /// - Parameter limits: how many connections and handshakes may be open at once; at a
+    ///   limit the server stops accepting until one closes (or completes its handshake),
+    ///   and further clients wait in the listen backlog. Established connections are also
+    ///   bounded in time by the configuration's ``TLSConfiguration/idleTimeout``.
     public static func bind(
         host: String, port: Int, context: TLSContext,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        backlog: Int32 = 256, verificationHook: TLSVerificationHook? = nil
+        backlog: Int32 = 256, limits: TLSServerLimits = .unlimited, verificationHook: TLSVerificationHook? = nil
     ) async throws -> TLSServer {
-        let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
+        let serverLoop = eventLoopGroup.next()
+        let limiter = limits.isUnlimited ? nil : ConnectionLimiter(limits: limits, eventLoop: serverLoop)
+        let serverChannel = try await ServerBootstrap(group: serverLoop, childGroup: eventLoopGroup)
+            .serverChannelInitializer { channel in
+                guard let limiter else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter) }
+            }
+            // With limits, one accept per read: the limiter sees each connection before the next.
+            .serverChannelOption(.maxMessagesPerRead, value: limiter == nil ? UInt(4) : UInt(1))
             .serverChannelOption(.backlog, value: backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -146,6 +159,9 @@ public final class TLSServer: Sendable {
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
+                    if let limiter {
+                        promise.futureResult.whenComplete { _ in limiter.handshakeEnded(channel) }
+                    }
                     let handler = GnuTLSHandler(context: context, handshakePromise: promise, verificationHook: verificationHook)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)

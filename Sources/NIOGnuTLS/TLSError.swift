@@ -30,6 +30,11 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let peerCertificateRequired = Code(rawValue: "peerCertificateRequired")
         /// The peer sent something that is not valid TLS, or negotiation failed.
         public static let protocolError = Code(rawValue: "protocolError")
+        /// The peer reset the TCP connection (RST) during the handshake.
+        public static let connectionReset = Code(rawValue: "connectionReset")
+        /// No data went either way for the configured idle timeout after the handshake;
+        /// the connection was closed (with close_notify).
+        public static let idleTimeout = Code(rawValue: "idleTimeout")
         /// A write or read on a connection that is closed.
         public static let channelClosed = Code(rawValue: "channelClosed")
     }

@@ -45,12 +45,25 @@ struct SessionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("PEM bundle of CRLs checked against the peer's chain (repeatable).", valueName: "file"))
     var crls: [String] = []
 
+    @Option(help: ArgumentHelp("Close a connection after this many seconds without data either way; 0: never (default: 120 for serve, never for connect).",
+                               valueName: "seconds"))
+    var idleTimeout: Double?
+
+    func validate() throws {
+        if let idleTimeout, !(idleTimeout >= 0 && idleTimeout <= 86_400 * 365) {
+            throw ValidationError("--idle-timeout must be a number of seconds between 0 and 31536000")
+        }
+    }
+
     func apply(to configuration: inout TLSConfiguration) {
         if let tlsVersion {
             configuration.minimumVersion = tlsVersion.version
             configuration.maximumVersion = tlsVersion.version
         }
         configuration.applicationProtocols = alpn
+        if let idleTimeout {
+            configuration.idleTimeout = idleTimeout > 0 ? .milliseconds(Int64((idleTimeout * 1000).rounded(.up))) : nil
+        }
     }
 
     func addCRLs(to trust: inout TrustStore) throws {
@@ -64,6 +77,13 @@ struct SessionOptions: ParsableArguments {
 /// from a pipe while the process runs).
 enum TLSOutput {
     private static let lock = NSLock()
+
+    /// The SNI name for the log: `none`, the name, or `too-long(N bytes)` for names over
+    /// 255 bytes (no DNS name is that long; the bytes are not echoed into the log).
+    static func serverName(_ name: String?) -> String {
+        guard let name else { return "none" }
+        return name.utf8.count > 255 ? "too-long(\(name.utf8.count) bytes)" : name
+    }
 
     /// One line on stdout, flushed.
     static func line(_ text: String) {
@@ -187,6 +207,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("ocsp-issuer"), help: ArgumentHelp("The leaf's issuer certificate, to verify the stapled response when --cert holds only the leaf.", valueName: "file"))
     var ocspIssuer: String?
 
+    @Option(help: ArgumentHelp("Hold at most this many connections open at once; more wait in the listen backlog (default: no limit).", valueName: "n"))
+    var maxOpenConnections: Int?
+
+    @Option(help: ArgumentHelp("Run at most this many handshakes at once; more wait in the listen backlog (default: no limit).", valueName: "n"))
+    var maxHandshakes: Int?
+
     func validate() throws {
         if requireClientCert && clientCA == nil {
             throw ValidationError("--require-client-cert needs --client-ca: the CAs client certificates must chain to")
@@ -196,6 +222,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let maxConnections, maxConnections < 1 {
             throw ValidationError("--max-connections must be at least 1")
+        }
+        if let maxOpenConnections, maxOpenConnections < 1 {
+            throw ValidationError("--max-open-connections must be at least 1")
+        }
+        if let maxHandshakes, maxHandshakes < 1 {
+            throw ValidationError("--max-handshakes must be at least 1")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
     }
@@ -219,7 +251,8 @@ struct ServeCommand: AsyncParsableCommand {
         let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
         let server: TLSServer
         do {
-            server = try await TLSServer.bind(host: host, port: port, context: tlsContext)
+            server = try await TLSServer.bind(host: host, port: port, context: tlsContext,
+                                              limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes))
         } catch {
             throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
         }
@@ -250,7 +283,7 @@ struct ServeCommand: AsyncParsableCommand {
             let number = counter.next(channel)
             let remote = channel.channel.remoteAddress.map { Endpoint.format(host: $0.ipAddress ?? "?", port: $0.port ?? 0) } ?? "?"
             let info = channel.info
-            TLSOutput.line("accepted #\(number) from \(remote): version=\(info.protocolVersion) cipher=\(info.cipherSuite) alpn=\(info.applicationProtocol ?? "none") resumed=\(info.isResumed ? "yes" : "no") sni=\(info.serverName ?? "none") \(TLSOutput.identity(info))")
+            TLSOutput.line("accepted #\(number) from \(remote): version=\(info.protocolVersion) cipher=\(info.cipherSuite) alpn=\(info.applicationProtocol ?? "none") resumed=\(info.isResumed ? "yes" : "no") sni=\(TLSOutput.serverName(info.serverName)) \(TLSOutput.identity(info))")
             defer { if counter.isDone(number) { stop() } }
             defer { counter.remove(number) }
             do {
