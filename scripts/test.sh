@@ -11,6 +11,7 @@ require_swift
 install_debian_packages libgnutls28-dev nettle-dev gnutls-bin openssl curl libsqlite3-dev python3-pip
 install_pip_package pkilint lint_pkix_cert
 install_pip_package sslyze sslyze
+install_debian_packages sqlite3
 
 echo "==> Building with tests"
 swift build "${swift_flags[@]}" --build-tests

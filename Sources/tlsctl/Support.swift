@@ -30,9 +30,17 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Writing to the terminal.
 enum Console {
-    /// Writes `text` and a newline to standard error.
+    /// Writes `text` and a newline to standard error, with control and bidirectional
+    /// characters escaped (``safe(_:)``): messages quote hostile requests and files.
     static func error(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        FileHandle.standardError.write(Data((safe(text) + "\n").utf8))
+    }
+
+    /// `text` with every control character but the line feed, and every bidirectional
+    /// formatting character, written as `\u{…}`: a NUL, an escape sequence or a
+    /// right-to-left override quoted from a hostile input cannot reach the terminal.
+    static func safe(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { Escaping.escaped(String($0)) }.joined(separator: "\n")
     }
 
     /// Turns an error from a command into what the user sees: library errors and
@@ -221,6 +229,23 @@ enum Outputs {
             let reason = String(cString: strerror(errno))
             unlink(temporary)
             throw CLIError("cannot write \(path): \(reason)")
+        }
+    }
+
+    /// Checks, before anything is signed, that `path` can be written: its directory exists
+    /// and is writable, and `path` is not a directory. (Writing can still fail later, for
+    /// a full disk; callers then say what was issued.)
+    static func requireWritable(_ path: String, option: String) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIError("cannot write \(option) \(path): directory \(directory) does not exist")
+        }
+        guard access(directory, W_OK | X_OK) == 0 else {
+            throw CLIError("cannot write \(option) \(path): directory \(directory) is not writable (\(String(cString: strerror(errno))))")
+        }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CLIError("cannot write \(option) \(path): it is a directory")
         }
     }
 
