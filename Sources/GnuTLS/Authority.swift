@@ -362,8 +362,9 @@ enum Policy {
     /// 9999-12-31 23:59:59 UTC: the latest time X.509 can carry (GeneralizedTime, RFC 5280
     /// section 4.1.2.5).
     static let latestDate = Date(timeIntervalSince1970: 253_402_300_799)
-    /// The largest backdate accepted: one day.
-    static let maximumBackdate: TimeInterval = 86_400
+    /// The largest backdate accepted either way (a negative one starts validity in the
+    /// future): one year.
+    static let maximumBackdate: TimeInterval = 366 * 86_400
 
     /// The end of a validity of `days` days from `start`, range-checked: at least one day,
     /// and no later than ``latestDate`` (no arithmetic overflow, no silent clamp).
@@ -422,20 +423,17 @@ enum Policy {
         }
 
         let subject = options.subject ?? request.subject
-        var names = options.alternativeNames ?? request.subjectAlternativeNames
+        let names = options.alternativeNames ?? request.subjectAlternativeNames
         try checkSubject(subject)
         if profile.requiresNetworkName {
-            // CA/B Forum BR 7.1.4.3: a server certificate's CN, if present, is one of its SANs.
-            // A CN that is a host name or an IP address asks for that name: it is added to the
-            // SANs (after the requested ones), and so held to every check a SAN is. A CN that
-            // is neither cannot be a SAN: refused.
+            // CA/B Forum BR 7.1.4.3: a server certificate's CN is one of its SANs. A CN that
+            // reads as a host name (dotted) or an IP address and is not a SAN is refused, never
+            // added silently: a verifier with CN fallback would accept a name the SANs do not
+            // grant. A CN that is neither (a label such as "server", free text) names no host
+            // and is left alone, as internal PKIs use it.
             for commonName in subject.values(of: .commonName) where !commonNameIsListed(commonName, in: names) {
-                if let address = IPAddress(commonName) {
-                    names.append(.ipAddress(address))
-                } else if AlternativeNames.isValidDNSName(commonName) {
-                    names.append(.dnsName(commonName))
-                } else {
-                    throw IssuanceError(.commonNameNotInAlternativeNames, "the common name '\(Escaping.escaped(commonName))' of a '\(profile.name)' certificate must be one of its DNS or IP alternative names, and it is not a host name or IP address: use a host name as CN, or leave the CN out")
+                if IPAddress(commonName) != nil || NameConstraintCheck.looksLikeHostName(commonName) {
+                    throw IssuanceError(.commonNameNotInAlternativeNames, "the common name '\(Escaping.escaped(commonName))' of a '\(profile.name)' certificate is not one of its DNS or IP alternative names: add it to the request's SANs, or use a CN that is not a host name")
                 }
             }
         }
@@ -486,8 +484,8 @@ enum Policy {
         // certificate asking for its issuer's lifetime within the same second is refused
         // for a fraction of a second the certificate would never carry.
         let now = wholeSeconds(Date())
-        guard options.backdate.isFinite, (0...maximumBackdate).contains(options.backdate) else {
-            throw IssuanceError(.invalidRequest, "the backdate must be between 0 and \(Int(maximumBackdate)) seconds, not \(options.backdate)")
+        guard options.backdate.isFinite, abs(options.backdate) <= maximumBackdate else {
+            throw IssuanceError(.invalidRequest, "the backdate must be within \(Int(maximumBackdate)) seconds of now (negative: a start in the future), not \(options.backdate)")
         }
         let notBefore = max(now.addingTimeInterval(-options.backdate), issuer.notValidBefore)
         let notAfter: Date

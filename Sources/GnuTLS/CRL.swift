@@ -244,9 +244,11 @@ extension CertificateRevocationList {
     ///   - number: the CRL number, positive and monotonic per issuer (a ledger hands them out).
     /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` is not `issuer`'s key or the
     ///   dates are inconsistent.
+    ///   - authorityKeyIdentifier: the key identifier to write; the issuer's subject key
+    ///     identifier (or its key's identifier) by default.
     public static func create(
         issuer: Certificate, key: any SigningKey, number: SerialNumber, thisUpdate: Date = Date(),
-        nextUpdate: Date?, entries: [Entry]
+        nextUpdate: Date?, entries: [Entry], authorityKeyIdentifier: [UInt8]? = nil
     ) throws -> CertificateRevocationList {
         guard key.publicKey.derEncoded == issuer.publicKey.derEncoded else {
             throw GnuTLSError(.invalidArgument, "the signing key does not match the public key of CRL issuer '\(issuer.subject)'")
@@ -258,7 +260,7 @@ extension CertificateRevocationList {
             throw GnuTLSError(.invalidArgument, "a CRL number must be positive and at most 20 octets (RFC 5280 section 5.2.3)")
         }
         let issuerName = try CRLEncoding.subjectDER(of: issuer)
-        let keyIdentifier = issuer.subjectKeyIdentifier ?? issuer.publicKey.keyIdentifier
+        let keyIdentifier = authorityKeyIdentifier ?? issuer.subjectKeyIdentifier ?? issuer.publicKey.keyIdentifier
         let handle = key.signingBackend.handle
         // The signed part names the signature algorithm too, so ask the key for it first.
         let algorithm = try handle.x509SignatureAlgorithm()
