@@ -78,7 +78,7 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
                     }
                     return inner.serializedBytes
                 }.sorted { $0.lexicographicallyPrecedes($1) }
-                try coder.appendConstructedNode(identifier: .set) { coder in
+                coder.appendConstructedNode(identifier: .set) { coder in
                     for member in members { coder.serializeRawBytes(member) }
                 }
             }

@@ -202,33 +202,13 @@ struct NameConstraintOptions: ParsableArguments {
 
 /// Writing outputs.
 enum Outputs {
-    /// Writes `text` to `path` atomically (a temporary file in the same directory, renamed
-    /// over the target). `secret` files (private keys) are created with mode 0600 from the
-    /// start, so the key is never readable by others, not even for a moment.
+    /// Writes `text` to `path` atomically through the library's one file writer
+    /// (`O_EXCL`, the final mode from the start: 0600 for `secret` files, `fsync`, rename).
     static func write(_ text: String, to path: String, secret: Bool = false) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = (directory as NSString).appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, secret ? 0o600 : 0o644)
-        guard fd >= 0 else {
-            throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         do {
-            try handle.write(contentsOf: Data(text.utf8))
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? handle.close()
-            unlink(temporary)
-            throw CLIError("cannot write \(path): \(error.localizedDescription)")
-        }
-        // umask may have narrowed a public file's mode at creation; secret files stay 0600.
-        if !secret { chmod(temporary, 0o644) }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw CLIError("cannot write \(path): \(reason)")
+            try FileIO.write(text, to: path, secret: secret)
+        } catch let error as GnuTLSError {
+            throw CLIError(error.message)
         }
     }
 
