@@ -117,6 +117,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
     /// The revoked certificates, in list order.
     public let entries: [Entry]
     private let index: [SerialNumber: Int]
+    private var signatureCache = SignatureCache()
 
     /// The CRL number as an `Int`, when present and small enough.
     public var number: Int? {
@@ -211,9 +212,17 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
 
     /// Whether the list names `issuer`'s subject as its issuer and its signature verifies
     /// with `issuer`'s public key (`gnutls_x509_crl_verify`). Dates are not checked here.
+    ///
+    /// The answer is remembered per issuer for the life of this value (and its copies): a
+    /// large CRL is verified once, not on every revocation lookup.
     public func isSigned(by issuer: Certificate) -> Bool {
+        if let known = signatureCache.answer(for: issuer.derEncoded) { return known }
         guard let crl = try? CRLHandle(der: derEncoded), let ca = try? CertificateHandle(der: issuer.derEncoded),
-              let result = try? crl.verify(issuer: ca) else { return false }
+              let result = try? crl.verify(issuer: ca) else {
+            signatureCache.remember(false, for: issuer.derEncoded)
+            return false
+        }
+        signatureCache.remember(result.signatureValid, for: issuer.derEncoded)
         return result.signatureValid
     }
 
@@ -273,6 +282,16 @@ extension CertificateRevocationList {
             tbs: tbs, algorithmOID: signed.algorithmOID, nullParameters: signed.parametersAreNull, signature: signed.signature)
         return try CertificateRevocationList(derEncoded: der)
     }
+}
+
+/// What ``CertificateRevocationList/isSigned(by:)`` found, per issuer certificate (by DER).
+/// A reference shared by copies of one CRL value; not part of its equality.
+private final class SignatureCache: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var answers: [[UInt8]: Bool] = [:]
+
+    func answer(for issuer: [UInt8]) -> Bool? { lock.withLock { answers[issuer] } }
+    func remember(_ answer: Bool, for issuer: [UInt8]) { lock.withLock { answers[issuer] = answer } }
 }
 
 /// The DER of CRLs, written and read with swift-asn1 (RFC 5280 section 5.1).
