@@ -13,6 +13,7 @@ install_pip_package pkilint lint_pkix_cert
 install_pip_package sslyze sslyze
 # The raw TLS record peer of TLSRecordAlertInteropTests encrypts a KeyUpdate itself.
 install_debian_packages python3-cryptography
+install_debian_packages sqlite3
 
 echo "==> Building with tests"
 swift build "${swift_flags[@]}" --build-tests

@@ -29,6 +29,15 @@ public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible 
         public static let invalidRequest = Reason(rawValue: "invalidRequest")
         /// The authority's key does not match its certificate, or its certificate is not a CA.
         public static let authorityMisconfigured = Reason(rawValue: "authorityMisconfigured")
+        /// The subject is out of bounds: an attribute over its X.520 upper bound, too many
+        /// attributes, or a control or bidirectional-override character in a value.
+        public static let invalidSubject = Reason(rawValue: "invalidSubject")
+        /// The request names more subject alternative names than a certificate may hold
+        /// (``Policy/maximumAlternativeNames``).
+        public static let tooManyNames = Reason(rawValue: "tooManyNames")
+        /// A server certificate's common name is not one of its DNS or IP alternative names
+        /// (CA/Browser Forum Baseline Requirements 7.1.4.3).
+        public static let commonNameNotInAlternativeNames = Reason(rawValue: "commonNameNotInAlternativeNames")
     }
 
     /// Which policy refused.
@@ -215,11 +224,12 @@ public final class LocalAuthority: Authority {
         let key = try key ?? KeyPair.generate(.ecdsaP256)
         try Policy.checkKeyStrength(key.publicKey.keyDescription, what: "root key")
         guard !subject.isEmpty else { throw IssuanceError(.missingIdentity, "a root CA needs a non-empty subject") }
-        guard validityDays > 0 else { throw IssuanceError(.invalidRequest, "validity must be at least one day, not \(validityDays)") }
-        let now = Date()
+        try Policy.checkSubject(subject)
+        let now = Policy.wholeSeconds(Date())
+        let notAfter = try Policy.validityEnd(days: validityDays, from: now)
         var spec = CoreCertificateSpec(
             serial: try Policy.newSerial(), notBefore: Int(now.timeIntervalSince1970 - 300),
-            notAfter: Int(now.timeIntervalSince1970) + validityDays * 86_400,
+            notAfter: Int(notAfter.timeIntervalSince1970),
             subject: try subject.coreAttributes, subjectPublicKeyInfo: key.publicKey.derEncoded, isCA: true,
             pathLength: pathLength, keyUsage: KeyUsage([.keyCertSign, .cRLSign]).rawValue,
             subjectKeyIdentifier: key.publicKey.keyIdentifier, authorityKeyIdentifier: key.publicKey.keyIdentifier)
@@ -258,10 +268,10 @@ public final class LocalAuthority: Authority {
                 spec.serial = try Policy.newSerial()
                 attempts += 1
             }
-            CrashPoint.afterReserve.abortIfRequested()
+            try CrashPoint.afterReserve.reached()
         }
         let der = try CertificateHandle.issue(spec, issuer: certificate.derEncoded, key: key.signingBackend.handle)
-        CrashPoint.afterSign.abortIfRequested()
+        try CrashPoint.afterSign.reached()
         let issued = try Certificate(derEncoded: der)
         try ledger?.record(issued)
         return issued
@@ -298,31 +308,43 @@ public final class LocalAuthority: Authority {
         guard let keyPair = key as? KeyPair else {
             throw GnuTLSError(.invalidArgument, "only an in-memory key pair can be saved to a CA directory")
         }
+        let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
+        // A ledger already in the directory must be this CA's (checked before anything is written).
+        let ledgerPath = path(DirectoryLayout.ledger)
+        let existingLedger = FileManager.default.fileExists(atPath: ledgerPath)
+            ? try SQLiteLedger(path: ledgerPath, authority: certificate) : nil
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw GnuTLSError(.fileAccess, "cannot create CA directory \(directory): \(error.localizedDescription)")
         }
-        let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
         try FileIO.write(try keyPair.pemEncoded(passphrase: passphrase), to: path(DirectoryLayout.key), secret: true)
         try FileIO.write(certificate.pemEncoded, to: path(DirectoryLayout.certificate))
         try FileIO.write(chain.map(\.pemEncoded).joined(), to: path(DirectoryLayout.chain))
-        // The directory's ledger (created when missing) becomes this authority's ledger.
-        ledgerBox.value = try SQLiteLedger(path: path(DirectoryLayout.ledger))
+        // Saving is how a CA directory is created, and the only place a ledger is created:
+        // bound to this CA, it becomes this authority's ledger.
+        ledgerBox.value = try existingLedger ?? SQLiteLedger.create(path: ledgerPath, authority: certificate)
     }
 
     /// Loads an authority saved by ``save(to:passphrase:)`` (or laid out the same way by hand),
-    /// with the directory's ledger (created when missing).
+    /// with the directory's ledger, which must exist and belong to this CA: loading never
+    /// creates a ledger.
+    ///
+    /// Everything that can be refused is checked before the ledger is opened, so a refused
+    /// load touches nothing. With `readOnlyLedger`, the ledger is opened read-only (issuing,
+    /// revoking and CRLs then fail with `.readOnly`) and no file is created or changed.
     /// - Throws: `.passphraseRequired` / `.wrongPassphrase` for the key, `.fileAccess` for a
-    ///   missing file, ``IssuanceError`` `.authorityMisconfigured` when the key does not match.
-    public static func load(from directory: String, passphrase: String?) throws -> LocalAuthority {
+    ///   missing file, ``IssuanceError`` `.authorityMisconfigured` when the key does not match,
+    ///   ``LedgerError`` `.ledgerMissing`, `.notALedger`, `.corrupted`, `.foreignLedger`.
+    public static func load(from directory: String, passphrase: String?, readOnlyLedger: Bool = false) throws -> LocalAuthority {
         let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
         let certificate = try Certificate(pemEncoded: FileIO.readText(path(DirectoryLayout.certificate)))
         let key = try KeyPair(contentsOfFile: path(DirectoryLayout.key), passphrase: passphrase)
         let chainPath = path(DirectoryLayout.chain)
         let issuers = FileManager.default.fileExists(atPath: chainPath) ? try Certificate.load(contentsOfFile: chainPath) : []
-        return try LocalAuthority(certificate: certificate, key: key, issuers: issuers,
-                                  ledger: SQLiteLedger(path: path(DirectoryLayout.ledger)))
+        let authority = try LocalAuthority(certificate: certificate, key: key, issuers: issuers)
+        authority.ledgerBox.value = try SQLiteLedger(path: path(DirectoryLayout.ledger), authority: certificate, readOnly: readOnlyLedger)
+        return authority
     }
 }
 
@@ -345,9 +367,46 @@ enum Policy {
         }
     }
 
+    /// 9999-12-31 23:59:59 UTC: the latest time X.509 can carry (GeneralizedTime, RFC 5280
+    /// section 4.1.2.5).
+    static let latestDate = Date(timeIntervalSince1970: 253_402_300_799)
+    /// The largest backdate accepted either way (a negative one starts validity in the
+    /// future): one year.
+    static let maximumBackdate: TimeInterval = 366 * 86_400
+
+    /// The end of a validity of `days` days from `start`, range-checked: at least one day,
+    /// and no later than ``latestDate`` (no arithmetic overflow, no silent clamp).
+    static func validityEnd(days: Int, from start: Date) throws -> Date {
+        guard days > 0 else {
+            throw IssuanceError(.invalidRequest, "validity must be at least one day, not \(days)")
+        }
+        let maximumDays = Int((latestDate.timeIntervalSince1970 - start.timeIntervalSince1970) / 86_400)
+        guard days <= maximumDays else {
+            throw IssuanceError(.invalidRequest, "validity of \(days) days would end after 9999-12-31 23:59:59 UTC, the latest time a certificate can carry: at most \(maximumDays) days are possible")
+        }
+        return start.addingTimeInterval(TimeInterval(days) * 86_400)
+    }
+
     /// `date` truncated to the whole second, as `Int(timeIntervalSince1970)` writes it.
     static func wholeSeconds(_ date: Date) -> Date {
         Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
+    }
+
+    /// The most subject alternative names one certificate may hold (Let's Encrypt's limit).
+    static let maximumAlternativeNames = 100
+
+    static func checkSubject(_ subject: DistinguishedName) throws {
+        if let problem = subject.issuanceProblem {
+            throw IssuanceError(.invalidSubject, problem)
+        }
+    }
+
+    /// Whether `commonName` is one of `names`' DNS names (ignoring case) or IP addresses.
+    static func commonNameIsListed(_ commonName: String, in names: [GeneralName]) -> Bool {
+        if let address = IPAddress(commonName) {
+            return names.contains { $0.ipAddress == address }
+        }
+        return names.contains { $0.dnsName.map { $0.caseInsensitiveCompare(commonName) == .orderedSame } ?? false }
     }
 
     /// A random positive serial of 127 bits: well above the 64 bits CA/B Forum requires.
@@ -373,8 +432,24 @@ enum Policy {
 
         let subject = options.subject ?? request.subject
         let names = options.alternativeNames ?? request.subjectAlternativeNames
+        try checkSubject(subject)
+        if profile.requiresNetworkName {
+            // CA/B Forum BR 7.1.4.3: a server certificate's CN is one of its SANs. A CN that
+            // reads as a host name (dotted) or an IP address and is not a SAN is refused, never
+            // added silently: a verifier with CN fallback would accept a name the SANs do not
+            // grant. A CN that is neither (a label such as "server", free text) names no host
+            // and is left alone, as internal PKIs use it.
+            for commonName in subject.values(of: .commonName) where !commonNameIsListed(commonName, in: names) {
+                if IPAddress(commonName) != nil || NameConstraintCheck.looksLikeHostName(commonName) {
+                    throw IssuanceError(.commonNameNotInAlternativeNames, "the common name '\(Escaping.escaped(commonName))' of a '\(profile.name)' certificate is not one of its DNS or IP alternative names: add it to the request's SANs, or use a CN that is not a host name")
+                }
+            }
+        }
         guard !subject.isEmpty else {
             throw IssuanceError(.missingIdentity, "the certificate would have an empty subject: give a subject in the request or the options")
+        }
+        guard names.count <= maximumAlternativeNames else {
+            throw IssuanceError(.tooManyNames, "the request names \(names.count) subject alternative names: at most \(maximumAlternativeNames) are issued in one certificate")
         }
         if profile.requiresNetworkName && !names.contains(where: { $0.dnsName != nil || $0.ipAddress != nil }) {
             throw IssuanceError(.missingIdentity, "a '\(profile.name)' certificate needs at least one DNS name or IP address: clients match host names against alternative names only")
@@ -417,11 +492,19 @@ enum Policy {
         // certificate asking for its issuer's lifetime within the same second is refused
         // for a fraction of a second the certificate would never carry.
         let now = wholeSeconds(Date())
-        guard options.validityDays > 0 || options.notValidAfter != nil else {
-            throw IssuanceError(.invalidRequest, "validity must be at least one day, not \(options.validityDays)")
+        guard options.backdate.isFinite, abs(options.backdate) <= maximumBackdate else {
+            throw IssuanceError(.invalidRequest, "the backdate must be within \(Int(maximumBackdate)) seconds of now (negative: a start in the future), not \(options.backdate)")
         }
         let notBefore = max(now.addingTimeInterval(-options.backdate), issuer.notValidBefore)
-        let notAfter = options.notValidAfter.map(wholeSeconds) ?? now.addingTimeInterval(TimeInterval(options.validityDays) * 86_400)
+        let notAfter: Date
+        if let explicit = options.notValidAfter {
+            guard explicit.timeIntervalSince1970.isFinite, explicit <= latestDate else {
+                throw IssuanceError(.invalidRequest, "the end of validity \(explicit) is after 9999-12-31 23:59:59 UTC, the latest time a certificate can carry")
+            }
+            notAfter = wholeSeconds(explicit)
+        } else {
+            notAfter = try validityEnd(days: options.validityDays, from: now)
+        }
         guard notAfter > notBefore else {
             throw IssuanceError(.invalidRequest, "the validity would end (\(notAfter)) before it starts (\(notBefore))")
         }
@@ -468,8 +551,26 @@ enum NameConstraintCheck {
             }
             for email in subject.values(of: .emailAddress) {
                 if let violation = violation(of: constraints, by: .email(email)) {
-                    throw IssuanceError(.nameNotPermitted, "subject email \(email) is \(violation) by the name constraints of '\(ca.subject)'")
+                    throw IssuanceError(.nameNotPermitted, "subject email \(Escaping.escaped(email)) is \(violation) by the name constraints of '\(ca.subject)'")
                 }
+            }
+            // A CN that reads as an IP address or a host name is judged like one (verifiers,
+            // openssl among them, apply DNS and IP constraints to such CNs).
+            for commonName in subject.values(of: .commonName) {
+                let name: GeneralName
+                if let address = IPAddress(commonName) {
+                    name = .ipAddress(address)
+                } else if looksLikeHostName(commonName) {
+                    name = .dnsName(commonName)
+                } else {
+                    continue
+                }
+                if let violation = violation(of: constraints, by: name) {
+                    throw IssuanceError(.nameNotPermitted, "subject common name \(commonName) is \(violation) by the name constraints of '\(ca.subject)'")
+                }
+            }
+            if let violation = directoryNameViolation(of: constraints, by: subject) {
+                throw IssuanceError(.nameNotPermitted, "subject '\(subject)' is \(violation) by the directory-name constraints of '\(ca.subject)'")
             }
         }
     }
@@ -501,6 +602,30 @@ enum NameConstraintCheck {
         default:
             break
         }
+        return nil
+    }
+
+    /// Whether `text` has the shape of a DNS host name (labels of letters, digits and
+    /// hyphens, with at least one dot; a leading `*.` allowed), as openssl decides which CNs
+    /// to hold to DNS name constraints.
+    static func looksLikeHostName(_ text: String) -> Bool {
+        var labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.first == "*" { labels.removeFirst() }
+        guard labels.count >= 2 else { return false }
+        return labels.allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                && label.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-") }
+        }
+    }
+
+    /// `nil` when `subject` is inside the permitted directory-name subtrees (if any) and
+    /// outside the excluded ones; a subtree is a prefix of RDNs (RFC 5280 section 4.2.1.10).
+    static func directoryNameViolation(of constraints: NameConstraints, by subject: DistinguishedName) -> String? {
+        func within(_ base: DistinguishedName) -> Bool {
+            base.rdns.count <= subject.rdns.count && Array(subject.rdns.prefix(base.rdns.count)) == base.rdns
+        }
+        if constraints.excludedDirectoryNames.contains(where: within) { return "excluded" }
+        if !constraints.permittedDirectoryNames.isEmpty && !constraints.permittedDirectoryNames.contains(where: within) { return "not permitted" }
         return nil
     }
 

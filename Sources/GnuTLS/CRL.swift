@@ -117,6 +117,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
     /// The revoked certificates, in list order.
     public let entries: [Entry]
     private let index: [SerialNumber: Int]
+    private var signatureCache = SignatureCache()
 
     /// The CRL number as an `Int`, when present and small enough.
     public var number: Int? {
@@ -211,9 +212,17 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
 
     /// Whether the list names `issuer`'s subject as its issuer and its signature verifies
     /// with `issuer`'s public key (`gnutls_x509_crl_verify`). Dates are not checked here.
+    ///
+    /// The answer is remembered per issuer for the life of this value (and its copies): a
+    /// large CRL is verified once, not on every revocation lookup.
     public func isSigned(by issuer: Certificate) -> Bool {
+        if let known = signatureCache.answer(for: issuer.derEncoded) { return known }
         guard let crl = try? CRLHandle(der: derEncoded), let ca = try? CertificateHandle(der: issuer.derEncoded),
-              let result = try? crl.verify(issuer: ca) else { return false }
+              let result = try? crl.verify(issuer: ca) else {
+            signatureCache.remember(false, for: issuer.derEncoded)
+            return false
+        }
+        signatureCache.remember(result.signatureValid, for: issuer.derEncoded)
         return result.signatureValid
     }
 
@@ -244,9 +253,11 @@ extension CertificateRevocationList {
     ///   - number: the CRL number, positive and monotonic per issuer (a ledger hands them out).
     /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` is not `issuer`'s key or the
     ///   dates are inconsistent.
+    ///   - authorityKeyIdentifier: the key identifier to write; the issuer's subject key
+    ///     identifier (or its key's identifier) by default.
     public static func create(
         issuer: Certificate, key: any SigningKey, number: SerialNumber, thisUpdate: Date = Date(),
-        nextUpdate: Date?, entries: [Entry]
+        nextUpdate: Date?, entries: [Entry], authorityKeyIdentifier: [UInt8]? = nil
     ) throws -> CertificateRevocationList {
         guard key.publicKey.derEncoded == issuer.publicKey.derEncoded else {
             throw GnuTLSError(.invalidArgument, "the signing key does not match the public key of CRL issuer '\(issuer.subject)'")
@@ -258,7 +269,7 @@ extension CertificateRevocationList {
             throw GnuTLSError(.invalidArgument, "a CRL number must be positive and at most 20 octets (RFC 5280 section 5.2.3)")
         }
         let issuerName = try CRLEncoding.subjectDER(of: issuer)
-        let keyIdentifier = issuer.subjectKeyIdentifier ?? issuer.publicKey.keyIdentifier
+        let keyIdentifier = authorityKeyIdentifier ?? issuer.subjectKeyIdentifier ?? issuer.publicKey.keyIdentifier
         let handle = key.signingBackend.handle
         // The signed part names the signature algorithm too, so ask the key for it first.
         let algorithm = try handle.x509SignatureAlgorithm()
@@ -271,6 +282,16 @@ extension CertificateRevocationList {
             tbs: tbs, algorithmOID: signed.algorithmOID, nullParameters: signed.parametersAreNull, signature: signed.signature)
         return try CertificateRevocationList(derEncoded: der)
     }
+}
+
+/// What ``CertificateRevocationList/isSigned(by:)`` found, per issuer certificate (by DER).
+/// A reference shared by copies of one CRL value; not part of its equality.
+private final class SignatureCache: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var answers: [[UInt8]: Bool] = [:]
+
+    func answer(for issuer: [UInt8]) -> Bool? { lock.withLock { answers[issuer] } }
+    func remember(_ answer: Bool, for issuer: [UInt8]) { lock.withLock { answers[issuer] = answer } }
 }
 
 /// The DER of CRLs, written and read with swift-asn1 (RFC 5280 section 5.1).

@@ -313,7 +313,7 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
         do {
             // Wrapped in a SEQUENCE, the two elements parse as its children.
             var serializer = DER.Serializer()
-            try serializer.appendConstructedNode(identifier: .sequence) { $0.serializeRawBytes(bytes) }
+            serializer.appendConstructedNode(identifier: .sequence) { $0.serializeRawBytes(bytes) }
             guard let certificate = try DERReader.children(of: serializer.serializedBytes).first else {
                 throw GnuTLSError(.malformedDER, "TRUSTED CERTIFICATE block is empty")
             }

@@ -35,7 +35,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible, LosslessSt
         let family = isIPv4 ? AF_INET : AF_INET6
         return bytes.withUnsafeBytes { source in
             inet_ntop(family, source.baseAddress, &buffer, socklen_t(buffer.count)) != nil
-                ? String(cString: buffer) : bytes.hexString
+                ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : bytes.hexString
         }
     }
 }

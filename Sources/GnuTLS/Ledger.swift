@@ -37,6 +37,28 @@ public protocol CertificateLedger: Sendable {
     /// Hands out the next CRL number: 1, 2, 3, … — strictly increasing across every call
     /// and every reopening of the store.
     func nextCRLNumber() throws -> Int
+
+    /// Hands out the next CRL number together with every revocation recorded at that
+    /// moment, in one atomic step (one transaction that excludes every writer): a CRL with a
+    /// higher number never lists fewer revocations than one with a lower number.
+    ///
+    /// Taking ``revocations()`` and then ``nextCRLNumber()`` separately is a race: a
+    /// revocation committed in between is missing from a CRL whose number says it is newer.
+    func nextCRLSnapshot() throws -> CRLSnapshot
+}
+
+/// What one CRL is made of: its number and the revocations it lists, read together.
+public struct CRLSnapshot: Hashable, Sendable {
+    /// The CRL number handed out for it.
+    public var number: Int
+    /// Every revocation recorded when the number was handed out, in the order they were made.
+    public var revocations: [Revocation]
+
+    /// A snapshot.
+    public init(number: Int, revocations: [Revocation]) {
+        self.number = number
+        self.revocations = revocations
+    }
 }
 
 /// One revoked certificate in a ledger.
@@ -103,6 +125,20 @@ public struct LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let noLedger = Code(rawValue: "noLedger")
         /// The store failed: the database cannot be opened, read or written.
         public static let storage = Code(rawValue: "storage")
+        /// The CA directory has no ledger file: it was deleted or never created. Only creating
+        /// a CA creates a ledger; loading one never does, or a CA would forget what it issued
+        /// and revoked.
+        public static let ledgerMissing = Code(rawValue: "ledgerMissing")
+        /// The ledger file exists but holds no ledger (an empty file, or another database).
+        public static let notALedger = Code(rawValue: "notALedger")
+        /// The ledger belongs to another CA: its recorded CA key identifier differs.
+        public static let foreignLedger = Code(rawValue: "foreignLedger")
+        /// The ledger fails SQLite's integrity check (a damaged file): it is not written to.
+        public static let corrupted = Code(rawValue: "corrupted")
+        /// A date cannot be recorded (before 1970, after 9999, or not finite).
+        public static let invalidDate = Code(rawValue: "invalidDate")
+        /// The ledger was opened read-only and a write was attempted.
+        public static let readOnly = Code(rawValue: "readOnly")
     }
 
     /// What kind of failure this is.
@@ -122,24 +158,30 @@ public struct LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Test hook: points where the process aborts when the environment variable
-/// `SWIFT_GNUTLS_TEST_CRASH_AT` names them, so tests can kill `tlsctl ca issue` /
-/// `ca revoke` mid-way and check the ledger afterwards. Unset in normal use.
+/// Points of issuing and revoking where a crash would hurt most, for tests of crash
+/// consistency.
 ///
-/// - `after-reserve`: issuing: the serial is claimed in the ledger, nothing is signed yet.
-/// - `after-sign`: issuing: the certificate is signed but not yet recorded.
-/// - `before-commit`: inside the ledger transaction that records a certificate or a
+/// - `afterReserve`: issuing: the serial is claimed in the ledger, nothing is signed yet.
+/// - `afterSign`: issuing: the certificate is signed but not yet recorded.
+/// - `beforeCommit`: inside the ledger transaction that records a certificate or a
 ///   revocation, after its writes and before COMMIT.
-enum CrashPoint: String {
+///
+/// A `package`-level test seam, not part of the shipping behaviour: nothing reads the
+/// environment, and with no handler installed (always, outside this package's tests)
+/// reaching a point does nothing. A test installs a handler that throws, which leaves the
+/// ledger exactly as a crash at that point would: a throw inside the transaction rolls it
+/// back, as a killed process's uncommitted transaction is.
+package enum CrashPoint: String, Sendable {
     case afterReserve = "after-reserve"
     case afterSign = "after-sign"
     case beforeCommit = "before-commit"
 
-    static let environmentVariable = "SWIFT_GNUTLS_TEST_CRASH_AT"
+    /// What runs at a crash point, for the current task only (so tests running in parallel
+    /// do not see each other's handlers); `nil` outside tests.
+    @TaskLocal package static var handler: (@Sendable (CrashPoint) throws -> Void)?
 
-    func abortIfRequested() {
-        if ProcessInfo.processInfo.environment[Self.environmentVariable] == rawValue {
-            abort()
-        }
+    /// Runs the current task's handler, if any.
+    func reached() throws {
+        try Self.handler?(self)
     }
 }

@@ -60,14 +60,19 @@ extension LocalAuthority {
         if let usage = certificate.keyUsage, !usage.contains(.cRLSign) {
             throw IssuanceError(.authorityMisconfigured, "CA certificate '\(certificate.subject)' does not allow CRL signing (key usage lacks cRLSign)")
         }
+        // Every check comes before the CRL number is handed out: a refused CRL burns none.
+        let maximumDays = Int((Policy.latestDate.timeIntervalSince1970 - Date().timeIntervalSince1970) / 86_400)
+        guard days <= maximumDays else {
+            throw GnuTLSError(.invalidArgument, "a CRL valid for \(days) days would have its next update after 9999-12-31 23:59:59 UTC: at most \(maximumDays) days are possible")
+        }
         let ledger = try requireLedger("issue a CRL")
-        let revocations = try ledger.revocations()
-        let number = try ledger.nextCRLNumber()
+        // The revocations and the number are read in one transaction (see `nextCRLSnapshot`).
+        let snapshot = try ledger.nextCRLSnapshot()
         let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let nextUpdate = now.addingTimeInterval(TimeInterval(days) * 86_400)
         return try CertificateRevocationList.create(
-            issuer: certificate, key: key, number: SerialNumber(bytes: Self.bigEndian(number)), thisUpdate: now,
-            nextUpdate: nextUpdate, entries: revocations.map(\.crlEntry))
+            issuer: certificate, key: key, number: SerialNumber(bytes: Self.bigEndian(snapshot.number)), thisUpdate: now,
+            nextUpdate: nextUpdate, entries: snapshot.revocations.map(\.crlEntry))
     }
 
     private static func bigEndian(_ value: Int) -> [UInt8] {

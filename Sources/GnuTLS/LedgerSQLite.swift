@@ -16,23 +16,75 @@ public final class SQLiteLedger: CertificateLedger {
     private let database: DatabaseQueue
     /// The database file, or `nil` for an in-memory ledger.
     public let path: String?
+    /// Whether the ledger was opened read-only: every write throws `.readOnly`.
+    public let isReadOnly: Bool
 
-    /// Opens the ledger at `path`, creating the file and its tables when missing.
-    /// - Throws: ``LedgerError`` `.storage`.
-    public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.journalMode = .wal
-        configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+    private init(database: DatabaseQueue, path: String?, readOnly: Bool) {
+        self.database = database
+        self.path = path
+        self.isReadOnly = readOnly
+    }
+
+    /// Creates the ledger of a new CA at `path`, bound to `authority` (its key identifier is
+    /// stored in the ledger and checked on every later open).
+    ///
+    /// Only creating a CA creates a ledger: ``LocalAuthority/save(to:passphrase:)`` calls this
+    /// when the directory has none; loading never does.
+    /// - Throws: ``LedgerError`` `.storage` when the file exists already or cannot be created.
+    public static func create(path: String, authority: Certificate) throws -> SQLiteLedger {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw LedgerError(.storage, "cannot create the CA ledger \(path): the file exists already (a CA's ledger is never replaced)")
         }
+        var configuration = Self.configuration(readOnly: false)
+        configuration.journalMode = .wal
+        let database: DatabaseQueue
         do {
             database = try DatabaseQueue(path: path, configuration: configuration)
         } catch {
-            throw LedgerError(.storage, "cannot open the CA ledger \(path): \(Self.describe(error))")
+            throw LedgerError(.storage, "cannot create the CA ledger \(path): \(Self.describe(error))")
         }
+        let ledger = SQLiteLedger(database: database, path: path, readOnly: false)
+        try ledger.migrate()
+        try ledger.transaction("bind the ledger to its CA") { db in
+            try db.execute(sql: "INSERT INTO authority (id, key_identifier, subject) VALUES (1, ?, ?)",
+                           arguments: [Data(authority.publicKey.keyIdentifier), authority.subject.description])
+        }
+        return ledger
+    }
+
+    /// Opens the existing ledger at `path`; never creates one.
+    ///
+    /// Before anything is written, the file must exist, hold a ledger, pass SQLite's
+    /// integrity check and, when `authority` is given, belong to that CA (a ledger made
+    /// before ledgers were bound is bound on this open when every certificate it holds
+    /// names the CA's key as its issuer's). Read-only opening writes nothing and leaves no
+    /// `-wal`/`-shm` files behind.
+    ///
+    /// - Throws: ``LedgerError`` `.ledgerMissing`, `.notALedger`, `.corrupted`,
+    ///   `.foreignLedger`, `.storage`.
+    public init(path: String, authority: Certificate? = nil, readOnly: Bool = false) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            throw LedgerError(.ledgerMissing, "the CA ledger \(path) is missing: the CA cannot know what it issued and revoked without it; restore it from a backup (a new ledger is made only when a CA is created)")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size > 0 else {
+            throw LedgerError(.notALedger, "the CA ledger \(path) is an empty file: restore the ledger from a backup")
+        }
+        let database: DatabaseQueue
+        do {
+            database = try DatabaseQueue(path: readOnly ? Self.readOnlyURI(path) : path, configuration: Self.configuration(readOnly: readOnly))
+        } catch {
+            throw Self.openError(error, path: path)
+        }
+        self.database = database
         self.path = path
-        try migrate()
+        self.isReadOnly = readOnly
+        try checkOnOpen(authority: authority)
+        if !readOnly {
+            try migrate()
+            if let authority { try bind(to: authority) }
+        }
     }
 
     /// A ledger in memory, gone when the object is: for tests and throw-away authorities.
@@ -43,7 +95,96 @@ public final class SQLiteLedger: CertificateLedger {
             throw LedgerError(.storage, "cannot create an in-memory ledger: \(Self.describe(error))")
         }
         path = nil
+        isReadOnly = false
         try migrate()
+    }
+
+    private static func configuration(readOnly: Bool) -> Configuration {
+        var configuration = Configuration()
+        configuration.readonly = readOnly
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA synchronous = FULL") }
+        }
+        return configuration
+    }
+
+    /// A read-only connection to a WAL database creates `-wal` and `-shm` files that it
+    /// cannot remove when it closes. When no writer has the database open (no `-wal` file),
+    /// open it immutable: SQLite then creates no file at all. Otherwise the files exist
+    /// already and a plain read-only open adds none.
+    private static func readOnlyURI(_ path: String) -> String {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "?#%")
+        let escaped = absolute.addingPercentEncoding(withAllowedCharacters: allowed) ?? absolute
+        let walExists = FileManager.default.fileExists(atPath: path + "-wal")
+        return "file:\(escaped)?mode=ro" + (walExists ? "" : "&immutable=1")
+    }
+
+    private static func openError(_ error: any Error, path: String) -> LedgerError {
+        if let error = error as? LedgerError { return error }
+        if let error = error as? DatabaseError {
+            switch error.resultCode.primaryResultCode {
+            case .SQLITE_NOTADB:
+                return LedgerError(.notALedger, "the CA ledger \(path) is not an SQLite database: restore the ledger from a backup")
+            case .SQLITE_CORRUPT:
+                return LedgerError(.corrupted, "the CA ledger \(path) is damaged (\(describe(error))): restore it from a backup; nothing was written to it")
+            default:
+                break
+            }
+        }
+        return LedgerError(.storage, "cannot open the CA ledger \(path): \(describe(error))")
+    }
+
+    /// Everything checked before the first write: the tables are there, SQLite finds the
+    /// file sound, and the ledger belongs to `authority`.
+    private func checkOnOpen(authority: Certificate?) throws {
+        let where_ = path ?? "in memory"
+        do {
+            try database.read { db in
+                let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
+                guard tables.isSuperset(of: ["serials", "certificates", "revocations", "counters"]) else {
+                    throw LedgerError(.notALedger, "\(where_) holds no CA ledger (its tables are missing): restore the ledger from a backup")
+                }
+                let problems = try Self.integrityProblems(db)
+                guard problems.isEmpty else {
+                    throw LedgerError(.corrupted, "the CA ledger \(where_) fails SQLite's integrity check (\(problems.prefix(3).joined(separator: "; "))): restore it from a backup; nothing was written to it")
+                }
+                guard let authority else { return }
+                if tables.contains("authority") {
+                    let bound = try Data.fetchOne(db, sql: "SELECT key_identifier FROM authority WHERE id = 1")
+                    guard let bound else {
+                        throw LedgerError(.notALedger, "the CA ledger \(where_) does not say which CA it belongs to: restore it from a backup")
+                    }
+                    guard [UInt8](bound) == authority.publicKey.keyIdentifier else {
+                        throw LedgerError(.foreignLedger, "the CA ledger \(where_) belongs to another CA (key identifier \([UInt8](bound).colonHex), not \(authority.publicKey.keyIdentifier.colonHex) of '\(authority.subject)'): put the CA's own ledger back")
+                    }
+                } else {
+                    // A ledger from before binding: it is this CA's when everything in it was
+                    // issued by this CA's key.
+                    let issuerKey = authority.subjectKeyIdentifier ?? authority.publicKey.keyIdentifier
+                    for der in try Data.fetchAll(db, sql: "SELECT der FROM certificates") {
+                        let certificate = try Certificate(derEncoded: [UInt8](der))
+                        guard certificate.authorityKeyIdentifier == issuerKey else {
+                            throw LedgerError(.foreignLedger, "the CA ledger \(where_) holds certificate \(certificate.serialNumber) issued by another CA: put the CA's own ledger back", serialNumber: certificate.serialNumber)
+                        }
+                    }
+                }
+            }
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            throw Self.openError(error, path: where_)
+        }
+    }
+
+    /// Records which CA the ledger belongs to, for a ledger made before ledgers were bound.
+    private func bind(to authority: Certificate) throws {
+        try transaction("bind the ledger to its CA") { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO authority (id, key_identifier, subject) VALUES (1, ?, ?)",
+                           arguments: [Data(authority.publicKey.keyIdentifier), authority.subject.description])
+        }
     }
 
     private func migrate() throws {
@@ -75,6 +216,16 @@ public final class SQLiteLedger: CertificateLedger {
                 INSERT INTO counters (name, value) VALUES ('crl_number', 0);
                 """)
         }
+        // v2: the CA the ledger belongs to (the SHA-1 key identifier of its public key).
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                CREATE TABLE authority (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    key_identifier BLOB NOT NULL,
+                    subject TEXT NOT NULL
+                );
+                """)
+        }
         do {
             try migrator.migrate(database)
         } catch {
@@ -84,6 +235,9 @@ public final class SQLiteLedger: CertificateLedger {
 
     /// One `BEGIN IMMEDIATE` transaction; `commitPoint` runs after the writes, before COMMIT.
     private func transaction<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        guard !isReadOnly else {
+            throw LedgerError(.readOnly, "cannot \(what): the CA ledger \(path ?? "in memory") was opened read-only")
+        }
         do {
             return try database.writeWithoutTransaction { db in
                 var result: T?
@@ -95,6 +249,8 @@ public final class SQLiteLedger: CertificateLedger {
             }
         } catch let error as LedgerError {
             throw error
+        } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_CORRUPT {
+            throw LedgerError(.corrupted, "cannot \(what): the CA ledger \(path ?? "in memory") is damaged (\(Self.describe(error))): restore it from a backup")
         } catch {
             throw LedgerError(.storage, "cannot \(what) in the CA ledger \(path ?? "in memory"): \(Self.describe(error))")
         }
@@ -105,6 +261,8 @@ public final class SQLiteLedger: CertificateLedger {
             return try database.read(body)
         } catch let error as LedgerError {
             throw error
+        } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_CORRUPT {
+            throw LedgerError(.corrupted, "cannot \(what): the CA ledger \(path ?? "in memory") is damaged (\(Self.describe(error))): restore it from a backup")
         } catch {
             throw LedgerError(.storage, "cannot \(what) from the CA ledger \(path ?? "in memory"): \(Self.describe(error))")
         }
@@ -120,6 +278,7 @@ public final class SQLiteLedger: CertificateLedger {
 
     public func record(_ certificate: Certificate) throws {
         let serial = certificate.serialNumber
+        let crash = CrashPoint.handler
         try transaction("record certificate \(serial)") { db in
             if try Int.fetchOne(db, sql: "SELECT 1 FROM certificates WHERE serial = ?", arguments: [serial.hexString]) != nil {
                 throw LedgerError(.duplicateSerial, "a certificate with serial \(serial) is already recorded: serial numbers are unique per CA", serialNumber: serial)
@@ -132,7 +291,7 @@ public final class SQLiteLedger: CertificateLedger {
                     """,
                 arguments: [serial.hexString, Data(certificate.derEncoded), certificate.subject.description,
                             Int64(certificate.notValidAfter.timeIntervalSince1970), Self.now()])
-            CrashPoint.beforeCommit.abortIfRequested()
+            try crash?(.beforeCommit)
         }
     }
 
@@ -150,7 +309,11 @@ public final class SQLiteLedger: CertificateLedger {
 
     @discardableResult
     public func revoke(serial: SerialNumber, reason: RevocationReason?, date: Date) throws -> Revocation {
+        guard date.timeIntervalSince1970.isFinite, (0...Policy.latestDate.timeIntervalSince1970).contains(date.timeIntervalSince1970) else {
+            throw LedgerError(.invalidDate, "cannot revoke \(serial) on \(date): a revocation date lies between 1970 and 9999-12-31 23:59:59 UTC", serialNumber: serial)
+        }
         let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let crash = CrashPoint.handler
         return try transaction("revoke certificate \(serial)") { db in
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM certificates WHERE serial = ?", arguments: [serial.hexString]) != nil else {
                 throw LedgerError(.unknownSerial, "no certificate with serial \(serial) was issued by this CA", serialNumber: serial)
@@ -165,27 +328,40 @@ public final class SQLiteLedger: CertificateLedger {
                     VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM revocations))
                     """,
                 arguments: [serial.hexString, seconds, reason.map(\.rawValue)])
-            CrashPoint.beforeCommit.abortIfRequested()
+            try crash?(.beforeCommit)
             return Revocation(serialNumber: serial, date: Date(timeIntervalSince1970: TimeInterval(seconds)), reason: reason)
         }
     }
 
     public func revocations() throws -> [Revocation] {
-        try read("list revocations") { db in
-            try Row.fetchAll(db, sql: "SELECT serial, revoked_at, reason FROM revocations ORDER BY seq").map { row in
-                Self.revocation(serial: SerialNumber(hex: row["serial"]) ?? SerialNumber(bytes: []), row: row)
-            }
+        try read("list revocations", Self.revocations)
+    }
+
+    private static func revocations(_ db: Database) throws -> [Revocation] {
+        try Row.fetchAll(db, sql: "SELECT serial, revoked_at, reason FROM revocations ORDER BY seq").map { row in
+            revocation(serial: SerialNumber(hex: row["serial"]) ?? SerialNumber(bytes: []), row: row)
         }
     }
 
     public func nextCRLNumber() throws -> Int {
+        try transaction("hand out a CRL number", allocateCRLNumber)
+    }
+
+    public func nextCRLSnapshot() throws -> CRLSnapshot {
+        // One BEGIN IMMEDIATE transaction: no revocation can commit between the read of the
+        // revocations and the allocation of the number.
         try transaction("hand out a CRL number") { db in
-            try db.execute(sql: "UPDATE counters SET value = value + 1 WHERE name = 'crl_number'")
-            guard let value = try Int.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'crl_number'") else {
-                throw LedgerError(.storage, "the CA ledger \(path ?? "in memory") has no CRL number counter")
-            }
-            return value
+            let number = try allocateCRLNumber(db)
+            return CRLSnapshot(number: number, revocations: try Self.revocations(db))
         }
+    }
+
+    private func allocateCRLNumber(_ db: Database) throws -> Int {
+        try db.execute(sql: "UPDATE counters SET value = value + 1 WHERE name = 'crl_number'")
+        guard let value = try Int.fetchOne(db, sql: "SELECT value FROM counters WHERE name = 'crl_number'") else {
+            throw LedgerError(.storage, "the CA ledger \(path ?? "in memory") has no CRL number counter")
+        }
+        return value
     }
 
     /// Serials claimed for signing whose certificate was never recorded (a crash between
@@ -202,11 +378,13 @@ public final class SQLiteLedger: CertificateLedger {
     /// SQLite's own consistency check (`PRAGMA integrity_check` and `foreign_key_check`):
     /// the problems found, empty when the database is sound.
     public func integrityProblems() throws -> [String] {
-        try read("check") { db in
-            let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
-            let foreignKeys = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").map { "foreign key violation: \($0)" }
-            return integrity + foreignKeys
-        }
+        try read("check", Self.integrityProblems)
+    }
+
+    private static func integrityProblems(_ db: Database) throws -> [String] {
+        let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+        let foreignKeys = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check").map { "foreign key violation: \($0)" }
+        return integrity + foreignKeys
     }
 
     private static let entryQuery = """

@@ -78,7 +78,7 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
                     }
                     return inner.serializedBytes
                 }.sorted { $0.lexicographicallyPrecedes($1) }
-                try coder.appendConstructedNode(identifier: .set) { coder in
+                coder.appendConstructedNode(identifier: .set) { coder in
                     for member in members { coder.serializeRawBytes(member) }
                 }
             }
@@ -457,5 +457,91 @@ enum RFC4514 {
             throw fail(text.isEmpty ? "an attribute type is empty" : "'\(text)' is neither a known attribute name nor a dotted OID")
         }
         return AttributeType(oid: dotted)
+    }
+}
+
+// MARK: - Bounds for issuance
+
+extension DistinguishedName {
+    /// The most attributes a subject this library issues may hold. Real subjects hold a
+    /// handful; hundreds only make certificates large and slow to match.
+    public static let maximumAttributeCount = 32
+
+    /// The X.520 upper bounds, in characters, of the attribute types with one (RFC 5280
+    /// Appendix A.1: `ub-common-name` 64, `ub-locality-name` 128, …); pkilint reports a
+    /// value over its bound as fatal.
+    static let upperBounds: [AttributeType: Int] = [
+        .commonName: 64, .surname: 64, .givenName: 64, .serialNumber: 64, .country: 2, .locality: 128,
+        .stateOrProvince: 128, .street: 128, .organization: 64, .organizationalUnit: 64, .title: 64,
+        .domainComponent: 63, .userID: 256, .emailAddress: 255,
+    ]
+    /// The bound of attribute types X.520 leaves unbounded here.
+    static let defaultUpperBound = 1024
+
+    /// Why this name may not be the subject of a certificate this library issues, or `nil`:
+    /// too many attributes, a value over its X.520 upper bound, a value that is not a
+    /// string, or one holding a control character (C0, DEL, C1) or a bidirectional
+    /// override/embedding/isolate (which make a name display as another).
+    var issuanceProblem: String? {
+        let attributes = self.attributes
+        if attributes.count > Self.maximumAttributeCount {
+            return "the subject has \(attributes.count) attributes: at most \(Self.maximumAttributeCount) are allowed"
+        }
+        for attribute in attributes {
+            guard let value = attribute.value.stringValue else {
+                return "subject attribute \(attribute.type) is not a directory string"
+            }
+            let length = value.unicodeScalars.count
+            let bound = Self.upperBounds[attribute.type] ?? Self.defaultUpperBound
+            if length > bound {
+                return "subject attribute \(attribute.type) is \(length) characters long: its upper bound is \(bound) (X.520, RFC 5280 appendix A)"
+            }
+            if attribute.type == .country, !(length == 2 && value.unicodeScalars.allSatisfy { ("A"..."Z").contains($0) }) {
+                return "subject attribute C must be a two-letter upper-case ISO 3166 country code, not '\(Escaping.escaped(value))'"
+            }
+            if let scalar = value.unicodeScalars.first(where: Escaping.isUnsafe) {
+                return "subject attribute \(attribute.type) holds the \(Escaping.name(of: scalar)) character U+\(String(scalar.value, radix: 16, uppercase: true)): control and bidirectional-override characters are not allowed in names"
+            }
+        }
+        return nil
+    }
+}
+
+/// Making hostile text safe to show: control characters (C0, DEL, C1) and bidirectional
+/// formatting characters are written as `\u{…}` escapes, so a name cannot move the cursor,
+/// clear the terminal, hide text or make itself read as another.
+public enum Escaping {
+    /// Whether `scalar` is a C0/DEL/C1 control or a bidirectional embedding, override,
+    /// isolate or mark.
+    public static func isUnsafe(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F: return true
+        case 0x200E, 0x200F, 0x061C: return true  // LRM, RLM, ALM
+        case 0x202A...0x202E, 0x2066...0x2069: return true  // LRE RLE PDF LRO RLO, LRI RLI FSI PDI
+        default: return false
+        }
+    }
+
+    /// `text` with every unsafe character written as `\u{HEX}`.
+    public static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isUnsafe) else { return text }
+        var result = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if isUnsafe(scalar) {
+                result.append(contentsOf: "\\u{\(String(scalar.value, radix: 16, uppercase: true))}".unicodeScalars)
+            } else {
+                result.append(scalar)
+            }
+        }
+        return String(result)
+    }
+
+    static func name(of scalar: Unicode.Scalar) -> String {
+        switch scalar.value {
+        case 0x00: return "NUL"
+        case 0x01...0x1F, 0x7F: return "control"
+        case 0x80...0x9F: return "C1 control"
+        default: return "bidirectional formatting"
+        }
     }
 }

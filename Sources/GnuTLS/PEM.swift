@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// One PEM block: a label (`CERTIFICATE`, `PRIVATE KEY`, …) and the DER bytes it carries.
 public struct PEMBlock: Hashable, Sendable {
@@ -87,7 +92,7 @@ public struct PEMBlock: Hashable, Sendable {
 }
 
 /// File helpers shared by the types that load from disk.
-enum FileIO {
+package enum FileIO {
     static func read(_ path: String) throws -> [UInt8] {
         // Not `FileManager.contents(atPath:)`: swift-foundation 6.3 leaks its 4 KiB read
         // buffer for an empty file (LeakSanitizer reports it); `FileHandle` does not.
@@ -108,17 +113,46 @@ enum FileIO {
         String(decoding: try read(path), as: UTF8.self)
     }
 
-    /// Writes atomically; `secret` files get mode 0600 from the start.
-    static func write(_ text: String, to path: String, secret: Bool = false) throws {
+    /// Writes `text` to `path` atomically: a temporary file in the same directory, created
+    /// with `O_EXCL` and its final mode from the start (0600 for `secret` files such as
+    /// private keys, so a key is never readable by others, not even for a moment; 0644
+    /// otherwise), written, `fsync`ed, renamed over the target, and the directory synced.
+    ///
+    /// The one file writer of the package: the library (CA keys) and `tlsctl` use it.
+    /// - Throws: ``GnuTLSError`` `.fileAccess` naming the file and the system's reason.
+    package static func write(_ text: String, to path: String, secret: Bool = false) throws {
         let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        let created = FileManager.default.createFile(
-            atPath: temporary.path, contents: Data(text.utf8),
-            attributes: [.posixPermissions: secret ? 0o600 : 0o644])
-        guard created else { throw GnuTLSError(.fileAccess, "cannot write \(path)") }
-        guard rename(temporary.path, url.path) == 0 else {
-            unlink(temporary.path)
+        let directory = url.deletingLastPathComponent().path
+        let temporary = (directory as NSString).appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let mode: mode_t = secret ? 0o600 : 0o644
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else {
             throw GnuTLSError(.fileAccess, "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        var failure: String?
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count, failure == nil {
+            let count = bytes[written...].withUnsafeBytes { systemWrite(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno != EINTR { failure = String(cString: strerror(errno)) }
+            } else {
+                written += count
+            }
+        }
+        // umask may have narrowed a public file's mode at creation; secret files stay 0600.
+        if failure == nil, fchmod(fd, mode) != 0 { failure = String(cString: strerror(errno)) }
+        if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        if close(fd) != 0, failure == nil { failure = String(cString: strerror(errno)) }
+        if failure == nil, rename(temporary, path) != 0 { failure = String(cString: strerror(errno)) }
+        if let failure {
+            unlink(temporary)
+            throw GnuTLSError(.fileAccess, "cannot write \(path): \(failure)")
+        }
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            _ = fsync(directoryFD)
+            close(directoryFD)
         }
     }
 }
@@ -151,4 +185,9 @@ func hexValue(_ c: UInt8) -> UInt8? {
     case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
     default: return nil
     }
+}
+
+/// write(2), named apart from `FileIO.write`.
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
+    write(fd, buffer, count)
 }

@@ -543,7 +543,14 @@ struct PathValidation {
         var reasons: [String] = []
         var usable: [CertificateRevocationList] = []
         for crl in candidates {
-            if let aki = crl.authorityKeyIdentifier, let ski = issuer.subjectKeyIdentifier, aki != ski { continue }
+            if let aki = crl.authorityKeyIdentifier, let ski = issuer.subjectKeyIdentifier, aki != ski {
+                // Another CA of the same name: not this issuer's CRL, neither revokes nor vouches.
+                // But a CRL this issuer did sign, with a damaged key identifier, was given for
+                // it and cannot be used: reported, never skipped in silence.
+                guard crl.isSigned(by: issuer) else { continue }
+                reasons.append("a CRL naming '\(issuer.subject)' as its issuer was not used: its authority key identifier \(aki.colonHex) is not the issuer's key identifier \(ski.colonHex)")
+                continue
+            }
             guard crl.isSigned(by: issuer) else { reasons.append("a CRL from '\(issuer.subject)' is not signed by its key"); continue }
             if let usage = issuer.keyUsage, !usage.contains(.cRLSign) {
                 reasons.append("'\(issuer.subject)' may not sign CRLs (key usage lacks cRLSign)")

@@ -83,11 +83,11 @@ extension CertificateHandle {
         }
         let publicKey = try PublicKeyHandle(spki: spec.subjectPublicKeyInfo)
         try check(gnutls_x509_crt_set_pubkey(raw, publicKey.raw), "gnutls_x509_crt_set_pubkey")
-        for name in spec.alternativeNames {
-            let (type, bytes) = name.gnutlsForm
-            try check(bytes.withUnsafeBytes {
-                gnutls_x509_crt_set_subject_alt_name(raw, type, $0.baseAddress, UInt32($0.count), UInt32(GNUTLS_FSAN_APPEND))
-            }, "gnutls_x509_crt_set_subject_alt_name", "adding subject alternative name \(name)", code: .invalidArgument)
+        if !spec.alternativeNames.isEmpty {
+            let value = try subjectAlternativeNamesExtension(spec.alternativeNames)
+            try check(value.withUnsafeBytes {
+                gnutls_x509_crt_set_extension_by_oid(raw, "2.5.29.17", $0.baseAddress, $0.count, 0)
+            }, "gnutls_x509_crt_set_extension_by_oid", "setting the subject alternative names", code: .invalidArgument)
         }
         try check(gnutls_x509_crt_set_basic_constraints(raw, spec.isCA ? 1 : 0, Int32(spec.pathLength ?? -1)),
                   "gnutls_x509_crt_set_basic_constraints")
@@ -180,11 +180,11 @@ extension RequestHandle {
         }
         let publicKey = try key.publicKey()
         try check(gnutls_x509_crq_set_pubkey(raw, publicKey.raw), "gnutls_x509_crq_set_pubkey")
-        for name in spec.alternativeNames {
-            let (type, bytes) = name.gnutlsForm
-            try check(bytes.withUnsafeBytes {
-                gnutls_x509_crq_set_subject_alt_name(raw, type, $0.baseAddress, UInt32($0.count), UInt32(GNUTLS_FSAN_APPEND))
-            }, "gnutls_x509_crq_set_subject_alt_name", "adding subject alternative name \(name)", code: .invalidArgument)
+        if !spec.alternativeNames.isEmpty {
+            let value = try subjectAlternativeNamesExtension(spec.alternativeNames)
+            try check(value.withUnsafeBytes {
+                gnutls_x509_crq_set_extension_by_oid(raw, "2.5.29.17", $0.baseAddress, $0.count, 0)
+            }, "gnutls_x509_crq_set_extension_by_oid", "setting the subject alternative names", code: .invalidArgument)
         }
         if let usage = spec.keyUsage {
             try check(gnutls_x509_crq_set_key_usage(raw, usage), "gnutls_x509_crq_set_key_usage")
@@ -198,5 +198,32 @@ extension RequestHandle {
         let rc = key.withAbstractKey { gnutls_x509_crq_privkey_sign(raw, $0, key.signingDigest, 0) }
         try check(rc, "gnutls_x509_crq_privkey_sign", "signing the certificate request")
         return try crq.der()
+    }
+}
+
+/// The DER value of a subjectAltName extension holding `names`, encoded once.
+///
+/// `gnutls_x509_crt_set_subject_alt_name(…, GNUTLS_FSAN_APPEND)` decodes and re-encodes the
+/// whole extension for every name appended, which is quadratic in the number of names
+/// (1,000 names took 6 s); the names are collected in one `gnutls_subject_alt_names_t` and
+/// exported once instead.
+func subjectAlternativeNamesExtension(_ names: [CoreGeneralName]) throws -> [UInt8] {
+    var list: gnutls_subject_alt_names_t?
+    try check(gnutls_subject_alt_names_init(&list), "gnutls_subject_alt_names_init")
+    defer { gnutls_subject_alt_names_deinit(list) }
+    for name in names {
+        let (type, bytes) = name.gnutlsForm
+        var otherNameOID: String?
+        if case .otherName(let oid, _) = name { otherNameOID = oid }
+        let rc = withDatum(bytes) { datum in
+            if let otherNameOID {
+                return otherNameOID.withCString { gnutls_subject_alt_names_set(list, type.rawValue, datum, $0) }
+            }
+            return gnutls_subject_alt_names_set(list, type.rawValue, datum, nil)
+        }
+        try check(rc, "gnutls_subject_alt_names_set", "adding subject alternative name \(name)", code: .invalidArgument)
+    }
+    return try exportDatum("gnutls_x509_ext_export_subject_alt_names", "encoding the subject alternative names") {
+        gnutls_x509_ext_export_subject_alt_names(list, $0)
     }
 }

@@ -186,14 +186,21 @@ struct CAIssue: AsyncParsableCommand {
 
     func run() async throws {
         let request = try Inputs.request(at: csr)
+        // Outputs are checked before signing: a retry after an unwritable --out would issue twice.
+        try Outputs.requireWritable(out, option: "--out")
+        if let chainOut { try Outputs.requireWritable(chainOut, option: "--chain-out") }
         let authority = try signer.load()
         var options = IssuanceOptions(validityDays: days, crlDistributionPoints: crlURL, ocspURLs: ocspURL)
         options.mustStaple = mustStaple
         let chain = try authority.issueWithChain(request, profile: profile.profile, options: options)
         let certificate = chain[0]
-        try Outputs.write(certificate.pemEncoded, to: out)
-        if let chainOut {
-            try Outputs.write(chain.map(\.pemEncoded).joined(), to: chainOut)
+        do {
+            try Outputs.write(certificate.pemEncoded, to: out)
+            if let chainOut {
+                try Outputs.write(chain.map(\.pemEncoded).joined(), to: chainOut)
+            }
+        } catch let error as CLIError {
+            throw CLIError("\(error.message); the certificate was issued and recorded in the CA's ledger: serial \(Format.colonHex(certificate.serialNumber.bytes)) (revoke it with `tlsctl ca revoke --ca \(signer.ca) --serial \(certificate.serialNumber.hexString)` before issuing again)")
         }
         print("Issued \(profile.rawValue) certificate for \(certificate.subject) in \(out), signed by \(authority.certificate.subject)")
         print("  Serial:     \(Format.colonHex(certificate.serialNumber.bytes))")

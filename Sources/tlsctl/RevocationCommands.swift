@@ -4,11 +4,6 @@ import GnuTLS
 
 // `tlsctl ca revoke` and `tlsctl ca crl`: revocation through the CA directory's ledger
 // (`ledger.sqlite`, which `LocalAuthority.load(from:passphrase:)` opens).
-//
-// Test hook: with SWIFT_GNUTLS_TEST_CRASH_AT=after-reserve|after-sign|before-commit in the
-// environment, the library aborts the process at that point of `ca issue` / `ca revoke`
-// (see `CrashPoint` in Sources/GnuTLS/Ledger.swift); the crash-consistency tests use it.
-// Never set it otherwise.
 
 extension RevocationReason: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }

@@ -30,9 +30,17 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Writing to the terminal.
 enum Console {
-    /// Writes `text` and a newline to standard error.
+    /// Writes `text` and a newline to standard error, with control and bidirectional
+    /// characters escaped (``safe(_:)``): messages quote hostile requests and files.
     static func error(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        FileHandle.standardError.write(Data((safe(text) + "\n").utf8))
+    }
+
+    /// `text` with every control character but the line feed, and every bidirectional
+    /// formatting character, written as `\u{…}`: a NUL, an escape sequence or a
+    /// right-to-left override quoted from a hostile input cannot reach the terminal.
+    static func safe(_ text: String) -> String {
+        text.split(separator: "\n", omittingEmptySubsequences: false).map { Escaping.escaped(String($0)) }.joined(separator: "\n")
     }
 
     /// Turns an error from a command into what the user sees: library errors and
@@ -194,33 +202,30 @@ struct NameConstraintOptions: ParsableArguments {
 
 /// Writing outputs.
 enum Outputs {
-    /// Writes `text` to `path` atomically (a temporary file in the same directory, renamed
-    /// over the target). `secret` files (private keys) are created with mode 0600 from the
-    /// start, so the key is never readable by others, not even for a moment.
+    /// Writes `text` to `path` atomically through the library's one file writer
+    /// (`O_EXCL`, the final mode from the start: 0600 for `secret` files, `fsync`, rename).
     static func write(_ text: String, to path: String, secret: Bool = false) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = (directory as NSString).appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, secret ? 0o600 : 0o644)
-        guard fd >= 0 else {
-            throw CLIError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         do {
-            try handle.write(contentsOf: Data(text.utf8))
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? handle.close()
-            unlink(temporary)
-            throw CLIError("cannot write \(path): \(error.localizedDescription)")
+            try FileIO.write(text, to: path, secret: secret)
+        } catch let error as GnuTLSError {
+            throw CLIError(error.message)
         }
-        // umask may have narrowed a public file's mode at creation; secret files stay 0600.
-        if !secret { chmod(temporary, 0o644) }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw CLIError("cannot write \(path): \(reason)")
+    }
+
+    /// Checks, before anything is signed, that `path` can be written: its directory exists
+    /// and is writable, and `path` is not a directory. (Writing can still fail later, for
+    /// a full disk; callers then say what was issued.)
+    static func requireWritable(_ path: String, option: String) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIError("cannot write \(option) \(path): directory \(directory) does not exist")
+        }
+        guard access(directory, W_OK | X_OK) == 0 else {
+            throw CLIError("cannot write \(option) \(path): directory \(directory) is not writable (\(String(cString: strerror(errno))))")
+        }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CLIError("cannot write \(option) \(path): it is a directory")
         }
     }
 

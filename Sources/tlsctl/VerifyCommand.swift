@@ -124,6 +124,9 @@ struct VerifyCommand: AsyncParsableCommand {
                 let data = try read(crls)
                 if !isBlank(data) {
                     for crl in try CertificateRevocationList.parseAll(bytes: data) { trust.add(crl) }
+                } else {
+                    // Said, not silently ignored: no revocation is checked against this file.
+                    Console.error("tlsctl: warning: --crls \(crls) is empty: it holds no CRL, so no revocation was checked against it\(requireCRL ? " (and --require-crl needs one per issuer)" : "")")
                 }
             }
             if let chain {

@@ -177,4 +177,18 @@ import TestSupport
         #expect(RevocationReason(rawValue: 11) == nil)
         #expect(RevocationReason(rawValue: -1) == nil)
     }
+
+    @Test func theSignatureVerdictIsRememberedPerIssuer() throws {
+        let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Verdict Root"))
+        let other = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Verdict Root"))
+        let crl = try CertificateRevocationList.create(issuer: root.certificate, key: root.key, number: SerialNumber(bytes: [1]),
+                                                       nextUpdate: Date().addingTimeInterval(3_600), entries: [])
+        let copy = crl
+        for _ in 0..<2 {
+            #expect(crl.isSigned(by: root.certificate))
+            #expect(!crl.isSigned(by: other.certificate))
+            #expect(copy.isSigned(by: root.certificate))
+            #expect(!copy.isSigned(by: other.certificate))
+        }
+    }
 }

@@ -33,6 +33,7 @@ final class CollidingLedger: CertificateLedger {
     }
     func revocations() throws -> [Revocation] { try inner.revocations() }
     func nextCRLNumber() throws -> Int { try inner.nextCRLNumber() }
+    func nextCRLSnapshot() throws -> CRLSnapshot { try inner.nextCRLSnapshot() }
 }
 
 extension CollidingLedger: @unchecked Sendable {}

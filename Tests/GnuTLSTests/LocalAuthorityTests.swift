@@ -75,7 +75,7 @@ struct LocalAuthorityTests {
         #expect(intermediate.chain == [intermediate.certificate, root.certificate])
         #expect(intermediate.root == root.certificate)
         // The intermediate issues in turn.
-        let (_, request) = try makeRequest("CN=leaf", names: [.dnsName("leaf.example.com")])
+        let (_, request) = try makeRequest("CN=leaf.example.com", names: [.dnsName("leaf.example.com")])
         let chain = try intermediate.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 30))
         #expect(chain.count == 2)
         #expect(chain[1] == intermediate.certificate)
@@ -287,9 +287,13 @@ struct LocalAuthorityTests {
                     }
                 }
             }
-            // Saving over an existing directory replaces the files (the key stays 0600).
-            try root.save(to: directory.file("plain"), passphrase: "now protected")
-            #expect(try LocalAuthority.load(from: directory.file("plain"), passphrase: "now protected").certificate == root.certificate)
+            // Saving another CA over an existing CA directory is refused: its ledger is not that CA's.
+            let refused = #expect(throws: LedgerError.self) { try root.save(to: directory.file("plain"), passphrase: "now protected") }
+            #expect(refused?.code == .foreignLedger)
+            #expect(try LocalAuthority.load(from: directory.file("plain"), passphrase: nil).certificate == intermediate.certificate)
+            // Saving the same CA again replaces the files (the key stays 0600) and keeps its ledger.
+            try intermediate.save(to: directory.file("plain"), passphrase: "now protected")
+            #expect(try LocalAuthority.load(from: directory.file("plain"), passphrase: "now protected").certificate == intermediate.certificate)
             let mode = try FileManager.default.attributesOfItem(atPath: directory.file("plain/ca.key.pem"))[.posixPermissions] as? NSNumber
             #expect(mode?.intValue == 0o600)
 
@@ -330,7 +334,7 @@ struct LocalAuthorityTests {
                                                     alternativeNames: [.dnsName("w.example.com")])
         #expect(request.isSignatureValid)
         #expect(try root.issue(request, profile: .tlsServer).authorityKeyIdentifier == wrapped.publicKey.keyIdentifier)
-        try withTemporaryDirectory { directory in
+        _ = try withTemporaryDirectory { directory in
             expectGnuTLSError(.invalidArgument, mentioning: ["only an in-memory key pair"]) {
                 try root.save(to: directory.file("wrapped"), passphrase: "pw")
             }

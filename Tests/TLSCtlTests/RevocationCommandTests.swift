@@ -3,8 +3,7 @@ import GnuTLS
 import Testing
 import TestSupport
 
-/// `tlsctl ca revoke` and `tlsctl ca crl`, run as the built binary, and the ledger's crash
-/// consistency when `ca issue` / `ca revoke` die mid-way.
+/// `tlsctl ca revoke` and `tlsctl ca crl`, run as the built binary.
 @Suite struct RevocationCommandTests {
     /// A workspace with a root CA in `ca` and `count` issued server certificates `leafN.pem`.
     static func workspace(leaves count: Int, passphrase: String? = nil) throws -> (CLIWorkspace, [Certificate]) {
@@ -103,68 +102,6 @@ import TestSupport
         }
         #expect(numbers == numbers.sorted() && Set(numbers).count == 3, "\(numbers)")
     }
-
-    // MARK: Crash consistency
-
-    /// Runs tlsctl with the library's crash hook set to `point`; it must die, not succeed.
-    static func crash(_ work: CLIWorkspace, at point: String, _ arguments: [String]) throws -> ProcessResult {
-        let result = try Tool.run([BuiltProducts.tlsctl] + arguments, timeout: 120, directory: work.path,
-                                  environment: ["SWIFT_GNUTLS_TEST_CRASH_AT": point, "SWIFT_BACKTRACE": "enable=no"])
-        #expect(!result.succeeded && !result.timedOut, "tlsctl should have aborted at \(point): \(result)")
-        return result
-    }
-
-    /// The ledger opens, SQLite finds nothing wrong, and every recorded certificate parses.
-    static func expectSound(_ work: CLIWorkspace, sourceLocation: SourceLocation = #_sourceLocation) throws -> SQLiteLedger {
-        let ledger = try ledger(work)
-        #expect(try ledger.integrityProblems() == [], sourceLocation: sourceLocation)
-        _ = try ledger.issuedCertificates()
-        _ = try LocalAuthority.load(from: work.file("ca"), passphrase: nil)
-        return ledger
-    }
-
-    @Test(arguments: ["after-reserve", "after-sign", "before-commit"])
-    func issuanceKilledMidwayLeavesNoHalfWrittenCertificateAndNoReusedSerial(point: String) throws {
-        let (work, leaves) = try Self.workspace(leaves: 1)
-        defer { work.remove() }
-        let csr = try work.makeRequest("victim", subject: "CN=victim.example.com", dns: ["victim.example.com"])
-        _ = try Self.crash(work, at: point, ["ca", "issue", "--ca", "ca", "--csr", csr, "--profile", "server", "--days", "30", "--out", "victim.pem"])
-        #expect(!work.exists("victim.pem"))
-
-        let ledger = try Self.expectSound(work)
-        // Nothing was recorded for the killed issuance; its serial stays claimed.
-        #expect(try ledger.issuedCertificates().map(\.certificate) == leaves)
-        let claimed = try ledger.unusedReservedSerials()
-        #expect(claimed.count == 1, "\(claimed)")
-
-        // Later issuances work and never reuse a claimed or issued serial.
-        for index in 0..<3 {
-            try work.succeed(["ca", "issue", "--ca", "ca", "--csr", csr, "--profile", "server", "--days", "30", "--out", "after\(index).pem"])
-        }
-        let issued = try ledger.issuedCertificates().map(\.serialNumber)
-        #expect(issued.count == 4)
-        #expect(Set(issued).count == issued.count)
-        #expect(Set(issued).isDisjoint(with: claimed))
-        #expect(try ledger.unusedReservedSerials() == claimed)
-        try work.succeed(["ca", "revoke", "--ca", "ca", "--cert", "after0.pem"])
-    }
-
-    @Test func revocationKilledBeforeCommitLeavesNoRevocation() throws {
-        let (work, leaves) = try Self.workspace(leaves: 2)
-        defer { work.remove() }
-        try work.succeed(["ca", "revoke", "--ca", "ca", "--cert", "leaf0.pem", "--reason", "keyCompromise"])
-        _ = try Self.crash(work, at: "before-commit", ["ca", "revoke", "--ca", "ca", "--cert", "leaf1.pem", "--reason", "superseded"])
-
-        let ledger = try Self.expectSound(work)
-        #expect(try ledger.revocations().map(\.serialNumber) == [leaves[0].serialNumber])
-        #expect(try ledger.certificate(serial: leaves[1].serialNumber)?.revocation == nil)
-
-        // The killed revocation can be made again, once, and the CRL lists both.
-        try work.succeed(["ca", "revoke", "--ca", "ca", "--cert", "leaf1.pem", "--reason", "superseded"])
-        try work.fail(["ca", "revoke", "--ca", "ca", "--cert", "leaf1.pem"])
-        try work.succeed(["ca", "crl", "--ca", "ca", "--out", "crl.pem"])
-        let crl = try CertificateRevocationList(pemEncoded: work.read("crl.pem"))
-        #expect(crl.entries.map(\.serialNumber) == leaves.map(\.serialNumber))
-        #expect(crl.entries.map(\.reason) == [.keyCompromise, .superseded])
-    }
+    // Crash consistency (a process dying mid-issuance or mid-revocation) is tested at the
+    // library level through the `package` crash-point seam: LedgerIntegrityTests.
 }

@@ -168,4 +168,32 @@ struct VerifyCommandTests {
         #expect(required.standardOutput.contains("[1] revocationStatusUnknown:"), "\(required)")
         #expect(!required.standardOutput.contains("[0] revocationStatusUnknown:"), "\(required)")
     }
+
+    @Test("--crls that cannot be used is reported: an empty file, a CRL with a damaged authority key identifier")
+    func unusableCRLsAreReported() throws {
+        let material = try Material()
+        defer { material.workspace.remove() }
+        try material.workspace.directory.write("", to: "empty.crl.pem")
+        let empty = try material.run(["--crls", "empty.crl.pem"])
+        expectExit(empty, 0)
+        #expect(empty.standardError.contains("--crls empty.crl.pem is empty"), "\(empty)")
+        let emptyRequired = try material.run(["--crls", "empty.crl.pem", "--require-crl"])
+        expectExit(emptyRequired, 1)
+        #expect(emptyRequired.standardError.contains("--require-crl needs one per issuer"), "\(emptyRequired)")
+
+        // The issuing CA's CRL, re-signed with a different authority key identifier.
+        let crl = try material.issuing.makeCRL()
+        let bad = try CertificateRevocationList.create(
+            issuer: material.issuing.certificate, key: material.issuing.key, number: SerialNumber(bytes: [0x7F]),
+            nextUpdate: Date().addingTimeInterval(86_400), entries: crl.entries,
+            authorityKeyIdentifier: Array(repeating: 0xAB, count: 20))
+        try material.workspace.directory.write(bad.pemEncoded, to: "bad-aki.crl.pem")
+        let soft = try material.run(["--crls", "bad-aki.crl.pem"])
+        expectExit(soft, 1)
+        #expect(soft.standardOutput.contains("[0] revocationStatusUnknown:"), "\(soft)")
+        #expect(soft.standardOutput.contains("was not used: its authority key identifier AB:AB"), "\(soft)")
+        let required = try material.run(["--crls", "bad-aki.crl.pem", "--require-crl"])
+        expectExit(required, 1)
+        #expect(required.standardOutput.contains("was not used"), "\(required)")
+    }
 }
