@@ -197,7 +197,7 @@ struct ServeCommand: AsyncParsableCommand {
     func makeConfiguration() throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile))
         if let clientCA {
-            var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(pemFile: clientCA) }
+            var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }
             try session.addCRLs(to: &trust)
             configuration.trustStore = trust
@@ -396,6 +396,9 @@ struct ConnectCommand: AsyncParsableCommand {
     @Flag(name: .customLong("insecure-no-verify"), help: "Do not verify the server at all (INSECURE: anyone can impersonate it).")
     var insecureNoVerify = false
 
+    @Flag(name: .customLong("web-pki"), help: "Verify the server with the CA/Browser Forum Web PKI rules on top of RFC 5280 + RFC 9525.")
+    var webPKI = false
+
     func validate() throws {
         if (cert == nil) != (key == nil) {
             throw ValidationError("--cert and --key go together: the client certificate and its private key")
@@ -408,7 +411,7 @@ struct ConnectCommand: AsyncParsableCommand {
     func makeConfiguration() throws -> TLSConfiguration {
         var trust: TrustStore = .system
         if let ca {
-            trust = try context("cannot load CAs from \(ca) (--ca)") { try TrustStore(pemFile: ca) }
+            trust = try context("cannot load CAs from \(ca) (--ca)") { try TrustStore(contentsOfFile: ca) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(ca) (--ca) holds no certificate") }
         }
         try session.addCRLs(to: &trust)
@@ -416,6 +419,7 @@ struct ConnectCommand: AsyncParsableCommand {
         var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
         configuration.serverName = servername
         if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }
+        if webPKI { configuration.verificationProfile = .webPKI }
         session.apply(to: &configuration)
         return configuration
     }
