@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         // Tests only: property-based tests (names, general names, serials, keys, certificates).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        // Tests only: BoringSSL (swift-nio-ssl) must read the keys we write.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
@@ -85,6 +87,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        // Keys we write, read by another TLS library (BoringSSL through swift-nio-ssl).
+        .testTarget(
+            name: "KeyInteropTests",
+            dependencies: ["GnuTLS", .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(
