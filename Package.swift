@@ -15,6 +15,10 @@ let package = Package(
         // The CA ledger's default store (SQLite; needs the system's libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Tests only: property-based tests (names, general names, serials, keys, certificates).
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        // Tests only: BoringSSL (swift-nio-ssl) must read the keys we write.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
@@ -65,7 +69,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GnuTLSTests",
-            dependencies: ["GnuTLS", "TestSupport"]
+            dependencies: ["GnuTLS", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         // Cross-checks against independent programs: openssl, certtool, pkilint.
         // The TLS engine back to back in memory, and NIOGnuTLS channels on 127.0.0.1.
@@ -85,6 +89,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        // Keys we write, read by another TLS library (BoringSSL through swift-nio-ssl).
+        .testTarget(
+            name: "KeyInteropTests",
+            dependencies: ["GnuTLS", .product(name: "NIOSSL", package: "swift-nio-ssl")]
         ),
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(

@@ -110,7 +110,7 @@ public struct CertificateProfile: Hashable, Sendable, CustomStringConvertible {
 
     func keyUsage(for key: KeyDescription) -> KeyUsage {
         if isCertificateAuthority { return [.keyCertSign, .cRLSign] }
-        return key.family == "RSA" && requiresNetworkName ? [.digitalSignature, .keyEncipherment] : [.digitalSignature]
+        return key.family == .rsa && requiresNetworkName ? [.digitalSignature, .keyEncipherment] : [.digitalSignature]
     }
 
     public var description: String { name }
@@ -352,15 +352,15 @@ public final class LocalAuthority: Authority {
 enum Policy {
     static func checkKeyStrength(_ key: KeyDescription, what: String) throws {
         switch key.family {
-        case "RSA":
+        case .rsa:
             guard key.bits >= 2048 else {
                 throw IssuanceError(.weakKey, "\(what) is RSA-\(key.bits): at least 2048 bits are required")
             }
-        case "ECDSA":
+        case .ecdsa:
             guard [256, 384, 521].contains(key.bits) else {
                 throw IssuanceError(.unsupportedAlgorithm, "\(what) uses an unsupported curve (\(key)): use P-256, P-384 or P-521")
             }
-        case "Ed25519":
+        case .ed25519:
             break
         default:
             throw IssuanceError(.unsupportedAlgorithm, "\(what) is \(key.family): only RSA, ECDSA (P-256/384/521) and Ed25519 keys are certified")
@@ -599,6 +599,10 @@ enum NameConstraintCheck {
             }
             if constraints.excludedURIDomains.contains(where: { dnsMatches(host, $0) }) { return "excluded" }
             if !constraints.permittedURIDomains.isEmpty && !constraints.permittedURIDomains.contains(where: { dnsMatches(host, $0) }) { return "not permitted" }
+        case .invalidIPAddress:
+            if !constraints.permittedIPRanges.isEmpty || !constraints.excludedIPRanges.isEmpty {
+                return "not checkable (a malformed IP address) and so not permitted"
+            }
         default:
             break
         }

@@ -312,9 +312,7 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
     static func certificatePart(ofTrusted bytes: [UInt8]) throws -> [UInt8] {
         do {
             // Wrapped in a SEQUENCE, the two elements parse as its children.
-            var serializer = DER.Serializer()
-            serializer.appendConstructedNode(identifier: .sequence) { $0.serializeRawBytes(bytes) }
-            guard let certificate = try DERReader.children(of: serializer.serializedBytes).first else {
+            guard let certificate = try DERReader.children(of: DERWriter.element(tag: 0x30, content: bytes)).first else {
                 throw GnuTLSError(.malformedDER, "TRUSTED CERTIFICATE block is empty")
             }
             return certificate.encoded

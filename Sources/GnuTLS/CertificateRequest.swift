@@ -141,7 +141,9 @@ enum AlternativeNames {
                 guard let url = URL(string: uri), url.scheme != nil else {
                     throw GnuTLSError(.invalidArgument, "'\(uri)' is not a valid absolute URI")
                 }
-            case .directoryName, .otherName:
+            case .invalidIPAddress(let bytes):
+                throw GnuTLSError(.invalidArgument, "an IP address has 4 or 16 bytes, not \(bytes.count)")
+            case .directoryName, .otherName, .invalidDirectoryName:
                 // GnuTLS cannot write these into a subject alternative name
                 // (gnutls_x509_crt_set_subject_alt_name fails with an internal error).
                 throw GnuTLSError(.invalidArgument, "alternative name \(name) is not supported: use DNS, IP, email or URI names")

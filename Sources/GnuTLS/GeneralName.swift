@@ -49,8 +49,8 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible, LosslessSt
 
     /// Parses `10.0.0.0/8` or `fd00::/8`. An address without a prefix is a single host.
     public init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1)
-        guard let address = IPAddress(String(parts[0])) else { return nil }
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let first = parts.first, let address = IPAddress(String(first)) else { return nil }
         let maximum = address.bytes.count * 8
         let prefix = parts.count == 2 ? Int(parts[1]) : maximum
         guard let prefix, (0...maximum).contains(prefix) else { return nil }
@@ -108,6 +108,12 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
     case otherName(oid: String, value: [UInt8])
     /// A registered object identifier.
     case registeredID(String)
+    /// An `iPAddress` entry that is neither 4 nor 16 bytes long (nor 8 or 32, an address
+    /// and mask, in a name constraint): the bytes as found. Verification refuses a
+    /// certificate that carries one.
+    case invalidIPAddress([UInt8])
+    /// A `directoryName` entry whose DER is not a valid distinguished name: the bytes as found.
+    case invalidDirectoryName([UInt8])
 
     /// Parses `DNS:…`, `IP:…`, `email:…` or `URI:…` (the prefixes OpenSSL prints).
     public init?(prefixed text: String) {
@@ -132,16 +138,18 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
         case .directoryName(let name): return "DirName:\(name)"
         case .otherName(let oid, let value): return "othername:\(oid):#\(value.hexString)"
         case .registeredID(let oid): return "RID:\(oid)"
+        case .invalidIPAddress(let bytes): return "IP:<invalid #\(bytes.hexString)>"
+        case .invalidDirectoryName(let bytes): return "DirName:<invalid #\(bytes.hexString)>"
         }
     }
 
     init(_ core: CoreGeneralName) {
         switch core {
         case .dns(let name): self = .dnsName(name)
-        case .ip(let bytes): self = IPAddress(bytes: bytes).map { .ipAddress($0) } ?? .otherName(oid: "iPAddress", value: bytes)
+        case .ip(let bytes): self = IPAddress(bytes: bytes).map { .ipAddress($0) } ?? .invalidIPAddress(bytes)
         case .email(let name): self = .email(name)
         case .uri(let uri): self = .uri(uri)
-        case .directoryName(let der): self = (try? DistinguishedName(derEncoded: der)).map { .directoryName($0) } ?? .otherName(oid: "directoryName", value: der)
+        case .directoryName(let der): self = (try? DistinguishedName(derEncoded: der)).map { .directoryName($0) } ?? .invalidDirectoryName(der)
         case .otherName(let oid, let value): self = .otherName(oid: oid, value: value)
         case .registeredID(let oid): self = .registeredID(oid)
         }
@@ -156,6 +164,8 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
         case .directoryName(let name): return .directoryName(name.derEncoded)
         case .otherName(let oid, let value): return .otherName(oid: oid, value: value)
         case .registeredID(let oid): return .registeredID(oid)
+        case .invalidIPAddress(let bytes): return .ip(bytes)
+        case .invalidDirectoryName(let der): return .directoryName(der)
         }
     }
 

@@ -44,11 +44,26 @@ public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringCo
     }
 }
 
+/// A public-key algorithm family.
+public struct KeyFamily: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// `RSA`, `ECDSA`, `Ed25519`, or GnuTLS's name for another family (`DSA`, `Ed448`, …).
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    /// RSA (GnuTLS `GNUTLS_PK_RSA`).
+    public static let rsa = KeyFamily(rawValue: "RSA")
+    /// ECDSA on a named curve (GnuTLS `GNUTLS_PK_ECDSA`).
+    public static let ecdsa = KeyFamily(rawValue: "ECDSA")
+    /// Ed25519 (GnuTLS `GNUTLS_PK_EDDSA_ED25519`).
+    public static let ed25519 = KeyFamily(rawValue: "Ed25519")
+    public var description: String { rawValue }
+}
+
 /// The family and size of a key as read from a certificate, request or key file, including
 /// sizes this library does not generate (RSA-1024, for example).
 public struct KeyDescription: Hashable, Sendable, CustomStringConvertible {
-    /// The family: `RSA`, `ECDSA`, `Ed25519`, or GnuTLS's name for another.
-    public var family: String
+    /// The family: ``KeyFamily/rsa``, ``KeyFamily/ecdsa``, ``KeyFamily/ed25519``, or
+    /// another (by GnuTLS's name).
+    public var family: KeyFamily
     /// Modulus size for RSA, curve size for ECDSA, 256 for Ed25519.
     public var bits: Int
     /// The curve for ECDSA keys (`P-256`, `P-384`, `P-521`).
@@ -57,33 +72,33 @@ public struct KeyDescription: Hashable, Sendable, CustomStringConvertible {
     /// The matching generatable algorithm, if there is one.
     public var algorithm: KeyAlgorithm? {
         switch (family, bits) {
-        case ("RSA", 2048): return .rsa2048
-        case ("RSA", 3072): return .rsa3072
-        case ("RSA", 4096): return .rsa4096
-        case ("ECDSA", 256): return .ecdsaP256
-        case ("ECDSA", 384): return .ecdsaP384
-        case ("ECDSA", 521): return .ecdsaP521
-        case ("Ed25519", _): return .ed25519
+        case (.rsa, 2048): return .rsa2048
+        case (.rsa, 3072): return .rsa3072
+        case (.rsa, 4096): return .rsa4096
+        case (.ecdsa, 256): return .ecdsaP256
+        case (.ecdsa, 384): return .ecdsaP384
+        case (.ecdsa, 521): return .ecdsaP521
+        case (.ed25519, _): return .ed25519
         default: return nil
         }
     }
 
     public var description: String {
         if let curve { return "\(family) \(curve)" }
-        if family == "Ed25519" { return family }
+        if family == .ed25519 { return family.rawValue }
         return "\(family) \(bits)"
     }
 
     init(_ kind: CoreKeyKind) {
         switch kind {
-        case .rsa(let bits): self.init(family: "RSA", bits: bits, curve: nil)
-        case .ecdsa(let bits): self.init(family: "ECDSA", bits: bits, curve: "P-\(bits)")
-        case .ed25519: self.init(family: "Ed25519", bits: 256, curve: nil)
-        case .other(let name, let bits): self.init(family: name, bits: bits, curve: nil)
+        case .rsa(let bits): self.init(family: .rsa, bits: bits, curve: nil)
+        case .ecdsa(let bits): self.init(family: .ecdsa, bits: bits, curve: "P-\(bits)")
+        case .ed25519: self.init(family: .ed25519, bits: 256, curve: nil)
+        case .other(let name, let bits): self.init(family: KeyFamily(rawValue: name), bits: bits, curve: nil)
         }
     }
 
-    init(family: String, bits: Int, curve: String?) {
+    init(family: KeyFamily, bits: Int, curve: String?) {
         self.family = family
         self.bits = bits
         self.curve = curve
@@ -269,7 +284,8 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
         if let passphrase, passphrase.isEmpty {
             throw GnuTLSError(.invalidArgument, "an empty passphrase does not protect a key: give a non-empty one or none")
         }
-        return try handle.exportPKCS8(passphrase: passphrase)
+        let der = try handle.exportPKCS8(passphrase: passphrase)
+        return passphrase == nil ? der : EncryptedPKCS8.withPRFNullParameters(der)
     }
 
     /// `PRIVATE KEY` PEM, or `ENCRYPTED PRIVATE KEY` when `passphrase` is given.
@@ -296,5 +312,40 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
         case "X509 CRL": return "a CRL"
         default: return "PEM blocks: \(labels)"
         }
+    }
+}
+
+/// Encrypted PKCS#8 as every major library reads it.
+enum EncryptedPKCS8 {
+    static let pbes2 = ObjectIdentifierText.derEncoded(arcs: [1, 2, 840, 113549, 1, 5, 13])
+    static let pbkdf2 = ObjectIdentifierText.derEncoded(arcs: [1, 2, 840, 113549, 1, 5, 12])
+
+    /// GnuTLS 3.7 writes the PBKDF2 PRF `AlgorithmIdentifier` (hmacWithSHA256) without
+    /// parameters; RFC 8018 (appendix A.2, B.1) gives them as NULL and BoringSSL refuses the
+    /// key without them. The encryption does not cover these parameters, so the structure is
+    /// rewritten with `SEQUENCE { OID, NULL }`. Anything not shaped as expected is returned
+    /// unchanged (GnuTLS reads both forms).
+    ///
+    /// `EncryptedPrivateKeyInfo ::= SEQUENCE { SEQUENCE { pbes2, SEQUENCE { SEQUENCE { pbkdf2,
+    /// SEQUENCE { salt, iterations, keyLength?, prf } }, encryptionScheme } }, encryptedData }`
+    static func withPRFNullParameters(_ der: [UInt8]) -> [UInt8] {
+        guard let top = try? DERReader.children(of: der), top.count == 2, top[0].tag == 0x30 else { return der }
+        let algorithm = top[0].children
+        guard algorithm.count == 2, algorithm[0].encoded == pbes2, algorithm[1].tag == 0x30 else { return der }
+        let schemes = algorithm[1].children
+        guard schemes.count == 2, schemes[0].tag == 0x30 else { return der }
+        let kdf = schemes[0].children
+        guard kdf.count == 2, kdf[0].encoded == pbkdf2, kdf[1].tag == 0x30 else { return der }
+        var parameters = kdf[1].children
+        guard parameters.count >= 3, let prf = parameters.last, prf.tag == 0x30 else { return der }
+        let prfFields = prf.children
+        guard prfFields.count == 1, prfFields[0].tag == 0x06 else { return der }
+        parameters.removeLast()
+        let newPRF = DERWriter.element(tag: 0x30, content: prfFields[0].encoded + [0x05, 0x00])
+        let newParameters = DERWriter.element(tag: 0x30, content: parameters.flatMap(\.encoded) + newPRF)
+        let newKDF = DERWriter.element(tag: 0x30, content: kdf[0].encoded + newParameters)
+        let newSchemes = DERWriter.element(tag: 0x30, content: newKDF + schemes[1].encoded)
+        let newAlgorithm = DERWriter.element(tag: 0x30, content: algorithm[0].encoded + newSchemes)
+        return DERWriter.element(tag: 0x30, content: newAlgorithm + top[1].encoded)
     }
 }

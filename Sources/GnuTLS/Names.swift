@@ -46,8 +46,11 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
                                 guard let oidNode = fields.next(), let valueNode = fields.next(), fields.next() == nil else {
                                     throw GnuTLSError(.malformedDER, "a name attribute is not a (type, value) pair")
                                 }
-                                let oid = try ASN1ObjectIdentifier(derEncoded: oidNode)
-                                return Attribute(type: AttributeType(oid: oid.description), value: AttributeValue(derEncoded: Array(valueNode.encodedBytes)))
+                                guard oidNode.identifier == .objectIdentifier, case .primitive(let content) = oidNode.content,
+                                      let oid = ObjectIdentifierText.text(content: content) else {
+                                    throw GnuTLSError(.malformedDER, "a name attribute's type is not an object identifier")
+                                }
+                                return Attribute(type: try AttributeType(oid: oid), value: AttributeValue(validDER: Array(valueNode.encodedBytes)))
                             })
                         }
                         return attributes
@@ -66,24 +69,16 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
 
     /// The DER `Name`. Attributes of a multi-valued RDN are written in DER's SET OF order.
     public var derEncoded: [UInt8] {
-        var serializer = DER.Serializer()
-        // Only fails for an OID that did not parse, which AttributeType prevents.
-        try! serializer.appendConstructedNode(identifier: .sequence) { coder in
-            for rdn in rdns {
-                let members = try rdn.attributes.map { attribute -> [UInt8] in
-                    var inner = DER.Serializer()
-                    try inner.appendConstructedNode(identifier: .sequence) { coder in
-                        try coder.serialize(ASN1ObjectIdentifier(dotRepresentation: attribute.type.oid))
-                        coder.serializeRawBytes(attribute.value.derEncoded)
-                    }
-                    return inner.serializedBytes
-                }.sorted { $0.lexicographicallyPrecedes($1) }
-                coder.appendConstructedNode(identifier: .set) { coder in
-                    for member in members { coder.serializeRawBytes(member) }
-                }
-            }
+        // Nothing here can fail: an AttributeType holds a validated OID and an AttributeValue
+        // one complete DER element, so the name is written from bytes without `try`.
+        var rdnBytes: [UInt8] = []
+        for rdn in rdns {
+            let members = rdn.attributes.map { attribute in
+                DERWriter.element(tag: 0x30, content: attribute.type.derEncoded + attribute.value.derEncoded)
+            }.sorted { $0.lexicographicallyPrecedes($1) }
+            rdnBytes += DERWriter.element(tag: 0x31, content: members.flatMap { $0 })
         }
-        return serializer.serializedBytes
+        return DERWriter.element(tag: 0x30, content: rdnBytes)
     }
 
     /// The RFC 4514 string (least significant RDN first).
@@ -161,41 +156,61 @@ public struct RelativeDistinguishedName: Hashable, Sendable {
 }
 
 /// The type of a name attribute: an object identifier, with names for the common ones.
+///
+/// Always a valid object identifier: ``init(oid:)`` refuses any other text, so a name
+/// built from attribute types can always be DER-encoded.
 public struct AttributeType: Hashable, Sendable, CustomStringConvertible {
-    /// The dotted object identifier.
-    public var oid: String
+    /// The dotted object identifier, in canonical form (`2.5.4.3`).
+    public let oid: String
+    /// The DER of the OBJECT IDENTIFIER (tag, length, contents).
+    let derEncoded: [UInt8]
 
-    /// An attribute type by dotted OID.
-    public init(oid: String) { self.oid = oid }
+    /// An attribute type by dotted OID (`1.3.6.1.4.1.55555.1`).
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` unless `oid` is a valid dotted object
+    ///   identifier: at least two arcs of decimal digits without leading zeros or signs, the
+    ///   first 0, 1 or 2, the second below 40 under 0 and 1.
+    public init(oid: String) throws {
+        guard let der = ObjectIdentifierText.derEncoded(oid) else {
+            throw GnuTLSError(.invalidArgument, "'\(oid)' is not a dotted object identifier (such as 2.5.4.3)")
+        }
+        self.oid = oid
+        self.derEncoded = der
+    }
+
+    /// A well-known type; `arcs` are constants of this file.
+    private init(_ arcs: UInt...) {
+        self.oid = arcs.map(String.init).joined(separator: ".")
+        self.derEncoded = ObjectIdentifierText.derEncoded(arcs: arcs)
+    }
 
     /// `CN`, 2.5.4.3
-    public static let commonName = AttributeType(oid: "2.5.4.3")
+    public static let commonName = AttributeType(2, 5, 4, 3)
     /// `SN`, 2.5.4.4
-    public static let surname = AttributeType(oid: "2.5.4.4")
+    public static let surname = AttributeType(2, 5, 4, 4)
     /// `serialNumber`, 2.5.4.5
-    public static let serialNumber = AttributeType(oid: "2.5.4.5")
+    public static let serialNumber = AttributeType(2, 5, 4, 5)
     /// `C`, 2.5.4.6
-    public static let country = AttributeType(oid: "2.5.4.6")
+    public static let country = AttributeType(2, 5, 4, 6)
     /// `L`, 2.5.4.7
-    public static let locality = AttributeType(oid: "2.5.4.7")
+    public static let locality = AttributeType(2, 5, 4, 7)
     /// `ST`, 2.5.4.8
-    public static let stateOrProvince = AttributeType(oid: "2.5.4.8")
+    public static let stateOrProvince = AttributeType(2, 5, 4, 8)
     /// `STREET`, 2.5.4.9
-    public static let street = AttributeType(oid: "2.5.4.9")
+    public static let street = AttributeType(2, 5, 4, 9)
     /// `O`, 2.5.4.10
-    public static let organization = AttributeType(oid: "2.5.4.10")
+    public static let organization = AttributeType(2, 5, 4, 10)
     /// `OU`, 2.5.4.11
-    public static let organizationalUnit = AttributeType(oid: "2.5.4.11")
+    public static let organizationalUnit = AttributeType(2, 5, 4, 11)
     /// `title`, 2.5.4.12
-    public static let title = AttributeType(oid: "2.5.4.12")
+    public static let title = AttributeType(2, 5, 4, 12)
     /// `GN`, 2.5.4.42
-    public static let givenName = AttributeType(oid: "2.5.4.42")
+    public static let givenName = AttributeType(2, 5, 4, 42)
     /// `DC`, 0.9.2342.19200300.100.1.25
-    public static let domainComponent = AttributeType(oid: "0.9.2342.19200300.100.1.25")
+    public static let domainComponent = AttributeType(0, 9, 2342, 19200300, 100, 1, 25)
     /// `UID`, 0.9.2342.19200300.100.1.1
-    public static let userID = AttributeType(oid: "0.9.2342.19200300.100.1.1")
+    public static let userID = AttributeType(0, 9, 2342, 19200300, 100, 1, 1)
     /// `emailAddress`, 1.2.840.113549.1.9.1 (PKCS#9; deprecated in favour of email SANs)
-    public static let emailAddress = AttributeType(oid: "1.2.840.113549.1.9.1")
+    public static let emailAddress = AttributeType(1, 2, 840, 113549, 1, 9, 1)
 
     static let shortNames: [(String, AttributeType)] = [
         ("CN", .commonName), ("SN", .surname), ("serialNumber", .serialNumber), ("C", .country),
@@ -247,28 +262,31 @@ public struct AttributeValue: Hashable, Sendable, CustomStringConvertible {
     /// A string value with the given encoding. Characters PrintableString cannot hold fall
     /// back to UTF8String so the value is never lost.
     public init(_ string: String, encoding: Encoding = .utf8String) {
-        var serializer = DER.Serializer()
+        let bytes = Array(string.utf8)
+        let tag: UInt8
         switch encoding {
         case .printableString:
-            if let printable = try? ASN1PrintableString(string) {
-                try! serializer.serialize(printable)
-            } else {
-                try! serializer.serialize(ASN1UTF8String(string))
-            }
+            tag = (try? ASN1PrintableString(string)) != nil ? Encoding.printableString.rawValue : Encoding.utf8String.rawValue
         case .ia5String:
-            if string.utf8.allSatisfy({ $0 < 0x80 }) {
-                try! serializer.serialize(ASN1IA5String(contentBytes: ArraySlice(string.utf8)))
-            } else {
-                try! serializer.serialize(ASN1UTF8String(string))
-            }
+            tag = bytes.allSatisfy({ $0 < 0x80 }) ? Encoding.ia5String.rawValue : Encoding.utf8String.rawValue
         default:
-            try! serializer.serialize(ASN1UTF8String(string))
+            tag = Encoding.utf8String.rawValue
         }
-        derEncoded = serializer.serializedBytes
+        derEncoded = DERWriter.element(tag: tag, content: bytes)
     }
 
     /// A value from its complete DER (any ASN.1 type).
-    public init(derEncoded: [UInt8]) { self.derEncoded = derEncoded }
+    /// - Throws: ``GnuTLSError`` `.malformedDER` unless `derEncoded` is exactly one complete
+    ///   DER element.
+    public init(derEncoded: [UInt8]) throws {
+        guard !derEncoded.isEmpty, (try? DER.parse(derEncoded)) != nil else {
+            throw GnuTLSError(.malformedDER, "an attribute value must be one complete DER element (\(derEncoded.count) bytes given)")
+        }
+        self.derEncoded = derEncoded
+    }
+
+    /// Bytes already parsed as one DER element.
+    init(validDER: [UInt8]) { self.derEncoded = validDER }
 
     /// The string type, or `nil` when the value is not one of the ASN.1 string types.
     public var encoding: Encoding? {
@@ -383,7 +401,7 @@ enum RFC4514 {
                       (try? DER.parse(der)) != nil else {
                     throw fail("the hex value of \(typeText) is not a complete DER element")
                 }
-                value = AttributeValue(derEncoded: der)
+                value = AttributeValue(validDER: der)
                 while index < bytes.count, bytes[index] == 0x20 { index += 1 }
                 // Only a separator may follow the hex digits; anything else would be
                 // silently taken as one.
@@ -453,10 +471,10 @@ enum RFC4514 {
             return .emailAddress
         }
         let dotted = text.uppercased().hasPrefix("OID.") ? String(text.dropFirst(4)) : text
-        guard !dotted.isEmpty, (try? ASN1ObjectIdentifier(dotRepresentation: dotted)) != nil else {
+        guard !dotted.isEmpty, ObjectIdentifierText.arcs(dotted) != nil else {
             throw fail(text.isEmpty ? "an attribute type is empty" : "'\(text)' is neither a known attribute name nor a dotted OID")
         }
-        return AttributeType(oid: dotted)
+        return try AttributeType(oid: dotted)
     }
 }
 

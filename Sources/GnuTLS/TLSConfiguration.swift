@@ -1,42 +1,92 @@
 import Foundation
 import GnuTLSCore
 
-/// A TLS protocol version.
+/// A TLS protocol version. Closed: only the versions this package speaks exist.
 public struct TLSVersion: RawRepresentable, Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var rawValue: Int
-    public init(rawValue: Int) { self.rawValue = rawValue }
+    private enum Backing: Int, Hashable, Sendable { case tls12 = 12, tls13 = 13 }
+    private let backing: Backing
+    private init(_ backing: Backing) { self.backing = backing }
+
+    /// `12` or `13`.
+    public var rawValue: Int { backing.rawValue }
+    /// The version for `12` (TLS 1.2) or `13` (TLS 1.3); `nil` for any other number.
+    public init?(rawValue: Int) {
+        guard let backing = Backing(rawValue: rawValue) else { return nil }
+        self.backing = backing
+    }
     /// TLS 1.2 (GnuTLS `VERS-TLS1.2`).
-    public static let tls12 = TLSVersion(rawValue: 12)
+    public static let tls12 = TLSVersion(.tls12)
     /// TLS 1.3 (GnuTLS `VERS-TLS1.3`).
-    public static let tls13 = TLSVersion(rawValue: 13)
+    public static let tls13 = TLSVersion(.tls13)
     public static func < (lhs: TLSVersion, rhs: TLSVersion) -> Bool { lhs.rawValue < rhs.rawValue }
-    public var description: String { rawValue == 13 ? "TLS1.3" : "TLS1.2" }
-    var priorityToken: String { rawValue == 13 ? "+VERS-TLS1.3" : "+VERS-TLS1.2" }
+    /// `TLS1.2` or `TLS1.3`, GnuTLS's names.
+    public var description: String { backing == .tls13 ? "TLS1.3" : "TLS1.2" }
+    /// The version GnuTLS reports by name (`TLS1.2`, `TLS1.3`), or `nil` for one this
+    /// package does not negotiate.
+    public init?(gnutlsName: String) {
+        switch gnutlsName {
+        case "TLS1.2": self = .tls12
+        case "TLS1.3": self = .tls13
+        default: return nil
+        }
+    }
+    var priorityToken: String { backing == .tls13 ? "+VERS-TLS1.3" : "+VERS-TLS1.2" }
 }
 
-/// How the peer's certificate is verified.
+/// How the peer's certificate is verified. Closed: a value is one of the three below.
 public struct PeerVerification: Hashable, Sendable, CustomStringConvertible {
-    public var name: String
+    private enum Backing: Hashable, Sendable { case full, chainOnly, none }
+    private let backing: Backing
+    private init(_ backing: Backing) { self.backing = backing }
+    /// `full`, `chain-only` or `none`.
+    public var name: String {
+        switch backing {
+        case .full: return "full"
+        case .chainOnly: return "chain-only"
+        case .none: return "none"
+        }
+    }
     /// Chain to a trusted anchor, host name (clients), purpose, validity, revocation. The default.
-    public static let fullVerification = PeerVerification(name: "full")
+    public static let fullVerification = PeerVerification(.full)
     /// Chain, purpose, validity and revocation, but not the host name.
-    public static let chainOnlyNoHostnameCheck = PeerVerification(name: "chain-only")
+    public static let chainOnlyNoHostnameCheck = PeerVerification(.chainOnly)
     /// Nothing is verified: any certificate is accepted. For tests against throwaway peers
     /// only; the name is meant to stand out in code review.
-    public static let insecureNoVerification = PeerVerification(name: "none")
+    public static let insecureNoVerification = PeerVerification(.none)
+    /// Whether the chain is verified at all.
+    var verifiesChain: Bool { backing != .none }
+    /// Whether the host name (or IP address) is verified too.
+    var verifiesHostname: Bool { backing == .full }
     public var description: String { name }
 }
 
-/// Whether a server asks clients for certificates.
+/// Whether a server asks clients for certificates. Closed: one of the three below.
 public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertible {
-    public var name: String
+    private enum Backing: Hashable, Sendable { case none, optional, required }
+    private let backing: Backing
+    private init(_ backing: Backing) { self.backing = backing }
+    /// `none`, `optional` or `required`.
+    public var name: String {
+        switch backing {
+        case .none: return "none"
+        case .optional: return "optional"
+        case .required: return "required"
+        }
+    }
     /// Clients are not asked for a certificate.
-    public static let none = ClientCertificatePolicy(name: "none")
+    public static let none = ClientCertificatePolicy(.none)
     /// Clients are asked; one that sends a certificate must pass verification, one that
     /// sends none is accepted without an identity.
-    public static let optional = ClientCertificatePolicy(name: "optional")
+    public static let optional = ClientCertificatePolicy(.optional)
     /// Clients must send a certificate that passes verification (mutual TLS).
-    public static let required = ClientCertificatePolicy(name: "required")
+    public static let required = ClientCertificatePolicy(.required)
+    var core: CoreTLSSettings.ClientCertificates {
+        switch backing {
+        case .none: return .none
+        case .optional: return .optional
+        case .required: return .required
+        }
+    }
     public var description: String { name }
 }
 
@@ -56,10 +106,10 @@ public struct TLSIdentity: Hashable, Sendable {
         self.key = key
     }
 
-    /// Reads a PEM chain file and a (possibly passphrase-protected) key file.
-    public init(chainFile: String, keyFile: String, passphrase: String? = nil) throws {
-        self.chain = try Certificate.load(contentsOfFile: chainFile)
-        self.key = try KeyPair(contentsOfFile: keyFile, passphrase: passphrase)
+    /// Reads a PEM chain file (leaf first) and a (possibly passphrase-protected) key file.
+    public init(chainContentsOfFile chainPath: String, keyContentsOfFile keyPath: String, passphrase: String? = nil) throws {
+        self.chain = try Certificate.load(contentsOfFile: chainPath)
+        self.key = try KeyPair(contentsOfFile: keyPath, passphrase: passphrase)
     }
 
     /// The leaf certificate.
@@ -76,10 +126,18 @@ public struct TLSIdentity: Hashable, Sendable {
 /// ```
 public struct TLSConfiguration: Hashable, Sendable {
     /// Which side of the connection this configuration is for.
+    /// Closed: ``client`` or ``server``.
     public struct Role: Hashable, Sendable, CustomStringConvertible {
-        public var name: String
-        public static let client = Role(name: "client")
-        public static let server = Role(name: "server")
+        private enum Backing: Hashable, Sendable { case client, server }
+        private let backing: Backing
+        private init(_ backing: Backing) { self.backing = backing }
+        /// `client` or `server`.
+        public var name: String { backing == .client ? "client" : "server" }
+        /// The side that connects.
+        public static let client = Role(.client)
+        /// The side that accepts.
+        public static let server = Role(.server)
+        var core: CoreTLSSettings.Role { backing == .client ? .client : .server }
         public var description: String { name }
     }
 
@@ -118,8 +176,13 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// Must-staple peer certificates need a valid staple whatever the mode.
     public var ocspRevocation: RevocationCheckingMode = .off
     /// A complete GnuTLS priority string that replaces the defaults (versions, ciphers,
-    /// groups). For experts; `nil` uses ``defaultPriority(minimum:maximum:)``.
+    /// groups). For experts; `nil` uses ``defaultPriority(minimum:maximum:)``. The
+    /// verification profile always comes from ``securityProfile``: its `%PROFILE_` keyword is
+    /// appended, and a string that names a different `%PROFILE_` is refused by ``TLSContext``.
     public var priorityString: String?
+    /// The rule set the peer's chain is verified with: RFC 5280 + RFC 9525 (the default) or
+    /// the CA/Browser Forum's Web PKI rules (``VerificationProfile/webPKI``).
+    public var verificationProfile: VerificationProfile
 
     private init(role: Role) {
         self.role = role
@@ -137,6 +200,7 @@ public struct TLSConfiguration: Hashable, Sendable {
         securityProfile = .medium
         revocation = .checkAvailableCRLs
         priorityString = nil
+        verificationProfile = .rfc5280
     }
 
     /// A client that verifies servers against `trustStore` (the system's when `nil`), and
@@ -189,6 +253,8 @@ public final class TLSContext: Sendable {
     package let sessionCache: SessionCache
     /// OCSP checks of peer chains, with the online answers cache they share.
     public let revocationChecker: RevocationChecker
+    /// What the configuration means to GnuTLS and to the Swift verifier.
+    let mapping: TLSPolicyMapping
 
     /// Validates `configuration` (keys match certificates, chains are in order, a server has
     /// an identity) and builds the GnuTLS objects.
@@ -212,9 +278,8 @@ public final class TLSContext: Sendable {
                 throw GnuTLSError(.invalidArgument, "the certificate chain is out of order: '\(child.subject)' is issued by '\(child.issuer)', but the next certificate is '\(parent.subject)'")
             }
         }
-        var settings = CoreTLSSettings(
-            role: configuration.role == .server ? .server : .client,
-            priority: configuration.priorityString ?? TLSConfiguration.defaultPriority(minimum: configuration.minimumVersion, maximum: configuration.maximumVersion))
+        let mapping = try TLSPolicyMapping(configuration)
+        var settings = CoreTLSSettings(role: configuration.role.core, priority: mapping.priority)
         settings.identities = configuration.identities.map { identity in
             (chainPEM: identity.chain.map(\.pemEncoded).joined(), key: identity.key.handle)
         }
@@ -223,24 +288,19 @@ public final class TLSContext: Sendable {
             try OCSPStapling.check(response, for: identity, trust: configuration.trustStore)
             settings.ocspStaples[index] = response.derEncoded
         }
-        let verifies = configuration.peerVerification != .insecureNoVerification
-            && (configuration.role == .client || configuration.clientCertificates != .none)
         let trust = configuration.trustStore ?? TrustStore.system
-        if verifies {
+        if mapping.verifiesPeer {
             settings.trustAnchors = trust.certificates.map(\.derEncoded)
             settings.crls = configuration.revocation == .disabledInsecure ? [] : trust.crls.map(\.derEncoded)
             settings.systemTrust = trust.includesSystemTrust
         }
-        switch configuration.clientCertificates {
-        case .required: settings.clientCertificates = .required
-        case .optional: settings.clientCertificates = .optional
-        default: settings.clientCertificates = .none
-        }
+        settings.clientCertificates = configuration.clientCertificates.core
         settings.alpn = configuration.applicationProtocols
         settings.sessionTickets = configuration.sessionResumption
-        settings.profile = configuration.securityProfile == .low ? .low : configuration.securityProfile == .high ? .high : .medium
+        settings.profile = mapping.profile
         self.handle = try TLSContextHandle(settings)
-        self.verifier = verifies ? try Verifier(trustStore: trust) : nil
+        self.verifier = mapping.verifiesPeer ? try Verifier(trustStore: trust) : nil
+        self.mapping = mapping
         self.sessionCache = SessionCache()
         self.revocationChecker = RevocationChecker(mode: configuration.ocspRevocation)
     }
@@ -248,10 +308,86 @@ public final class TLSContext: Sendable {
     /// The policy peers are verified with: for a client, the server's purpose and name;
     /// for a server, the client purpose.
     public func verificationPolicy(forHost host: String?) -> VerificationPolicy {
+        mapping.verificationPolicy(forHost: host)
+    }
+}
+
+// MARK: - The one mapping from policy values to GnuTLS settings and the Swift verifier
+
+extension SecurityProfile {
+    /// The GnuTLS verification profile (`GNUTLS_PROFILE_LOW/MEDIUM/HIGH`).
+    var core: CoreProfile {
+        self == .low ? .low : self == .high ? .high : .medium
+    }
+
+    /// The priority-string keyword for the same profile (`%PROFILE_LOW/MEDIUM/HIGH`).
+    var priorityKeyword: String { "%PROFILE_" + name.uppercased() }
+}
+
+/// Everything a ``TLSConfiguration``'s policy values mean, computed in one place: the
+/// priority string and verification profile GnuTLS gets, whether and what GnuTLS verifies
+/// in the handshake, and the ``VerificationPolicy`` the Swift verifier runs after it.
+///
+/// GnuTLS combines the profile of the credentials (`gnutls_certificate_set_verify_flags`)
+/// and of the priority string (`%PROFILE_*`, also implied by keywords such as `NORMAL`) by
+/// OR-ing their bits, so two different profiles make an unintended, stricter one (MEDIUM |
+/// HIGH is ULTRA, which refuses P-256, Ed25519 and RSA-2048). Both are therefore always
+/// set from ``TLSConfiguration/securityProfile``.
+struct TLSPolicyMapping: Hashable, Sendable {
+    /// The priority string, ending with the security profile's `%PROFILE_` keyword.
+    let priority: String
+    /// The GnuTLS verification profile.
+    let profile: CoreProfile
+    /// Whether peer chains are verified at all (by GnuTLS in the handshake and by Swift).
+    let verifiesPeer: Bool
+    let role: TLSConfiguration.Role
+    let peerVerification: PeerVerification
+    let clientCertificates: ClientCertificatePolicy
+    let serverName: String?
+    let securityProfile: SecurityProfile
+    let revocation: RevocationPolicy
+    let verificationProfile: VerificationProfile
+
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when a custom priority string names a
+    ///   `%PROFILE_` other than the configuration's ``TLSConfiguration/securityProfile``.
+    init(_ configuration: TLSConfiguration) throws {
+        let keyword = configuration.securityProfile.priorityKeyword
+        var tokens: [Substring]
+        if let custom = configuration.priorityString {
+            tokens = custom.split(separator: ":", omittingEmptySubsequences: false)
+            if let other = tokens.first(where: { $0.uppercased().hasPrefix("%PROFILE_") && $0.uppercased() != keyword }) {
+                throw GnuTLSError(.invalidArgument, "the priority string sets \(other), but securityProfile is \(configuration.securityProfile): set securityProfile instead of a %PROFILE_ keyword")
+            }
+        } else {
+            tokens = TLSConfiguration.defaultPriority(minimum: configuration.minimumVersion, maximum: configuration.maximumVersion)
+                .split(separator: ":", omittingEmptySubsequences: false)
+        }
+        tokens.removeAll { $0.uppercased().hasPrefix("%PROFILE_") }
+        // Versions outside minimumVersion...maximumVersion are removed from any string, a
+        // custom one included (never added: a string may narrow them further).
+        var versions: [Substring] = ["-VERS-SSL3.0", "-VERS-TLS1.0", "-VERS-TLS1.1"]
+        if configuration.minimumVersion > .tls12 { versions.append("-VERS-TLS1.2") }
+        if configuration.maximumVersion < .tls13 { versions.append("-VERS-TLS1.3") }
+        priority = (tokens + versions + [Substring(keyword)]).joined(separator: ":")
+        profile = configuration.securityProfile.core
+        role = configuration.role
+        peerVerification = configuration.peerVerification
+        clientCertificates = configuration.clientCertificates
+        verifiesPeer = configuration.peerVerification.verifiesChain
+            && (configuration.role == .client || configuration.clientCertificates != .none)
+        serverName = configuration.serverName
+        securityProfile = configuration.securityProfile
+        revocation = configuration.revocation
+        verificationProfile = configuration.verificationProfile
+    }
+
+    /// The policy the Swift verifier applies: for a client, the server purpose and (with
+    /// full verification) the name; for a server, the client purpose.
+    func verificationPolicy(forHost host: String?) -> VerificationPolicy {
         var policy: VerificationPolicy
-        if configuration.role == .client {
-            let name = configuration.serverName ?? host
-            if configuration.peerVerification == .fullVerification, let name {
+        if role == .client {
+            let name = serverName ?? host
+            if peerVerification.verifiesHostname, let name {
                 policy = .server(host: name)
             } else {
                 policy = VerificationPolicy(purposes: [.serverAuth])
@@ -259,9 +395,25 @@ public final class TLSContext: Sendable {
         } else {
             policy = .client()
         }
-        policy.securityProfile = configuration.securityProfile
-        policy.revocation = configuration.revocation
+        policy.securityProfile = securityProfile
+        policy.revocation = revocation
+        policy.profile = verificationProfile
         return policy
+    }
+
+    /// What GnuTLS checks in the handshake: the name (clients with full verification), the
+    /// purpose, and whether it verifies at all. GnuTLS's in-handshake verification fails a
+    /// handshake in which the client sent no certificate, so on a server it runs only when
+    /// certificates are required; optional ones are verified by the Swift verifier after the
+    /// handshake (GnuTLSHandler), when sent.
+    func engineVerification(host: String?) -> (serverName: String?, hostname: String?, ip: [UInt8]?, verify: Bool, purposeOID: String) {
+        if role == .client {
+            let name = serverName ?? host
+            let ip = name.flatMap { IPAddress($0) }
+            let full = peerVerification.verifiesHostname
+            return (name, full ? name : nil, full ? ip?.bytes : nil, peerVerification.verifiesChain, ExtendedKeyUsage.serverAuth.rawValue)
+        }
+        return (nil, nil, nil, peerVerification.verifiesChain && clientCertificates == .required, ExtendedKeyUsage.clientAuth.rawValue)
     }
 }
 
@@ -286,24 +438,11 @@ extension TLSContext {
     /// A new engine for one connection. `host` is the name (or IP literal) a client
     /// connects to; servers pass `nil`.
     package func makeEngine(host: String?) throws -> TLSEngine {
-        let configuration = self.configuration
-        if configuration.role == .client {
-            let name = configuration.serverName ?? host
-            let ip = name.flatMap { IPAddress($0) }
-            let full = configuration.peerVerification == .fullVerification
-            let verifies = configuration.peerVerification != .insecureNoVerification
-            let engine = try TLSEngine(
-                context: handle, serverName: name, verifyHostname: full ? name : nil, verifyIP: full ? ip?.bytes : nil,
-                verifyPeer: verifies, purposeOID: ExtendedKeyUsage.serverAuth.rawValue,
-                sessionData: configuration.sessionResumption ? name.flatMap { sessionCache.data(for: $0) } : nil)
-            return engine
-        }
-        // GnuTLS's in-handshake verification fails a handshake in which the client sent no
-        // certificate, so it runs only when certificates are required; optional ones are
-        // verified by the Swift verifier after the handshake (GnuTLSHandler), when sent.
-        let verifies = configuration.peerVerification != .insecureNoVerification && configuration.clientCertificates == .required
+        let verification = mapping.engineVerification(host: host)
+        let resume = configuration.role == .client && configuration.sessionResumption
         return try TLSEngine(
-            context: handle, serverName: nil, verifyHostname: nil, verifyIP: nil, verifyPeer: verifies,
-            purposeOID: ExtendedKeyUsage.clientAuth.rawValue)
+            context: handle, serverName: verification.serverName, verifyHostname: verification.hostname,
+            verifyIP: verification.ip, verifyPeer: verification.verify, purposeOID: verification.purposeOID,
+            sessionData: resume ? verification.serverName.flatMap { sessionCache.data(for: $0) } : nil)
     }
 }

@@ -7,7 +7,7 @@ import GnuTLSCore
 /// context) is built from it.
 ///
 /// ```swift
-/// var trust = try TrustStore(pemFile: "ca.pem")
+/// var trust = try TrustStore(contentsOfFile: "ca.pem")
 /// trust.add(crl)
 /// let verifier = try Verifier(trustStore: trust)
 /// ```
@@ -32,8 +32,10 @@ public struct TrustStore: Hashable, Sendable {
     /// The system's trusted CAs.
     public static var system: TrustStore { TrustStore(includesSystemTrust: true) }
 
-    /// Anchors from a PEM bundle (or one DER certificate).
-    public init(pemFile path: String) throws {
+    /// Anchors from a PEM bundle (or one DER certificate). Loading follows one convention
+    /// across the package: `init(contentsOfFile:)` for a value, `load(contentsOfFile:)` for
+    /// a list (``Certificate/load(contentsOfFile:)``), `add…(contentsOfFile:)` to extend.
+    public init(contentsOfFile path: String) throws {
         self.init(certificates: try Certificate.load(contentsOfFile: path))
     }
 

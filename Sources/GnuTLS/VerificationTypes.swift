@@ -1,24 +1,23 @@
 import Foundation
 
 /// How strong keys and signature algorithms must be, after GnuTLS's verification profiles.
+///
+/// Closed: one of ``low``, ``medium`` and ``high``. Each maps to exactly one GnuTLS
+/// profile (`GNUTLS_PROFILE_*`, `%PROFILE_*` in priority strings), and the numbers below are
+/// the ones GnuTLS applies for it, so the Swift verifier and GnuTLS agree.
 public struct SecurityProfile: Hashable, Sendable, CustomStringConvertible {
-    /// The profile's name (`low`, `medium`, `high`).
-    public var name: String
-    /// Smallest acceptable RSA modulus.
-    public var minimumRSABits: Int
-    /// Smallest acceptable elliptic curve.
-    public var minimumECBits: Int
-    /// Whether SHA-1 signatures are acceptable.
-    public var allowsSHA1: Bool
+    private enum Backing: Hashable, Sendable { case low, medium, high }
+    private let backing: Backing
+    private init(_ backing: Backing) { self.backing = backing }
 
     /// GnuTLS's LOW profile: RSA ≥ 1024, SHA-1 accepted. For legacy peers only.
-    public static let low = SecurityProfile(name: "low", minimumRSABits: 1024, minimumECBits: 256, allowsSHA1: true)
+    public static let low = SecurityProfile(.low)
     /// GnuTLS's MEDIUM profile (the default): RSA ≥ 2048, curves ≥ P-256, no SHA-1.
-    public static let medium = SecurityProfile(name: "medium", minimumRSABits: 2048, minimumECBits: 256, allowsSHA1: false)
+    public static let medium = SecurityProfile(.medium)
     /// GnuTLS's HIGH profile: RSA ≥ 3072, curves ≥ P-256, no SHA-1.
-    public static let high = SecurityProfile(name: "high", minimumRSABits: 3072, minimumECBits: 256, allowsSHA1: false)
+    public static let high = SecurityProfile(.high)
 
-    /// Looks up `low`, `medium` or `high`.
+    /// Looks up `low`, `medium` or `high` (any letter case).
     public init?(name: String) {
         switch name.lowercased() {
         case "low": self = .low
@@ -28,36 +27,91 @@ public struct SecurityProfile: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    init(name: String, minimumRSABits: Int, minimumECBits: Int, allowsSHA1: Bool) {
-        self.name = name
-        self.minimumRSABits = minimumRSABits
-        self.minimumECBits = minimumECBits
-        self.allowsSHA1 = allowsSHA1
+    /// The profile's name (`low`, `medium`, `high`).
+    public var name: String {
+        switch backing {
+        case .low: return "low"
+        case .medium: return "medium"
+        case .high: return "high"
+        }
     }
+    /// Smallest acceptable RSA modulus.
+    public var minimumRSABits: Int {
+        switch backing {
+        case .low: return 1024
+        case .medium: return 2048
+        case .high: return 3072
+        }
+    }
+    /// Smallest acceptable elliptic curve.
+    public var minimumECBits: Int { 256 }
+    /// Whether SHA-1 signatures are acceptable.
+    public var allowsSHA1: Bool { backing == .low }
 
     public var description: String { name }
 }
 
-/// Whether and how revocation is checked against the trust store's CRLs.
+/// Whether and how revocation is checked against the trust store's CRLs. Closed: one of
+/// the three below.
 public struct RevocationPolicy: Hashable, Sendable, CustomStringConvertible {
-    /// The mode's name.
-    public var name: String
+    private enum Backing: Hashable, Sendable { case disabled, checkAvailable, require }
+    private let backing: Backing
+    private init(_ backing: Backing) { self.backing = backing }
+
+    /// `disabled`, `check-available` or `require`.
+    public var name: String {
+        switch backing {
+        case .disabled: return "disabled"
+        case .checkAvailable: return "check-available"
+        case .require: return "require"
+        }
+    }
 
     /// Revocation is not checked. Named so that turning it off is visible in code review.
-    public static let disabledInsecure = RevocationPolicy(name: "disabled")
+    public static let disabledInsecure = RevocationPolicy(.disabled)
     /// The default: where the trust store holds CRLs from a certificate's issuer, they must
     /// be valid and current (otherwise the status is unknown and verification fails) and the
     /// certificate must not be listed. Certificates whose issuer published no CRL pass.
-    public static let checkAvailableCRLs = RevocationPolicy(name: "check-available")
+    public static let checkAvailableCRLs = RevocationPolicy(.checkAvailable)
     /// Every certificate below the trust anchor needs a valid, current CRL from its issuer;
     /// without one verification fails with `revocationStatusUnknown` (fail closed).
-    public static let requireCRLs = RevocationPolicy(name: "require")
+    public static let requireCRLs = RevocationPolicy(.require)
 
     public var description: String { name }
+}
+
+/// The rule set a verification follows.
+///
+/// - ``rfc5280`` (the default): RFC 5280 path validation and RFC 9525 service identity,
+///   as Go, BoringSSL and rustls apply them. The subject common name is never used to match
+///   a name, never judged against the alternative names, and name-constrained only when the
+///   leaf has no subject alternative names at all.
+/// - ``webPKI`` (opt-in): adds the CA/Browser Forum Baseline Requirements that x509-limbo's
+///   `webpki::` namespace checks: the CN must copy a DNS or IP alternative name, the leaf
+///   must have alternative names and an extended key usage (without anyExtendedKeyUsage,
+///   not critical), roots carry no EKU and only a keyIdentifier AKI equal to their SKI, no
+///   CA certificate as a leaf, alternative names not critical, and Web PKI key types only.
+public struct VerificationProfile: Hashable, Sendable, CustomStringConvertible {
+    private enum Backing: Hashable, Sendable { case rfc5280, webPKI }
+    private let backing: Backing
+    private init(_ backing: Backing) { self.backing = backing }
+
+    /// RFC 5280 + RFC 9525: the default.
+    public static let rfc5280 = VerificationProfile(.rfc5280)
+    /// RFC 5280 + RFC 9525 + the CA/Browser Forum Baseline Requirements.
+    public static let webPKI = VerificationProfile(.webPKI)
+
+    /// Whether the CA/Browser Forum rules apply.
+    public var isWebPKI: Bool { backing == .webPKI }
+
+    /// `rfc5280` or `web-pki`.
+    public var description: String { backing == .webPKI ? "web-pki" : "rfc5280" }
 }
 
 /// What a verification checks besides the chain itself.
 public struct VerificationPolicy: Hashable, Sendable {
+    /// The rule set: RFC 5280 + RFC 9525 (default) or the Web PKI's.
+    public var profile: VerificationProfile
     /// Purposes the leaf must allow (extended key usage); CAs in the chain that carry an
     /// EKU extension must allow them too.
     public var purposes: [ExtendedKeyUsage]
@@ -82,8 +136,10 @@ public struct VerificationPolicy: Hashable, Sendable {
     public init(
         purposes: [ExtendedKeyUsage] = [.serverAuth], expectedNames: [GeneralName] = [], time: Date? = nil,
         maximumIntermediates: Int? = nil, securityProfile: SecurityProfile = .medium, requiredKeyUsage: KeyUsage = [],
-        allowedSignatureAlgorithms: Set<String>? = nil, revocation: RevocationPolicy = .checkAvailableCRLs
+        allowedSignatureAlgorithms: Set<String>? = nil, revocation: RevocationPolicy = .checkAvailableCRLs,
+        profile: VerificationProfile = .rfc5280
     ) {
+        self.profile = profile
         self.purposes = purposes
         self.expectedNames = expectedNames
         self.time = time

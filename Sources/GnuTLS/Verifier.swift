@@ -43,30 +43,27 @@ public final class Verifier: Sendable {
     package func verify(_ leaf: Certificate, intermediates: [Certificate], policy: VerificationPolicy?, consultGnuTLS: Bool) throws -> VerifiedChain {
         let policy = policy ?? defaultPolicy
         var run = PathValidation(anchors: anchors, intermediates: intermediates, crls: trustStore.crls, policy: policy)
-        let best = run.findPath(from: leaf)
-        if case .success(let path) = best, !consultGnuTLS {
-            return VerifiedChain(certificates: path)
+        let path: [Certificate]
+        switch run.findPath(from: leaf) {
+        case .success(let found): path = found
+        case .failure(let error): throw error
         }
-        if case .success(let path) = best {
-            // Second opinion: GnuTLS on the same ordered path (anchor excluded), time checks
-            // off because the time was checked against the caller's clock.
-            let chain = path.count > 1 ? Array(path.dropLast()) : path
-            let purpose = policy.purposes.first(where: { $0 != .any })?.rawValue
-            let profile: CoreProfile = policy.securityProfile == .low ? .low : policy.securityProfile == .high ? .high : .medium
-            // SHA-1 signatures passed the Swift checks only where the profile allows them
-            // (low); GnuTLS 3.7 refuses them at every profile unless told otherwise.
-            let verdict = try trustList.verify(chain: chain.map(\.derEncoded), purposeOID: purpose, profile: profile,
-                                               allowSHA1: policy.securityProfile.allowsSHA1)
-            // GnuTLS 3.7.9 counts self-issued intermediates against path-length limits and
-            // cannot parse name constraints on forms it does not know (otherName); both are
-            // checked above per RFC 5280, so a constraints-only objection is not a veto.
-            guard verdict.status == 0 || TrustListHandle.isOnlyConstraintFailure(verdict.status) else {
-                throw VerificationError(problems: [VerificationError.Problem(.rejectedByGnuTLS, "GnuTLS rejected the chain: \(verdict.text)")])
-            }
-            return VerifiedChain(certificates: path)
+        guard consultGnuTLS else { return VerifiedChain(certificates: path) }
+        // Second opinion: GnuTLS on the same ordered path (anchor excluded), time checks
+        // off because the time was checked against the caller's clock.
+        let chain = path.count > 1 ? Array(path.dropLast()) : path
+        let purpose = policy.purposes.first(where: { $0 != .any })?.rawValue
+        // SHA-1 signatures passed the Swift checks only where the profile allows them
+        // (low); GnuTLS 3.7 refuses them at every profile unless told otherwise.
+        let verdict = try trustList.verify(chain: chain.map(\.derEncoded), purposeOID: purpose, profile: policy.securityProfile.core,
+                                           allowSHA1: policy.securityProfile.allowsSHA1)
+        // GnuTLS 3.7.9 counts self-issued intermediates against path-length limits and
+        // cannot parse name constraints on forms it does not know (otherName); both are
+        // checked above per RFC 5280, so a constraints-only objection is not a veto.
+        guard verdict.status == 0 || TrustListHandle.isOnlyConstraintFailure(verdict.status) else {
+            throw VerificationError(problems: [VerificationError.Problem(.rejectedByGnuTLS, "GnuTLS rejected the chain: \(verdict.text)")])
         }
-        if case .failure(let error) = best { throw error }
-        fatalError("unreachable")
+        return VerifiedChain(certificates: path)
     }
 }
 
@@ -227,6 +224,7 @@ struct PathValidation {
 
     func checkProfile(_ cert: Certificate, position: Int, isLeaf: Bool, isAnchor: Bool) -> [VerificationError.Problem] {
         var problems: [VerificationError.Problem] = []
+        let webPKI = policy.profile.isWebPKI
         func add(_ reason: VerificationError.Reason, _ message: String) {
             problems.append(VerificationError.Problem(reason, message, position: position, subject: cert.subject))
         }
@@ -276,31 +274,35 @@ struct PathValidation {
             if cert.nameConstraints != nil || cert.extension(oid: ExtensionOID.nameConstraints) != nil {
                 add(.malformedCertificate, "end-entity certificate '\(cert.subject)' carries name constraints, which only CA certificates may (RFC 5280 4.2.1.10)")
             }
-            if (cert.isCertificateAuthority || cert.keyUsage?.contains(.keyCertSign) == true) && !isAnchor {
-                // CA/Browser Forum 7.1.2.7.8 and 7.1.2.7.11: a subscriber certificate is not a CA.
+            if webPKI && (cert.isCertificateAuthority || cert.keyUsage?.contains(.keyCertSign) == true) && !isAnchor {
+                // CA/Browser Forum 7.1.2.7.8 and 7.1.2.7.11: a subscriber certificate is not a
+                // CA. RFC 5280 does not forbid a CA certificate in the leaf position.
                 add(.malformedCertificate, "'\(cert.subject)' is a CA certificate presented as an end-entity certificate")
             }
-            if let eku = cert.extension(oid: ExtensionOID.extendedKeyUsage) {
+            if webPKI, let eku = cert.extension(oid: ExtensionOID.extendedKeyUsage) {
                 // CA/B Forum 7.1.2.7.6 and 7.1.2.7.10: not critical, never anyExtendedKeyUsage.
                 if eku.critical { add(.malformedCertificate, "'\(cert.subject)' marks extended key usage critical (CA/B Forum 7.1.2.7.6)") }
                 if cert.extendedKeyUsage?.contains(.any) == true && policy.purposes.contains(.serverAuth) {
                     add(.purposeMismatch, "'\(cert.subject)' asserts anyExtendedKeyUsage, which a TLS server certificate must not (CA/B Forum 7.1.2.7.10)")
                 }
             }
-            if let san = cert.extension(oid: ExtensionOID.subjectAlternativeName), san.critical, !cert.subject.isEmpty {
+            if webPKI, let san = cert.extension(oid: ExtensionOID.subjectAlternativeName), san.critical, !cert.subject.isEmpty {
                 add(.malformedCertificate, "'\(cert.subject)' marks its alternative names critical although its subject is not empty (RFC 5280 4.2.1.6, CA/B Forum 7.1.2.7.12)")
             }
         }
-        if cert.authorityKeyIdentifier == nil && !cert.isSelfIssued && !isAnchor {
-            // RFC 5280 4.2.1.1: MUST be included in all certificates except self-signed ones.
+        if cert.authorityKeyIdentifier == nil && !cert.isSelfIssued {
+            // RFC 5280 4.2.1.1: MUST be included in all certificates except self-signed ones,
+            // a trusted cross-signed (not self-issued) certificate included.
             add(.malformedCertificate, "'\(cert.subject)' has no authority key identifier")
         }
         if let aki = cert.extension(oid: ExtensionOID.authorityKeyIdentifier) {
             let fields = (try? DERReader.children(of: aki.value)) ?? []
-            if !fields.contains(where: { $0.tag == 0x80 }) {
+            // A trust anchor is trusted for its name and key (RFC 5280 6.1.1 d); its AKI is
+            // judged only under the Web PKI's root rules.
+            if !fields.contains(where: { $0.tag == 0x80 }) && (!isAnchor || webPKI) {
                 add(.malformedCertificate, "'\(cert.subject)' has an authority key identifier without a keyIdentifier")
             }
-            if isAnchor && cert.isSelfIssued {
+            if webPKI && isAnchor && cert.isSelfIssued {
                 // CA/B Forum 7.1.2.1.3: a root's AKI holds only keyIdentifier, equal to its SKI.
                 if fields.contains(where: { $0.tag != 0x80 }) {
                     add(.malformedCertificate, "root '\(cert.subject)' has authorityCertIssuer or authorityCertSerialNumber in its authority key identifier")
@@ -311,10 +313,14 @@ struct PathValidation {
             }
         }
         if let constraints = cert.extension(oid: ExtensionOID.nameConstraints) {
+            if !constraints.critical && !webPKI {
+                // RFC 5280 4.2.1.10: conforming CAs MUST mark name constraints critical. The
+                // Web PKI accepts non-critical ones (x509-limbo's conflicting pair).
+                add(.malformedCertificate, "'\(cert.subject)' does not mark its name constraints critical (RFC 5280 4.2.1.10)")
+            }
             if let parsed = cert.nameConstraints, parsed.isEmpty {
                 add(.malformedCertificate, "'\(cert.subject)' has name constraints with neither permitted nor excluded subtrees (RFC 5280 4.2.1.10)")
             }
-            _ = constraints
             for domain in (cert.nameConstraints?.permittedDNSDomains ?? []) + (cert.nameConstraints?.excludedDNSDomains ?? [])
             where !domain.isEmpty && !AlternativeNames.isValidDNSName(domain) {
                 add(.malformedCertificate, "'\(cert.subject)' has a malformed DNS name constraint '\(domain)'")
@@ -326,7 +332,7 @@ struct PathValidation {
                 add(.malformedCertificate, "'\(cert.subject)' has a malformed DNS alternative name '\(dns)' (RFC 5280 4.2.1.6)")
             case .email(let email) where email.split(separator: "@", omittingEmptySubsequences: false).count != 2:
                 add(.malformedCertificate, "'\(cert.subject)' has a malformed email alternative name '\(email)'")
-            case .otherName(let oid, _) where oid == "iPAddress":
+            case .invalidIPAddress:
                 add(.malformedCertificate, "'\(cert.subject)' has an IP alternative name that is neither 4 nor 16 bytes")
             default:
                 break
@@ -357,12 +363,13 @@ struct PathValidation {
         let profile = policy.securityProfile
         var why: String?
         switch key.family {
-        case "RSA":
+        case .rsa:
             if key.bits < profile.minimumRSABits { why = "RSA-\(key.bits) is below the \(profile) profile's \(profile.minimumRSABits) bits" }
+            else if policy.profile.isWebPKI && key.bits < 2048 { why = "RSA-\(key.bits) is below the 2048 bits the CA/Browser Forum requires (6.1.5)" }
             else if key.bits % 8 != 0 { why = "an RSA modulus of \(key.bits) bits is not a whole number of bytes" }
-        case "ECDSA":
+        case .ecdsa:
             if key.curve == nil || key.bits < profile.minimumECBits { why = "curve \(key) is not allowed" }
-        case "Ed25519":
+        case .ed25519:
             break
         default:
             why = "\(key.family) keys are not allowed"
@@ -412,6 +419,10 @@ struct PathValidation {
                 add(.pathLengthExceeded, "'\(ca.subject)' allows \(limit) intermediate CA\(limit == 1 ? "" : "s") below it, the chain has \(below)")
             }
         }
+        if policy.profile.isWebPKI, index == path.count - 1, ca.isSelfIssued, ca.extension(oid: ExtensionOID.extendedKeyUsage) != nil {
+            // CA/B Forum 7.1.2.1.2: a root certificate MUST NOT carry extended key usage.
+            add(.malformedCertificate, "root '\(ca.subject)' carries an extended key usage extension, which the CA/Browser Forum forbids on roots (7.1.2.1.2)")
+        }
         if let purposes = ca.extendedKeyUsage, !purposes.contains(.any) {
             for wanted in policy.purposes where wanted != .any && !purposes.contains(wanted) {
                 add(.purposeMismatch, "CA '\(ca.subject)' restricts extended key usage to \(purposes.map(\.description).joined(separator: ", ")), which excludes \(wanted)")
@@ -444,12 +455,21 @@ struct PathValidation {
             if !cert.subject.isEmpty, let violation = Self.directoryViolation(constraints, cert.subject) {
                 problems.append(VerificationError.Problem(.nameConstraintViolated, "subject '\(cert.subject)' is \(violation) by the directory-name constraints of '\(ca.subject)'", position: position, subject: cert.subject))
             }
-            // A leaf without DNS SANs is matched on nothing (no CN fallback), but a CN that
-            // looks like a host name must still respect DNS constraints.
-            if position == 0, !names.contains(where: { $0.dnsName != nil }),
-               !constraints.permittedDNSDomains.isEmpty || !constraints.excludedDNSDomains.isEmpty {
-                for cn in cert.subject.values(of: .commonName) where AlternativeNames.isValidDNSName(cn) && cn.contains(".") {
-                    if let violation = NameConstraintCheck.violation(of: constraints, by: .dnsName(cn)) {
+            // RFC 9525: the CN is never matched, so it is never constrained when the leaf has
+            // alternative names. A leaf without any is matched on nothing, but a CN that
+            // looks like a host name or an IP address must still respect the constraints
+            // (as Go and rustls do), so a constrained CA cannot name outside its subtree.
+            if position == 0, cert.subjectAlternativeNames.isEmpty {
+                for cn in cert.subject.values(of: .commonName) {
+                    let name: GeneralName
+                    if let ip = IPAddress(cn) {
+                        name = .ipAddress(ip)
+                    } else if AlternativeNames.isValidDNSName(cn) && cn.contains(".") {
+                        name = .dnsName(cn)
+                    } else {
+                        continue
+                    }
+                    if let violation = NameConstraintCheck.violation(of: constraints, by: name) {
                         problems.append(VerificationError.Problem(.nameConstraintViolated, "common name \(cn) of '\(cert.subject)' is \(violation) by the name constraints of '\(ca.subject)'", position: position, subject: cert.subject))
                     }
                 }
@@ -471,17 +491,30 @@ struct PathValidation {
     func checkLeaf(_ leaf: Certificate) -> [VerificationError.Problem] {
         var problems: [VerificationError.Problem] = []
         func add(_ problem: VerificationError.Problem) { problems.append(problem) }
+        let webPKI = policy.profile.isWebPKI
         if let purposes = leaf.extendedKeyUsage {
-            for wanted in policy.purposes where wanted != .any && !purposes.contains(wanted) {
+            // RFC 5280 4.2.1.12: anyExtendedKeyUsage allows every purpose; the Web PKI
+            // refuses it on a server certificate (checkProfile).
+            for wanted in policy.purposes where wanted != .any && !purposes.contains(wanted) && (webPKI || !purposes.contains(.any)) {
                 add(VerificationError.Problem(.purposeMismatch, "'\(leaf.subject)' allows \(purposes.isEmpty ? "no purpose" : purposes.map(\.description).joined(separator: ", ")), not \(wanted)", position: 0, subject: leaf.subject))
             }
         }
         if !policy.requiredKeyUsage.isEmpty, let usage = leaf.keyUsage, !usage.isSuperset(of: policy.requiredKeyUsage) {
             add(VerificationError.Problem(.keyUsageMissing, "'\(leaf.subject)' allows key usage \(usage), not \(policy.requiredKeyUsage.subtracting(usage))", position: 0, subject: leaf.subject))
         }
-        if policy.purposes.contains(.serverAuth) {
+        if webPKI && leaf.extension(oid: ExtensionOID.extendedKeyUsage) == nil && policy.purposes.contains(where: { $0 != .any }) {
+            // CA/B Forum 7.1.2.7.10: a subscriber certificate carries an EKU. (RFC 5280
+            // reads a missing EKU as "any purpose".)
+            add(VerificationError.Problem(.purposeMismatch, "'\(leaf.subject)' has no extended key usage extension, which the CA/Browser Forum requires of a subscriber certificate (7.1.2.7.10)", position: 0, subject: leaf.subject))
+        }
+        if webPKI && leaf.extension(oid: ExtensionOID.subjectAlternativeName) == nil {
+            // CA/B Forum 7.1.2.7.12: a subscriber certificate carries alternative names.
+            add(VerificationError.Problem(.malformedCertificate, "'\(leaf.subject)' has no subject alternative names, which the CA/Browser Forum requires (7.1.2.7.12)", position: 0, subject: leaf.subject))
+        }
+        if webPKI && policy.purposes.contains(.serverAuth) {
             // CA/B Forum 7.1.4.3: a common name must be a character-for-character copy of a
-            // DNS or IP alternative name.
+            // DNS or IP alternative name. Never applied under RFC 9525 (the default profile),
+            // which ignores the CN whenever alternative names exist.
             for cn in leaf.subject.values(of: .commonName) {
                 if let why = Self.commonNameConflict(cn, leaf.subjectAlternativeNames) {
                     add(VerificationError.Problem(.malformedCertificate, "common name '\(cn)' of '\(leaf.subject)' \(why) (CA/B Forum 7.1.4.3)", position: 0, subject: leaf.subject))

@@ -44,7 +44,10 @@ package final class TLSContextHandle: @unchecked Sendable {
         self.keys = settings.identities.map(\.key)
         var credentials: gnutls_certificate_credentials_t?
         try check(gnutls_certificate_allocate_credentials(&credentials), "gnutls_certificate_allocate_credentials")
-        self.credentials = credentials!
+        guard let credentials else {
+            throw GnuTLSError(.library, "gnutls_certificate_allocate_credentials returned no credentials")
+        }
+        self.credentials = credentials
         var priority: gnutls_priority_t?
         var errorPosition: UnsafePointer<CChar>?
         let rc = gnutls_priority_init(&priority, settings.priority, &errorPosition)

@@ -2,8 +2,10 @@ import GnuTLS
 
 /// What a TLS handshake negotiated and who the peer is.
 public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
-    /// `TLS1.3` or `TLS1.2`.
-    public var protocolVersion: String
+    /// The negotiated protocol version.
+    public var version: TLSVersion
+    /// `TLS1.3` or `TLS1.2`: the text of ``version``.
+    public var protocolVersion: String { version.description }
     /// The cipher suite's IANA name.
     public var cipherSuite: String
     /// The ALPN protocol agreed on, if any.

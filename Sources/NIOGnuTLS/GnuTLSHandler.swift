@@ -194,8 +194,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func handshakeFinished(context: ChannelHandlerContext) {
         guard let engine else { return }
         let peer = engine.peerCertificates.compactMap { try? Certificate(derEncoded: $0) }
+        guard let version = TLSVersion(gnutlsName: engine.protocolVersion) else {
+            // The priority string never enables another version (TLSPolicyMapping); refuse
+            // rather than report one ConnectionInfo cannot name.
+            fail(context: context, TLSError(.protocolError, "the peer negotiated \(engine.protocolVersion), which is not TLS 1.2 or 1.3"))
+            return
+        }
         var info = ConnectionInfo(
-            protocolVersion: engine.protocolVersion, cipherSuite: engine.cipherSuite, applicationProtocol: engine.alpnProtocol,
+            version: version, cipherSuite: engine.cipherSuite, applicationProtocol: engine.alpnProtocol,
             serverName: tlsContext.configuration.role == .client ? (tlsContext.configuration.serverName ?? host) : engine.requestedServerName,
             isResumed: engine.isResumed, peerCertificates: peer, verifiedChain: nil)
         // The Swift verifier: stricter than GnuTLS (RFC 5280 / CA-B Forum checks, no CN

@@ -235,7 +235,7 @@ struct ServeCommand: AsyncParsableCommand {
     func makeConfiguration() throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile))
         if let clientCA {
-            var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(pemFile: clientCA) }
+            var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }
             try session.addCRLs(to: &trust)
             configuration.trustStore = trust
@@ -439,6 +439,8 @@ struct ConnectCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("OCSP revocation checking: off, soft (refuse only a definite revoked) or hard (every certificate below the anchor needs a fresh good answer from a staple, a CRL or its OCSP responder). Must-staple certificates need a valid staple in every mode.", valueName: "off|soft|hard"))
     var ocsp: RevocationCheckingMode = .off
+    @Flag(name: .customLong("web-pki"), help: "Verify the server with the CA/Browser Forum Web PKI rules on top of RFC 5280 + RFC 9525.")
+    var webPKI = false
 
     func validate() throws {
         if (cert == nil) != (key == nil) {
@@ -452,7 +454,7 @@ struct ConnectCommand: AsyncParsableCommand {
     func makeConfiguration() throws -> TLSConfiguration {
         var trust: TrustStore = .system
         if let ca {
-            trust = try context("cannot load CAs from \(ca) (--ca)") { try TrustStore(pemFile: ca) }
+            trust = try context("cannot load CAs from \(ca) (--ca)") { try TrustStore(contentsOfFile: ca) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(ca) (--ca) holds no certificate") }
         }
         try session.addCRLs(to: &trust)
@@ -461,6 +463,7 @@ struct ConnectCommand: AsyncParsableCommand {
         configuration.serverName = servername
         if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }
         configuration.ocspRevocation = ocsp
+        if webPKI { configuration.verificationProfile = .webPKI }
         session.apply(to: &configuration)
         return configuration
     }

@@ -67,6 +67,9 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: "Key and algorithm strength: low, medium (default) or high.")
     var profile: String = "medium"
 
+    @Flag(name: .customLong("web-pki"), help: "Apply the CA/Browser Forum Web PKI rules on top of RFC 5280 + RFC 9525 (CN among the SANs, leaf EKU, no EKU on roots, no CA as leaf, …).")
+    var webPKI = false
+
     /// Exit codes of the verifier interface.
     enum Status: Int32 {
         case accepted = 0, rejected = 1, unsupported = 2, unreadable = 3
@@ -133,10 +136,12 @@ struct VerifyCommand: AsyncParsableCommand {
                 let certificates = try Certificate.parseChain(bytes: try read(chain))
                 leafCertificate = certificates[0]
                 untrusted = Array(certificates.dropFirst())
-            } else {
-                let certificates = try Certificate.parseChain(bytes: try read(leaf!))
+            } else if let leaf {
+                let certificates = try Certificate.parseChain(bytes: try read(leaf))
                 guard certificates.count == 1 else { return fail(.rejected, "the leaf file holds \(certificates.count) certificates, not one") }
                 leafCertificate = certificates[0]
+            } else {
+                return fail(.unsupported, "give exactly one of --leaf and --chain")
             }
             if let intermediates {
                 let data = try read(intermediates)
@@ -151,7 +156,8 @@ struct VerifyCommand: AsyncParsableCommand {
         let policy = VerificationPolicy(
             purposes: purposes, expectedNames: names, time: time.map { Date(timeIntervalSince1970: TimeInterval($0)) },
             maximumIntermediates: maxChainDepth, securityProfile: securityProfile, requiredKeyUsage: usage,
-            allowedSignatureAlgorithms: algorithms, revocation: requireCRL ? .requireCRLs : .checkAvailableCRLs)
+            allowedSignatureAlgorithms: algorithms, revocation: requireCRL ? .requireCRLs : .checkAvailableCRLs,
+            profile: webPKI ? .webPKI : .rfc5280)
         do {
             let verifier = try Verifier(trustStore: trust, policy: policy)
             let verified = try verifier.verify(leafCertificate, intermediates: untrusted)

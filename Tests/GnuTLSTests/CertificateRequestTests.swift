@@ -157,7 +157,7 @@ struct CertificateRequestTests {
             #expect(request.challengePassword == "open sesame")
             #expect(request.basicConstraints?.isCertificateAuthority == false)
             #expect(request.isSignatureValid)
-            #expect(request.publicKey.keyDescription.family == "RSA" && request.publicKey.keyDescription.bits == 2048)
+            #expect(request.publicKey.keyDescription.family == .rsa && request.publicKey.keyDescription.bits == 2048)
         }
     }
 }

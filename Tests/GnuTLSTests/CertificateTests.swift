@@ -42,7 +42,7 @@ struct CertificateTests {
         #expect(!leaf.isSelfIssued)
         #expect(leaf.notValidBefore < Date() && leaf.notValidAfter > Date().addingTimeInterval(29 * 86_400))
         #expect(leaf.publicKey == fixture.leafKey.publicKey)
-        #expect(leaf.publicKey.keyDescription.family == "RSA")
+        #expect(leaf.publicKey.keyDescription.family == .rsa)
         // Signed by the P-256 intermediate: ECDSA with SHA-256.
         #expect(leaf.signatureAlgorithm.oid == "1.2.840.10045.4.3.2")
         #expect(leaf.signatureAlgorithm.name == "ECDSA-SHA256")

@@ -7,7 +7,7 @@ import TestSupport
 struct DistinguishedNameTests {
     @Test("a name built from typed attributes renders most specific first and keeps its string types")
     func typedAttributes() throws {
-        let custom = AttributeType(oid: "1.3.6.1.4.1.55555.1")
+        let custom = try AttributeType(oid: "1.3.6.1.4.1.55555.1")
         let dn = DistinguishedName([
             RelativeDistinguishedName([.domainComponent("com")]), RelativeDistinguishedName([.domainComponent("example")]),
             RelativeDistinguishedName([.country("US")]), RelativeDistinguishedName([.stateOrProvince("California")]),

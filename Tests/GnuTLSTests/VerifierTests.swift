@@ -735,12 +735,17 @@ struct VerifierRevocationTests {
         }
         // The issuing CA's CRL covers the leaf; the intermediate still lacks the root's.
         let issuingCRL = try pki.issuing.makeCRL()
+        let requiredAfterIssuingCRL = serverPolicy([.dnsName("api.example.com")], at: Date()) { $0.revocation = .requireCRLs }
         let error = expectRejected([(.revocationStatusUnknown, 1)]) {
-            try pki.verifier(crls: [issuingCRL]).verify(leaf, intermediates: [pki.issuing.certificate], policy: required)
+            try pki.verifier(crls: [issuingCRL]).verify(leaf, intermediates: [pki.issuing.certificate], policy: requiredAfterIssuingCRL)
         }
         #expect(error?.problems.first?.subject == pki.issuing.certificate.subject)
+        // The verification time is taken after both CRLs exist: on a loaded machine a time
+        // taken earlier can precede the root CRL's thisUpdate (a CRL not yet valid).
+        let rootCRL = try pki.root.makeCRL()
+        let requiredNow = serverPolicy([.dnsName("api.example.com")], at: Date()) { $0.revocation = .requireCRLs }
         expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {
-            try pki.verifier(crls: [issuingCRL, try pki.root.makeCRL()]).verify(leaf, intermediates: [pki.issuing.certificate], policy: required)
+            try pki.verifier(crls: [issuingCRL, rootCRL]).verify(leaf, intermediates: [pki.issuing.certificate], policy: requiredNow)
         }
         // The default policy passes certificates whose issuer published no CRL.
         expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {

@@ -1,0 +1,100 @@
+import Foundation
+import GnuTLS
+import Testing
+import TestSupport
+
+// Issue 9, part 1: the default profile is RFC 5280 + RFC 9525 (the CN is never used, never
+// judged, and never name-constrained when the leaf has SANs); `.webPKI` adds the CA/Browser
+// Forum rules. Chains are built at run time by LocalAuthority.
+
+private struct ProfilePKI {
+    let root: LocalAuthority
+    let issuing: LocalAuthority
+    /// The issuing CA without its chain: it signs what the root's constraints forbid.
+    let unaware: LocalAuthority
+
+    init(rootConstraints: NameConstraints? = nil) throws {
+        let rootKey = try KeyPair.generate(.ecdsaP256)
+        root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Profile Root,O=swift-gnutls tests"), key: rootKey,
+                                             nameConstraints: rootConstraints)
+        let issuingKey = try KeyPair.generate(.ecdsaP256)
+        issuing = try root.createIntermediate(subject: try DistinguishedName("CN=Profile Issuing CA,O=swift-gnutls tests"), key: issuingKey)
+        unaware = try LocalAuthority(certificate: issuing.certificate, key: issuingKey)
+    }
+
+    func leaf(commonName: String, names: [GeneralName], profile: CertificateProfile = .tlsServer) throws -> Certificate {
+        let request = try CertificateRequest.create(
+            subject: try DistinguishedName("CN=\(commonName),O=swift-gnutls tests"), key: KeyPair.generate(.ecdsaP256), alternativeNames: names)
+        return try unaware.issue(request, profile: profile)
+    }
+
+    func verify(_ leaf: Certificate, _ policy: VerificationPolicy) throws -> VerifiedChain {
+        try Verifier(trustStore: TrustStore(certificates: [root.certificate]))
+            .verify(leaf, intermediates: [issuing.certificate], policy: policy)
+    }
+}
+
+private func webPKI(_ policy: VerificationPolicy) -> VerificationPolicy {
+    var policy = policy
+    policy.profile = .webPKI
+    return policy
+}
+
+@Suite("Verification profiles: RFC 5280 + RFC 9525 by default, the Web PKI on request")
+struct VerificationProfileTests {
+    @Test("default: a CN that is not among the SANs (a private-PKI pattern) is neither used nor judged")
+    func commonNameNotAmongSANs() throws {
+        let pki = try ProfilePKI()
+        let leaf = try pki.leaf(commonName: "api.internal.example", names: [.dnsName("svc.default.svc")])
+        #expect(VerificationPolicy().profile == .rfc5280)
+        let chain = try pki.verify(leaf, .server(host: "svc.default.svc"))
+        #expect(chain.certificates == [leaf, pki.issuing.certificate, pki.root.certificate])
+        // Never used for matching.
+        let mismatch = #expect(throws: VerificationError.self) { try pki.verify(leaf, .server(host: "api.internal.example")) }
+        #expect(mismatch?.problems.map(\.reason) == [.nameMismatch])
+        // The Web PKI profile judges it (CA/B Forum 7.1.4.3).
+        let judged = #expect(throws: VerificationError.self) { try pki.verify(leaf, webPKI(.server(host: "svc.default.svc"))) }
+        #expect(judged?.problems.contains { $0.reason == .malformedCertificate && $0.message.contains("7.1.4.3") } == true)
+        // A leaf whose CN copies a SAN passes both.
+        let good = try pki.leaf(commonName: "svc.default.svc", names: [.dnsName("svc.default.svc")])
+        #expect(throws: Never.self) { try pki.verify(good, webPKI(.server(host: "svc.default.svc"))) }
+    }
+
+    @Test("default: name constraints never apply to the CN when SANs exist (a host-name CN, an IP CN)")
+    func constraintsIgnoreCommonNameWithSANs() throws {
+        let pki = try ProfilePKI(rootConstraints: NameConstraints(permittedDNSDomains: ["example.com"], permittedIPRanges: [IPNetwork("10.0.0.0/8")!]))
+        let hostCN = try pki.leaf(commonName: "outside.test", names: [.dnsName("www.example.com")])
+        #expect(throws: Never.self) { try pki.verify(hostCN, .server(host: "www.example.com")) }
+        // An IP-address CN was checked as a DNS name although the SAN holds the same IP.
+        let ipCN = try pki.leaf(commonName: "10.1.2.3", names: [.ipAddress(IPAddress("10.1.2.3")!)])
+        #expect(throws: Never.self) { try pki.verify(ipCN, .server(host: "10.1.2.3")) }
+        // The SANs themselves are still constrained.
+        let outside = try pki.leaf(commonName: "www.example.com", names: [.dnsName("www.example.org")])
+        let error = #expect(throws: VerificationError.self) { try pki.verify(outside, .server(host: "www.example.org")) }
+        #expect(error?.contains(.nameConstraintViolated) == true)
+    }
+
+    @Test("a leaf without any SAN: its CN is constrained (a host name as DNS, an IP address as IP)")
+    func constraintsApplyToCommonNameWithoutSANs() throws {
+        let pki = try ProfilePKI(rootConstraints: NameConstraints(permittedDNSDomains: ["example.com"], permittedIPRanges: [IPNetwork("10.0.0.0/8")!]))
+        // The authority issues client certificates without alternative names.
+        let outsideHost = try pki.leaf(commonName: "db.example.org", names: [], profile: .tlsClient)
+        let error = #expect(throws: VerificationError.self) { try pki.verify(outsideHost, .client()) }
+        #expect(error?.contains(.nameConstraintViolated) == true)
+        let outsideIP = try pki.leaf(commonName: "192.0.2.1", names: [], profile: .tlsClient)
+        #expect(throws: VerificationError.self) { try pki.verify(outsideIP, .client()) }
+        let inside = try pki.leaf(commonName: "db.example.com", names: [], profile: .tlsClient)
+        #expect(throws: Never.self) { try pki.verify(inside, .client()) }
+        let insideIP = try pki.leaf(commonName: "10.9.9.9", names: [], profile: .tlsClient)
+        #expect(throws: Never.self) { try pki.verify(insideIP, .client()) }
+    }
+
+    @Test("web PKI: a leaf without SANs is refused; the default accepts it when no name is asked")
+    func webPKIRequiresSANs() throws {
+        let pki = try ProfilePKI()
+        let bare = try pki.leaf(commonName: "alice", names: [], profile: .tlsClient)
+        #expect(throws: Never.self) { try pki.verify(bare, .client()) }
+        let error = #expect(throws: VerificationError.self) { try pki.verify(bare, webPKI(.client())) }
+        #expect(error?.problems.contains { $0.message.contains("no subject alternative names") } == true)
+    }
+}
