@@ -6,7 +6,7 @@ import TestSupport
 import Glibc
 #endif
 
-/// The harness that runs external programs (``Tool``, ``BackgroundProcess``): it must hold
+/// The harness that runs external programs (``Tool``): it must hold
 /// on a busy machine, where system calls get interrupted and everything is slow.
 @Suite("Running external programs")
 struct ProcessRunnerTests {
@@ -15,7 +15,7 @@ struct ProcessRunnerTests {
     /// process (signal 4) after 258 passed tests. Here every thread of a child test process
     /// is hit by a stream of SIGPROF (a handler without SA_RESTART, as a profiler installs;
     /// it is one of the few signals Dispatch's worker threads leave unblocked) while programs
-    /// run, one-shot and in the background; each must deliver all of its output.
+    /// run, synchronously and async; each must deliver all of its output.
     @Test func interruptedSystemCallsAreRetried() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             await interruptedReadsScenario()
@@ -33,31 +33,31 @@ struct ProcessRunnerTests {
         #expect(await processEnds(child), "the shell's child \(child) survived the timeout")
     }
 
-    /// A background program: input in order, output as an event, the exit as an event.
-    @Test func backgroundProcessTalksAndExits() async throws {
-        let cat = try BackgroundProcess(["cat"])
-        defer { cat.stop() }
-        cat.send("first line\n")
-        cat.send("second line\n")
-        let line = await cat.waitForLine { $0 == "second line" }
-        #expect(line != nil && cat.lines == ["first line", "second line"], "\(cat)")
-        cat.closeInput()
-        #expect(await cat.waitForExit() == 0, "\(cat)")
-    }
-
-    /// `stop` ends a background program that ignores its input, by SIGTERM to its group.
-    @Test func backgroundProcessStops() async throws {
-        let sleeper = try BackgroundProcess(["sleep", "100000"])
-        #expect(sleeper.isRunning)
-        let code = await sleeper.stop()
-        #expect(code == SIGTERM && !sleeper.isRunning, "\(sleeper)")
-    }
-
     /// A program that cannot be found fails the test by name, before anything runs.
     @Test func missingProgramIsNamed() async throws {
         await #expect(throws: MissingToolError.self) {
             try await Tool.run(["no-such-program-\(UUID().uuidString)"], package: "nothing")
         }
+    }
+
+    /// Synchronous waits from more tasks than Swift's cooperative pool has threads (one per
+    /// core): each holds a pool thread while it waits, so nothing they wait for may need the
+    /// pool. (swift-subprocess ends each run with a task on the global pool; waiting for
+    /// `Subprocess.run` to return from a synchronous wait deadlocked the suite.)
+    @Test func synchronousWaitsDoNotNeedTheCooperativePool() async throws {
+        let width = 4 * ProcessInfo.processInfo.activeProcessorCount
+        let codes = await withTaskGroup(of: Int32?.self) { group in
+            for index in 0..<width {
+                group.addTask {
+                    try? runSynchronously(["sh", "-c", "cat; exit 7"], input: "\(index)").exitCode
+                }
+            }
+            var codes: [Int32?] = []
+            for await code in group { codes.append(code) }
+            return codes
+        }
+        #expect(codes.count == width)
+        #expect(codes.allSatisfy { $0 == 7 }, "\(codes)")
     }
 
     /// The synchronous `run` (for synchronous tests) gives the same result as the async one.
@@ -130,13 +130,6 @@ private func interruptedReadsScenario() async {
             let piped = try await Tool.run(["sh", "-c", "cat; " + script], input: "from stdin\n")
             if piped.standardOutput != "from stdin\n" + expected || !piped.succeeded { fail("round \(round), async run: \(piped)") }
         }
-        let peer = try BackgroundProcess(["sh", "-c", "while read line; do echo got $line; done"])
-        for index in 0..<20 {
-            peer.send("\(index)\n")
-            if await peer.waitForLine(where: { $0 == "got \(index)" }) == nil { fail("background: no 'got \(index)': \(peer)") }
-        }
-        peer.closeInput()
-        if await peer.waitForExit() != 0 { fail("background: \(peer)") }
     } catch {
         fail("error: \(error)")
     }
@@ -151,8 +144,8 @@ private func interruptedReadsScenario() async {
 }
 
 /// The synchronous `Tool.run` (an async function would pick the async one).
-private func runSynchronously(_ arguments: [String]) throws -> ProcessResult {
-    try Tool.run(arguments)
+private func runSynchronously(_ arguments: [String], input: String? = nil) throws -> ProcessResult {
+    try Tool.run(arguments, input: input)
 }
 
 /// A flag set once, read from another thread.

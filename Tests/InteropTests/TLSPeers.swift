@@ -130,65 +130,106 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escap
     }
 }
 
-/// `Tool.run` for async tests: the program is driven outside Swift's cooperative pool and
-/// the calling task suspends meanwhile, so a slow program never starves the in-process
-/// server it talks to.
-func runTool(_ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, package: String? = nil) async throws -> ProcessResult {
-    try await Tool.run(arguments, input: input, timeout: timeout, package: package)
+/// `Tool.run` on a thread outside Swift's cooperative pool, so a slow program never starves
+/// the in-process server it talks to.
+func runTool(_ arguments: [String], input: String? = nil, timeout: TimeInterval = 30, package: String? = nil) async throws -> ProcessResult {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try Tool.run(arguments, input: input, timeout: timeout, package: package) })
+        }
+    }
 }
 
 // MARK: Peer programs
 
 /// A program running in the background (a server, or a client we talk to through its
-/// standard input), its output line-buffered (`stdbuf -oL`) and collected as it arrives (a
-/// ``BackgroundProcess``). ``stop()`` ends it by its own process group: SIGTERM, then
-/// SIGKILL. Call it in a `defer`.
-final class PeerProcess: Sendable {
+/// standard input), its output line-buffered (`stdbuf -oL`) into files. ``stop()`` ends it
+/// by its own pid: SIGTERM, then SIGKILL. Call it in a `defer`.
+final class PeerProcess: @unchecked Sendable {
     let command: [String]
-    private let process: BackgroundProcess
+    private let process = Process()
+    private let input = Pipe()
+    private let outputPath: String
+    private let errorPath: String
 
     init(_ arguments: [String], in directory: TemporaryDirectory, package: String? = nil) throws {
+        // Writing to a peer that already exited must be an error, not a SIGPIPE for the test runner.
+        signal(SIGPIPE, SIG_IGN)
         let executable = try Tool.locate(arguments[0], package: package)
+        let stdbuf = try Tool.locate("stdbuf", package: "coreutils")
         command = [executable] + arguments.dropFirst()
-        process = try BackgroundProcess(["stdbuf", "-oL", "-eL"] + command, directory: directory.path, package: "coreutils")
+        let name = "\((arguments[0] as NSString).lastPathComponent)-\(UUID().uuidString.prefix(8))"
+        outputPath = directory.file("\(name).out")
+        errorPath = directory.file("\(name).err")
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: stdbuf)
+        process.arguments = ["-oL", "-eL"] + command
+        process.standardInput = input
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
+        try process.run()
     }
 
-    var pid: Int32 { process.pid }
+    var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
-    var exitCode: Int32? { process.exitCode }
-    var standardOutput: String { process.standardOutput }
-    var standardError: String { process.standardError }
+    var exitCode: Int32? { process.isRunning ? nil : process.terminationStatus }
+    var standardOutput: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    var standardError: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
     /// Standard output and error together.
-    var output: String { process.output }
+    var output: String { standardOutput + standardError }
 
     /// The command and what it printed, for failure messages.
-    var transcript: String { process.description }
+    var transcript: String {
+        "`\(command.joined(separator: " "))` (pid \(pid), \(isRunning ? "running" : "exited \(process.terminationStatus)"))\nstdout:\n\(standardOutput)\nstderr:\n\(standardError)"
+    }
 
     /// Writes `text` to the program's standard input.
-    func send(_ text: String) { process.send(text) }
+    func send(_ text: String) {
+        try? input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+    }
 
-    func closeInput() { process.closeInput() }
+    func closeInput() {
+        try? input.fileHandleForWriting.close()
+    }
 
-    /// Waits until the output contains `marker`: woken by each piece of output, and looked
-    /// at once more when the timeout (a safety net) expires.
+    /// Waits until the output contains `marker`. The output is looked at once more after
+    /// the deadline, so a starved task (a busy machine) never misses what was printed.
     @discardableResult
-    func waitForOutput(_ marker: String, timeout: Double = 60) async throws -> String {
-        if let text = await process.waitForOutput(marker, timeout: timeout) { return text }
-        throw PeerError(process.isRunning ? "did not print '\(marker)' within \(timeout) s: \(transcript)"
-                                          : "exited before printing '\(marker)': \(transcript)")
+    func waitForOutput(_ marker: String, timeout: Double = 30) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let running = isRunning
+            let text = output
+            if text.contains(marker) { return text }
+            if !running { throw PeerError("exited before printing '\(marker)': \(transcript)") }
+            if Date() >= deadline { throw PeerError("did not print '\(marker)' within \(timeout) s: \(transcript)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// Waits until the program exits; `false` when it is still running after `timeout`.
     @discardableResult
-    func waitForExit(timeout: Double = 60) async throws -> Bool {
-        await process.waitForExit(timeout: timeout) != nil
+    func waitForExit(timeout: Double = 30) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while isRunning {
+            if Date() >= deadline { return false }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return true
     }
 
-    /// Ends the program by its process group (SIGTERM, then SIGKILL after a grace period: a
-    /// child started from a thread that blocks SIGTERM inherits the blocked mask) and waits
-    /// until it is reaped.
+    /// Ends the program by its pid (SIGTERM, then SIGKILL after a short grace period: a child
+    /// started from a thread that blocks SIGTERM inherits the blocked mask) and reaps it.
     func stop() {
-        process.stop(grace: 1)
+        closeInput()
+        guard process.isRunning else { return }
+        let pid = process.processIdentifier
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(0.3)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
     }
 }
 

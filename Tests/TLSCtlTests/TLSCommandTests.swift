@@ -42,7 +42,7 @@ struct TLSCommandTests {
         func connect(_ port: Int, _ extra: [String], input: String? = nil) throws -> ProcessResult {
             let binary = BuiltProducts.tlsctl
             guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
-            return try Tool.run([binary, "connect", "127.0.0.1:\(port)"] + extra, input: input, timeout: 120, directory: work.path)
+            return try Tool.run([binary, "connect", "127.0.0.1:\(port)"] + extra, input: input, timeout: 30, directory: work.path)
         }
 
         static let clientCertificate = ["--cert", "client-chain.pem", "--key", "client.key.pem"]
@@ -69,7 +69,7 @@ struct TLSCommandTests {
                 #expect(result.standardError.contains(line), "stderr lacks \(line): \(result)")
             }
 
-            #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+            #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
             let accepted = try #require(server.lines.first { $0.hasPrefix("accepted #1 ") }, "\(server)")
             #expect(accepted.contains("version=TLS\(version)"), "\(accepted)")
             #expect(TLSCommandTests.field("subject", in: accepted) == pki.clientSubject.description, "\(accepted)")
@@ -89,7 +89,7 @@ struct TLSCommandTests {
             #expect(result.standardError.contains("alpn: http/1.1"), "\(result)")
             #expect(result.standardError.contains("verification: ok (chain to the CAs in root/ca.pem, host name server.test"), "\(result)")
 
-            #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+            #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
             let accepted = try #require(server.lines.first { $0.hasPrefix("accepted #1 ") }, "\(server)")
             #expect(accepted.contains("alpn=http/1.1") && accepted.contains("sni=server.test") && accepted.hasSuffix("client=anonymous"), "\(accepted)")
         }
@@ -103,7 +103,7 @@ struct TLSCommandTests {
             let named = try pki.connect(port, ["--ca", "root/ca.pem"] + PKI.clientCertificate, input: "two\n")
             #expect(named.exitCode == 0 && named.standardOutput == "two\n", "\(named)")
 
-            #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+            #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
             let accepted = server.lines.filter { $0.hasPrefix("accepted #") }
             #expect(accepted.count == 2, "\(server)")
             #expect(accepted.contains { $0.hasSuffix("client=anonymous") }, "\(server)")
@@ -121,7 +121,7 @@ struct TLSCommandTests {
             #expect(result.standardError.contains("wrong.test"), "\(result)")
             #expect(!result.standardError.contains("verification: ok"), "\(result)")
 
-            #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+            #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
             #expect(server.lines.contains { $0.hasPrefix("refused #1: TLS ") }, "\(server)")
             #expect(!server.lines.contains { $0.hasPrefix("accepted") }, "\(server)")
         }
@@ -138,7 +138,7 @@ struct TLSCommandTests {
             let lastLine = result.standardError.split(separator: "\n").last.map(String.init) ?? ""
             #expect(lastLine == "tlsctl: TLS peerCertificateRequired: the server requires a client certificate, and none is configured", "\(result)")
 
-            #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+            #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
             let refused = try #require(server.lines.first { $0.hasPrefix("refused #1: ") }, "\(server)")
             #expect(refused.hasPrefix("refused #1: TLS peerCertificateRequired: "), "\(refused)")
         }
@@ -154,7 +154,7 @@ struct TLSCommandTests {
         defer { server.terminate() }
         let result = try pki.connect(try server.port(), ["--ca", "root/ca.pem"] + PKI.clientCertificate)
         #expect(result.exitCode == 1 && result.standardOutput.isEmpty, "\(result)")
-        #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+        #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
         let refused = try #require(server.lines.first { $0.hasPrefix("refused #1: ") }, "\(server)")
         #expect(refused.hasPrefix("refused #1: TLS verificationFailed: [0] revoked: "), "\(refused)")
         #expect(refused.contains("keyCompromise"), "\(refused)")
@@ -168,7 +168,7 @@ struct TLSCommandTests {
             let insecure = try pki.connect(port, ["--insecure-no-verify"], input: "y\n")
             #expect(insecure.exitCode == 0 && insecure.standardOutput == "y\n", "\(insecure)")
             #expect(insecure.standardError.contains("verification: DISABLED (--insecure-no-verify)"), "\(insecure)")
-            #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+            #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
         }
     }
 
@@ -182,13 +182,13 @@ struct TLSCommandTests {
         // A client whose stdin stays open: the connection is still up when the signal comes.
         let client = try BackgroundTLSCtl(["connect", "127.0.0.1:\(port)", "--ca", "root/ca.pem"], directory: pki.work.path, holdStandardInput: true)
         defer { client.terminate() }
-        #expect(server.waitForLine(prefix: "accepted #1 ", timeout: 60) != nil, "\(server)")
+        #expect(server.waitForLine(prefix: "accepted #1 ", timeout: 30) != nil, "\(server)")
 
         kill(server.pid, SIGTERM)
-        #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+        #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
         #expect(server.standardError.contains("SIGTERM: closing the listener"), "\(server)")
         #expect(server.lines.contains("closed #1: echoed 0 bytes"), "\(server)")
-        #expect(client.waitForExit(timeout: 60) == 0, "the client saw close_notify: \(client)")
+        #expect(client.waitForExit(timeout: 10) == 0, "the client saw close_notify: \(client)")
     }
 
     @Test("SIGINT stops an idle server at once (exit 0)")
@@ -199,7 +199,7 @@ struct TLSCommandTests {
         defer { server.terminate() }
         _ = try server.port()
         kill(server.pid, SIGINT)
-        #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+        #expect(server.waitForExit(timeout: 10) == 0, "\(server)")
         #expect(server.standardError.contains("SIGINT: closing the listener"), "\(server)")
     }
 
@@ -226,7 +226,7 @@ struct TLSCommandTests {
                               "--dns", "locked.test", "--ip", "127.0.0.1", "--out", "locked.csr.pem"])
         try pki.work.succeed(["ca", "issue", "--ca", "root", "--csr", "locked.csr.pem", "--profile", "server", "--days", "7", "--out", "locked.pem"])
 
-        let wrong = try pki.work.tlsctl(["serve", "--cert", "locked.pem", "--key", "locked.key.pem", "--passphrase-file", "wrong.pass", "--port", "0"])
+        let wrong = try pki.work.tlsctl(["serve", "--cert", "locked.pem", "--key", "locked.key.pem", "--passphrase-file", "wrong.pass", "--port", "0"], timeout: 30)
         #expect(wrong.exitCode == 1 && wrong.standardError.hasPrefix("tlsctl: error: cannot load private key locked.key.pem") &&
                 wrong.standardError.contains("--passphrase-file"), "\(wrong)")
 
@@ -235,7 +235,7 @@ struct TLSCommandTests {
         defer { server.terminate() }
         let result = try pki.connect(try server.port(), ["--ca", "root/ca.pem"], input: "unlocked\n")
         #expect(result.exitCode == 0 && result.standardOutput == "unlocked\n", "\(result)")
-        #expect(server.waitForExit(timeout: 60) == 0, "\(server)")
+        #expect(server.waitForExit(timeout: 15) == 0, "\(server)")
     }
 
     @Test("--help lists every serve and connect option")
@@ -290,58 +290,125 @@ struct TLSCommandTests {
     }
 }
 
-/// `tlsctl` running in the background (a server): a ``BackgroundProcess`` whose output is
-/// collected as it comes, every wait an event with a generous bound, and always stopped by
-/// its own process group (``terminate()``).
-final class BackgroundTLSCtl: Sendable, CustomStringConvertible {
-    private let process: BackgroundProcess
+/// `tlsctl` running in the background (a server): its output collected as it comes, every
+/// wait bounded, and always stopped by its own pid (``terminate()``).
+final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
+    private let process = Process()
+    private let lock = NSLock()
+    private var out = Data()
+    private var err = Data()
+    private var outClosed = false
     let arguments: [String]
 
-    /// Standard input is kept open until the process ends when `holdStandardInput` is set.
+    /// Kept open until the process ends when `holdStandardInput` is set.
+    private let input = Pipe()
+
     init(_ arguments: [String], directory: String, holdStandardInput: Bool = false) throws {
         let binary = BuiltProducts.tlsctl
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
         self.arguments = arguments
-        process = try BackgroundProcess([binary] + arguments, directory: directory, holdStandardInput: holdStandardInput)
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardInput = holdStandardInput ? input : FileHandle.nullDevice
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        stdout.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            self.lock.lock(); defer { self.lock.unlock() }
+            if data.isEmpty {
+                self.outClosed = true
+                handle.readabilityHandler = nil
+            } else {
+                self.out.append(data)
+            }
+        }
+        stderr.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            self.lock.lock(); defer { self.lock.unlock() }
+            if data.isEmpty { handle.readabilityHandler = nil } else { self.err.append(data) }
+        }
+        try process.run()
     }
 
-    var pid: Int32 { process.pid }
-    var standardOutput: String { process.standardOutput }
-    var standardError: String { process.standardError }
+    var pid: Int32 { process.processIdentifier }
+
+    var standardOutput: String {
+        lock.lock(); defer { lock.unlock() }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    var standardError: String {
+        lock.lock(); defer { lock.unlock() }
+        return String(decoding: err, as: UTF8.self)
+    }
 
     /// Complete stdout lines so far.
-    var lines: [String] { process.lines }
-
-    /// The port from the first line, `listening on 127.0.0.1:PORT`, once it is printed.
-    func port(timeout: TimeInterval = 60) throws -> Int {
-        guard let first = process.waitForLine(timeout: timeout, where: { _ in true }) else {
-            throw ServerDidNotStart(detail: "no `listening on` line within \(timeout) s: \(self)")
-        }
-        guard first.hasPrefix("listening on "), let port = first.split(separator: ":").last.flatMap({ Int($0) }) else {
-            throw ServerDidNotStart(detail: "unexpected first line '\(first)': \(self)")
-        }
-        return port
+    var lines: [String] {
+        let text = standardOutput
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines.removeLast()  // the part after the last newline
+        return lines
     }
 
-    /// The first complete stdout line starting with `prefix`, once it is printed (nil when
-    /// the process ended, or `timeout` seconds passed, without one).
+    /// The port from the first line, `listening on 127.0.0.1:PORT`, within `timeout` seconds.
+    func port(timeout: TimeInterval = 30) throws -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let first = lines.first {
+                guard first.hasPrefix("listening on "), let port = first.split(separator: ":").last.flatMap({ Int($0) }) else {
+                    throw ServerDidNotStart(detail: "unexpected first line '\(first)': \(self)")
+                }
+                return port
+            }
+            if !process.isRunning { break }
+            usleep(10_000)
+        }
+        throw ServerDidNotStart(detail: "no `listening on` line within \(timeout) s: \(self)")
+    }
+
+    /// The first complete stdout line starting with `prefix`, waiting at most `timeout` seconds.
     func waitForLine(prefix: String, timeout: TimeInterval) -> String? {
-        process.waitForLine(timeout: timeout) { $0.hasPrefix(prefix) }
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = lines.first(where: { $0.hasPrefix(prefix) }) { return line }
+            if !process.isRunning { break }
+            usleep(10_000)
+        }
+        return lines.first { $0.hasPrefix(prefix) }
     }
 
-    /// Waits at most `timeout` seconds for the process to exit by itself (its output read to
-    /// the end); its status, or nil.
+    /// Waits at most `timeout` seconds for the process to exit by itself; its status, or nil.
     func waitForExit(timeout: TimeInterval) -> Int32? {
-        process.waitForExit(timeout: timeout)
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        guard !process.isRunning else { return nil }
+        // Let the readers take what is still in the pipe.
+        let drain = Date().addingTimeInterval(2)
+        while Date() < drain {
+            lock.lock(); let done = outClosed; lock.unlock()
+            if done { break }
+            usleep(5_000)
+        }
+        return process.terminationStatus
     }
 
     /// Stops the process if it still runs: SIGTERM, then SIGKILL after 5 seconds.
     func terminate() {
-        process.stop(grace: 5)
+        guard process.isRunning else { return }
+        kill(pid, SIGTERM)
+        if waitForExit(timeout: 5) == nil {
+            kill(pid, SIGKILL)
+            _ = waitForExit(timeout: 5)
+        }
     }
 
     var description: String {
-        "`tlsctl \(arguments.joined(separator: " "))` \(process.description)"
+        "`tlsctl \(arguments.joined(separator: " "))` \(process.isRunning ? "running" : "exited \(process.terminationStatus)")\nstdout:\n\(standardOutput)\nstderr:\n\(standardError)"
     }
 }
 

@@ -4,12 +4,11 @@ import Foundation
 /// writing its input, its timeout, its teardown), outside Swift's cooperative pool.
 ///
 /// Swift Testing runs test functions on the cooperative pool, which has one thread per core
-/// (two on the CI machine). A test that waits synchronously for a program (``Tool/run(_:input:timeout:directory:environment:package:)``
-/// from a synchronous test, ``BackgroundProcess/waitForExit(timeout:)``) holds one of those
-/// threads; if the program's output were read by tasks on the same pool, two such tests
-/// would starve each other until their timeouts fired. Here the work runs on threads of its
-/// own (as a task executor preference, which child tasks inherit), so a blocked test thread
-/// only makes the suite slower, never stuck.
+/// (two on the CI machine), and synchronous tests hold those threads while they wait. The
+/// async `Tool.run` does its work here (as a task executor preference, which child tasks
+/// inherit) and reports the program's end as soon as it is seen. swift-subprocess still
+/// needs the global pool for parts of each run (its final unstructured task does not
+/// inherit the preference), which is why synchronous waits do not go through it.
 final class ProcessDriver: TaskExecutor, @unchecked Sendable {
     // @unchecked: `jobs` is only touched with `condition` locked.
 
@@ -42,36 +41,6 @@ final class ProcessDriver: TaskExecutor, @unchecked Sendable {
             condition.unlock()
             job.runSynchronously(on: asUnownedTaskExecutor())
         }
-    }
-
-    /// Runs `body` on the driver threads and blocks the calling thread until it returns: the
-    /// synchronous face of the async helpers, for synchronous tests.
-    static func block<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let outcome = Locked<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task(executorPreference: shared) {
-            do {
-                let value = try await body()
-                outcome.withLock { $0 = .success(value) }
-            } catch {
-                outcome.withLock { $0 = .failure(error) }
-            }
-            done.signal()
-        }
-        done.wait()
-        guard let result = outcome.withLock({ $0 }) else { throw DriverError.noResult }
-        return try result.get()
-    }
-
-    /// Runs `body` with the driver threads as the task executor preference, suspending (not
-    /// blocking) the caller.
-    static func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        try await withTaskExecutorPreference(shared) { try await body() }
-    }
-
-    private struct DriverError: Error, CustomStringConvertible {
-        static let noResult = DriverError()
-        var description: String { "the process driver task ended without a result" }
     }
 }
 

@@ -30,17 +30,21 @@ public struct MissingToolError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs external programs (openssl, certtool, pkilint, tlsctl) through swift-subprocess.
-///
-/// Each program runs in a process group of its own. Its output is read as it comes (an
-/// interrupted system call is retried, never fatal), its exit is an event, not a polled
-/// flag, and the timeout is only a safety net: when it fires, the program and anything it
-/// started are killed through its own process group id (SIGKILL) and `timedOut` is set.
-/// The work happens on ``ProcessDriver`` threads, never on Swift's cooperative pool.
+/// Runs external programs (openssl, certtool, pkilint, tlsctl).
 ///
 /// Both a synchronous and an `async` `run` exist: in an `async` function the compiler picks
 /// the `async` one (and asks for `await`), which suspends instead of holding a thread of the
 /// cooperative pool while the program runs.
+///
+/// - The `async` one runs the program through swift-subprocess, in a process group of its
+///   own: reads retry EINTR, the exit is an event, and the timeout (a safety net) kills the
+///   whole group (SIGKILL) and sets `timedOut`.
+/// - The synchronous one (for synchronous tests) uses Foundation's `Process` with pipe
+///   reads that retry EINTR, and never needs Swift's cooperative pool, whose threads
+///   synchronous tests hold while they wait: swift-subprocess ends each run with an
+///   unstructured task on that pool, so a synchronous wait on it can deadlock the suite
+///   when every pool thread waits (two on a 2-core machine). Its timeout kills the program
+///   by its pid.
 public enum Tool {
     /// The absolute path of `name` on PATH, or a ``MissingToolError``.
     public static func locate(_ name: String, package: String? = nil) throws -> String {
@@ -59,22 +63,75 @@ public enum Tool {
     }
 
     /// Runs `arguments[0]` (looked up on PATH) with the rest as arguments, blocking the
-    /// calling thread (not the threads that drive the program) until it ends.
+    /// calling thread until it ends.
     ///
     /// - Parameters:
     ///   - input: bytes written to standard input, which is then closed (it is closed at
     ///     once when `nil`).
-    ///   - timeout: seconds before the program's process group is killed (SIGKILL) and
-    ///     `timedOut` is set. A safety net against a hang, never a measurement.
+    ///   - timeout: seconds before the program is killed (SIGKILL) and `timedOut` is set. A
+    ///     safety net against a hang, never a measurement.
     ///   - directory: working directory.
     @discardableResult
     public static func run(
         _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
         environment: [String: String]? = nil, package: String? = nil
     ) throws -> ProcessResult {
-        let invocation = try Invocation(arguments, input: input, timeout: timeout, directory: directory,
-                                        environment: environment, package: package)
-        return try ProcessDriver.block { try await invocation.run() }
+        guard let name = arguments.first else { throw EmptyCommandError() }
+        let executable = try locate(name, package: package)
+        _ = ignoreSIGPIPE
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = Array(arguments.dropFirst())
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let stdout = Pipe()
+        let stderr = Pipe()
+        let stdin = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+
+        // Foundation's readDataToEndOfFile() hits a `try!` when a signal interrupts its
+        // read (EINTR), killing the test process: read the pipes with a loop that retries.
+        let outBox = Locked(Data())
+        let errBox = Locked(Data())
+        let group = DispatchGroup()
+        for (pipe, box) in [(stdout, outBox), (stderr, errBox)] {
+            group.enter()
+            DispatchQueue.global().async {
+                let data = readToEnd(pipe.fileHandleForReading.fileDescriptor)
+                box.withLock { $0 = data }
+                group.leave()
+            }
+        }
+        // The exit is an event (Foundation's termination handler); the timeout only a bound.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        if let input {
+            let handle = stdin.fileHandleForWriting
+            DispatchQueue.global().async {
+                // A program that exits before reading all of its input just fails the write.
+                try? handle.write(contentsOf: Data(input.utf8))
+                try? handle.close()
+            }
+        }
+        var timedOut = false
+        if exited.wait(timeout: .now() + timeout) == .timedOut {
+            timedOut = true
+            kill(process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+        group.wait()
+        let status = process.terminationReason == .uncaughtSignal
+            ? ExitStatus(code: process.terminationStatus, signal: process.terminationStatus)
+            : ExitStatus(code: process.terminationStatus, signal: nil)
+        return ProcessResult(
+            command: [executable] + arguments.dropFirst(), exitCode: status.code,
+            standardOutput: String(decoding: outBox.withLock { $0 }, as: UTF8.self),
+            standardError: String(decoding: errBox.withLock { $0 }, as: UTF8.self), timedOut: timedOut, signal: status.signal)
     }
 
     /// Runs `arguments[0]` (looked up on PATH) with the rest as arguments, suspending the
@@ -86,7 +143,9 @@ public enum Tool {
     ) async throws -> ProcessResult {
         let invocation = try Invocation(arguments, input: input, timeout: timeout, directory: directory,
                                         environment: environment, package: package)
-        return try await ProcessDriver.run { try await invocation.run() }
+        return try await withCheckedThrowingContinuation { continuation in
+            invocation.start { continuation.resume(with: $0) }
+        }
     }
 }
 
@@ -129,7 +188,41 @@ struct Invocation: Sendable {
             environment: variables, workingDirectory: directory.map { FilePath($0) }, platformOptions: options)
     }
 
-    func run() async throws -> ProcessResult {
+    /// Starts the program on the ``ProcessDriver`` threads and calls `deliver` once with the
+    /// outcome.
+    ///
+    /// The outcome is delivered as soon as both output streams ended and the program has
+    /// exited (seen without reaping it), not when `Subprocess.run` returns: its last step
+    /// awaits an unstructured task on Swift's global cooperative pool, which synchronous
+    /// tests may be holding all of (two threads here). Nothing a waiting test depends on
+    /// needs that pool; swift-subprocess finishes (and reaps) whenever it gets a thread.
+    func start(_ deliver: @escaping @Sendable (Result<ProcessResult, any Error>) -> Void) {
+        let delivered = Locked(false)
+        let once: @Sendable (Result<ProcessResult, any Error>) -> Void = { result in
+            let first = delivered.withLock { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            if first { deliver(result) }
+        }
+        Task(executorPreference: ProcessDriver.shared) {
+            do {
+                try await run(once)
+            } catch {
+                once(.failure(error))
+            }
+        }
+    }
+
+    private func result(_ output: CollectedOutput, _ status: ExitStatus) -> ProcessResult {
+        ProcessResult(
+            command: command, exitCode: status.code,
+            standardOutput: String(decoding: output.standardOutput, as: UTF8.self),
+            standardError: String(decoding: output.standardError, as: UTF8.self),
+            timedOut: output.timedOut, signal: status.signal)
+    }
+
+    private func run(_ deliver: @escaping @Sendable (Result<ProcessResult, any Error>) -> Void) async throws {
         let collected = Locked(CollectedOutput())
         let result = try await Subprocess.run(configuration, input: .inputWriter, output: .sequence, error: .sequence) { execution in
             await withTaskGroup(of: Bool.self) { group in
@@ -163,14 +256,11 @@ struct Invocation: Sendable {
                 }
                 group.cancelAll()
             }
+            if let status = peekExit(execution.processIdentifier.value) {
+                deliver(.success(self.result(collected.withLock { $0 }, status)))
+            }
         }
-        let output = collected.withLock { $0 }
-        let status = ExitStatus(result.terminationStatus)
-        return ProcessResult(
-            command: command, exitCode: status.code,
-            standardOutput: String(decoding: output.standardOutput, as: UTF8.self),
-            standardError: String(decoding: output.standardError, as: UTF8.self),
-            timedOut: output.timedOut, signal: status.signal)
+        deliver(.success(self.result(collected.withLock { $0 }, ExitStatus(result.terminationStatus))))
     }
 }
 
@@ -199,12 +289,45 @@ struct ExitStatus: Sendable {
     var code: Int32
     var signal: Int32?
 
+    init(code: Int32, signal: Int32?) {
+        self.code = code
+        self.signal = signal
+    }
+
     init(_ status: TerminationStatus) {
         switch status {
         case .exited(let code): self.code = code; signal = nil
         case .signaled(let number): code = number; signal = number
         }
     }
+}
+
+/// Everything readable from `descriptor` until end of file, retrying reads that a signal
+/// interrupted (EINTR); a read error ends it with what was read.
+func readToEnd(_ descriptor: Int32) -> Data {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        if count > 0 {
+            data.append(contentsOf: buffer[0..<count])
+        } else if count == 0 || errno != EINTR {
+            return data
+        }
+    }
+}
+
+/// How the child `pid` ended, looked at without reaping it (swift-subprocess reaps it
+/// later), or nil while it still runs.
+func peekExit(_ pid: pid_t) -> ExitStatus? {
+    var info = siginfo_t()
+    var rc: Int32
+    repeat {
+        rc = waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT | WNOHANG)
+    } while rc == -1 && errno == EINTR
+    guard rc == 0, info._sifields._sigchld.si_pid == pid else { return nil }
+    let status = info._sifields._sigchld.si_status
+    return info.si_code == Int32(CLD_EXITED) ? ExitStatus(code: status, signal: nil) : ExitStatus(code: status, signal: status)
 }
 
 /// Writing to a program that already exited must fail with EPIPE, not end the test
