@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         // Tests only: BoringSSL (swift-nio-ssl) must read the keys we write.
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        // Tests only: runs the external peers and tools (openssl, certtool, tlsctl, ...).
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
@@ -65,6 +68,10 @@ let package = Package(
         // Shared by the test targets: running real peers and tools with timeouts, temp dirs.
         .target(
             name: "TestSupport",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             path: "Tests/TestSupport"
         ),
         .testTarget(

@@ -357,7 +357,7 @@ struct LocalAuthorityTests {
         defer { directory.remove() }
         let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
         let paths = try certificates.enumerated().map { try directory.write($0.element.pemEncoded, to: "\($0.offset).pem") }
-        let result = try Tool.run(["openssl", "verify", "-CAfile", rootPath] + paths, timeout: 120)
+        let result = try await Tool.run(["openssl", "verify", "-CAfile", rootPath] + paths, timeout: 120)
         #expect(result.succeeded, "\(result)")
         #expect(result.standardOutput.components(separatedBy: ": OK").count - 1 == 80)
     }

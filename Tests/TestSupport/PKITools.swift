@@ -18,6 +18,18 @@ extension Tool {
         guard result.succeeded else { throw ToolFailure(result: result) }
         return result
     }
+
+    /// ``runChecked(_:input:timeout:directory:package:)`` for `async` tests: suspends
+    /// instead of holding a thread of the cooperative pool while the program runs.
+    @discardableResult
+    public static func runChecked(
+        _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
+        package: String? = nil
+    ) async throws -> ProcessResult {
+        let result = try await run(arguments, input: input, timeout: timeout, directory: directory, package: package)
+        guard result.succeeded else { throw ToolFailure(result: result) }
+        return result
+    }
 }
 
 /// Keys, requests and digests made by the `openssl` command, the independent source of
