@@ -109,6 +109,9 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// A complete GnuTLS priority string that replaces the defaults (versions, ciphers,
     /// groups). For experts; `nil` uses ``defaultPriority(minimum:maximum:)``.
     public var priorityString: String?
+    /// Whether chains the Swift verifier accepted are remembered for repeat connections
+    /// (see ``VerifiedChainCache``). On by default.
+    public var chainCache: ChainCache
 
     private init(role: Role) {
         self.role = role
@@ -125,6 +128,7 @@ public struct TLSConfiguration: Hashable, Sendable {
         securityProfile = .medium
         revocation = .checkAvailableCRLs
         priorityString = nil
+        chainCache = .enabled
     }
 
     /// A client that verifies servers against `trustStore` (the system's when `nil`), and
@@ -174,6 +178,10 @@ public final class TLSContext: Sendable {
     public let verifier: Verifier?
     /// Client-side resumption data by server name and port.
     package let sessionCache: SessionCache
+    /// The chains the Swift verifier accepted (nil when verification or the cache is off).
+    public let verifiedChainCache: VerifiedChainCache?
+    /// Identifies the anchors and CRLs in the verified-chain cache's keys.
+    let trustDigest: [UInt8]
 
     /// Validates `configuration` (keys match certificates, chains are in order, a server has
     /// an identity) and builds the GnuTLS objects.
@@ -222,6 +230,8 @@ public final class TLSContext: Sendable {
         self.handle = try TLSContextHandle(settings)
         self.verifier = verifies ? try Verifier(trustStore: trust) : nil
         self.sessionCache = SessionCache()
+        self.verifiedChainCache = verifier == nil ? nil : configuration.chainCache.makeCache()
+        self.trustDigest = verifiedChainCache == nil ? [] : TLSContext.trustDigest(verifier)
     }
 
     /// The policy peers are verified with: for a client, the server's purpose and name;
