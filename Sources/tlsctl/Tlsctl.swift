@@ -21,6 +21,7 @@ struct Tlsctl: AsyncParsableCommand {
         ServeCommand.self,
         ConnectCommand.self,
         DemoCommand.self,
+        BenchCommand.self,
     ]
 
     static let configuration = CommandConfiguration(
