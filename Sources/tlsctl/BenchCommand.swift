@@ -108,8 +108,6 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
 
     func run() async throws {
         let tally = BenchTally(showsProgress: !json && isatty(STDERR_FILENO) != 0)
-        let cpuBefore = processCPUSeconds()
-        let started = DispatchTime.now().uptimeNanoseconds
         let mode: String
         let cache: VerifiedChainCache?
         if let endpoint {
@@ -120,8 +118,9 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
             cache = try runInMemory(tally: tally)
         }
         let cacheStatistics = cache?.statistics
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        let cpu = processCPUSeconds() - cpuBefore
+        // From the first handshake on: building the PKI and contexts is not measured.
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - tally.startedAt) / 1e9
+        let cpu = processCPUSeconds() - tally.cpuAtStart
         tally.finishProgress()
         let result = tally.result(elapsed: elapsed, cpuSeconds: cpu)
         if json {
@@ -179,6 +178,7 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
             guard let data = first.resumptionData else { throw CLIError("the server sent no session ticket to resume") }
             session = data
         }
+        tally.start()
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
         let resumptionData = session
         let workers = (0..<concurrency).map { _ in
@@ -222,6 +222,7 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
             configuration.maximumVersion = tls.version
         }
         let context = try TLSContext(configuration: configuration)
+        tally.start()
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         let host = endpoint.host
         let port = endpoint.port
@@ -231,7 +232,13 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
                     while ContinuousClock.now < deadline {
                         let start = DispatchTime.now().uptimeNanoseconds
                         do {
-                            let channel = try await SecureChannel.connect(host: host, port: port, context: context)
+                            // TCP first, then TLS over the connected channel: a refused
+                            // connection never reaches the TLS layer.
+                            let tcp = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                                .connectTimeout(.seconds(10))
+                                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                                .connect(host: host, port: port).get()
+                            let channel = try await SecureChannel.wrap(tcp, serverHostname: host, context: context)
                             tally.record(latency: DispatchTime.now().uptimeNanoseconds - start, resumed: channel.info.isResumed,
                                          version: channel.info.protocolVersion)
                             try? await channel.executeThenClose { _, _ in }
@@ -276,12 +283,20 @@ private final class BenchTally: @unchecked Sendable {
     private var version: String?
     private(set) var firstFailure: String?
     private let showsProgress: Bool
-    private let started = DispatchTime.now().uptimeNanoseconds
+    private var started = DispatchTime.now().uptimeNanoseconds
     private var lastProgress: UInt64 = 0
+    private(set) var cpuAtStart = processCPUSeconds()
+    var startedAt: UInt64 { started }
 
     init(showsProgress: Bool) {
         self.showsProgress = showsProgress
         latencies.reserveCapacity(1 << 16)
+    }
+
+    /// Marks the start of the measured period (set up before workers run).
+    func start() {
+        started = DispatchTime.now().uptimeNanoseconds
+        cpuAtStart = processCPUSeconds()
     }
 
     func record(latency: UInt64, resumed wasResumed: Bool, version negotiated: String) {
