@@ -19,3 +19,7 @@ echo "==> Building with tests"
 swift build "${swift_flags[@]}" --build-tests
 echo "==> Testing"
 swift test "${swift_flags[@]}"
+
+# The Benchmarks package (its own SwiftPM package): built, not run.
+echo "==> Building the Benchmarks package"
+(cd Benchmarks && swift build "${swift_flags[@]}")

@@ -183,6 +183,9 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// The rule set the peer's chain is verified with: RFC 5280 + RFC 9525 (the default) or
     /// the CA/Browser Forum's Web PKI rules (``VerificationProfile/webPKI``).
     public var verificationProfile: VerificationProfile
+    /// Whether chains the Swift verifier accepted are remembered for repeat connections
+    /// (see ``VerifiedChainCache``). On by default.
+    public var chainCache: ChainCache
 
     private init(role: Role) {
         self.role = role
@@ -201,6 +204,7 @@ public struct TLSConfiguration: Hashable, Sendable {
         revocation = .checkAvailableCRLs
         priorityString = nil
         verificationProfile = .rfc5280
+        chainCache = .enabled
     }
 
     /// A client that verifies servers against `trustStore` (the system's when `nil`), and
@@ -255,6 +259,10 @@ public final class TLSContext: Sendable {
     public let revocationChecker: RevocationChecker
     /// What the configuration means to GnuTLS and to the Swift verifier.
     let mapping: TLSPolicyMapping
+    /// The chains the Swift verifier accepted (nil when verification or the cache is off).
+    public let verifiedChainCache: VerifiedChainCache?
+    /// Identifies the anchors and CRLs in the verified-chain cache's keys.
+    let trustDigest: [UInt8]
 
     /// Validates `configuration` (keys match certificates, chains are in order, a server has
     /// an identity) and builds the GnuTLS objects.
@@ -303,6 +311,8 @@ public final class TLSContext: Sendable {
         self.mapping = mapping
         self.sessionCache = SessionCache()
         self.revocationChecker = RevocationChecker(mode: configuration.ocspRevocation)
+        self.verifiedChainCache = verifier == nil ? nil : configuration.chainCache.makeCache()
+        self.trustDigest = verifiedChainCache == nil ? [] : TLSContext.trustDigest(verifier)
     }
 
     /// The policy peers are verified with: for a client, the server's purpose and name;

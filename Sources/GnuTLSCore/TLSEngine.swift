@@ -185,6 +185,9 @@ package final class TLSEngine {
     /// Whether ciphertext is waiting to be sent.
     package var hasOutbound: Bool { !io.outbound.isEmpty }
 
+    /// Whether received ciphertext is waiting for GnuTLS to consume it.
+    package var hasInboundBytes: Bool { io.inboundAvailable > 0 }
+
     /// Takes the ciphertext waiting to be sent.
     package func takeOutbound() -> [UInt8] {
         var taken: [UInt8] = []

@@ -18,6 +18,9 @@ public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
     public var peerCertificates: [Certificate]
     /// The chain the verifier accepted, leaf first, anchor last (nil when not verified).
     public var verifiedChain: VerifiedChain?
+    /// Whether ``verifiedChain`` came from the context's verified-chain cache (an identical
+    /// chain, trust and policy verified earlier) rather than a new Swift verifier pass.
+    public var verificationCacheHit = false
 
     /// The peer's leaf certificate.
     public var peerCertificate: Certificate? { peerCertificates.first }

@@ -206,12 +206,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             isResumed: engine.isResumed, peerCertificates: peer, verifiedChain: nil)
         // The Swift verifier: stricter than GnuTLS (RFC 5280 / CA-B Forum checks, no CN
         // fallback), run on every handshake, resumed ones included.
-        if let verifier = tlsContext.verifier {
-            if let leaf = peer.first {
+        if tlsContext.verifier != nil {
+            if !peer.isEmpty {
                 do {
                     // GnuTLS verified this chain during the handshake; no second GnuTLS pass.
-                    info.verifiedChain = try verifier.verify(
-                        leaf, intermediates: Array(peer.dropFirst()), policy: tlsContext.verificationPolicy(forHost: host), consultGnuTLS: false)
+                    // An identical earlier verification may answer from the verified-chain cache.
+                    let verdict = try tlsContext.verifyPeerChain(engine.peerCertificates, host: host)
+                    info.verifiedChain = verdict?.chain
+                    info.verificationCacheHit = verdict?.cacheHit ?? false
                 } catch let error as VerificationError {
                     engine.sendFatalAlert(badCertificate: true)
                     flushCiphertext(context: context)

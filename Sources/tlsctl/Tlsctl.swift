@@ -22,6 +22,7 @@ struct Tlsctl: AsyncParsableCommand {
         ConnectCommand.self,
         DemoCommand.self,
         OCSPCommand.self,
+        BenchCommand.self,
     ]
 
     static let configuration = CommandConfiguration(

@@ -1,0 +1,63 @@
+@_spi(Benchmarks) import GnuTLS
+import NIOCore
+import NIOEmbedded
+import NIOSSL
+import NIOTLS
+
+/// swift-nio-ssl's `NIOSSLHandler` back to back on EmbeddedChannels, with the same
+/// certificates, the client verifying chain and host name.
+final class NIOSSLRunner: ChannelRunner {
+    let clientContext: NIOSSLContext
+    let serverContext: NIOSSLContext
+
+    init(_ scenario: Scenario, pki: BenchmarkPKI) throws {
+        func certificates(_ chain: [Certificate]) throws -> [NIOSSLCertificateSource] {
+            try chain.map { .certificate(try NIOSSLCertificate(bytes: $0.derEncoded, format: .der)) }
+        }
+        func key(_ identity: TLSIdentity) throws -> NIOSSLPrivateKeySource {
+            .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pemEncoded().utf8), format: .pem))
+        }
+        let root = try NIOSSLCertificate(bytes: pki.root.certificate.derEncoded, format: .der)
+        let version: NIOSSL.TLSVersion = scenario.version == .tls13 ? .tlsv13 : .tlsv12
+
+        var server = NIOSSL.TLSConfiguration.makeServerConfiguration(
+            certificateChain: try certificates(pki.serverIdentity.chain), privateKey: try key(pki.serverIdentity))
+        var client = NIOSSL.TLSConfiguration.makeClientConfiguration()
+        client.trustRoots = .certificates([root])
+        if scenario.mutual {
+            server.certificateVerification = .noHostnameVerification
+            server.trustRoots = .certificates([root])
+            client.certificateChain = try certificates(pki.clientIdentity.chain)
+            client.privateKey = try key(pki.clientIdentity)
+        }
+        for index in [0, 1] {
+            var configuration = index == 0 ? server : client
+            configuration.minimumTLSVersion = version
+            configuration.maximumTLSVersion = version
+            configuration.curves = [.x25519]
+            if index == 0 { server = configuration } else { client = configuration }
+        }
+        serverContext = try NIOSSLContext(configuration: server)
+        clientContext = try NIOSSLContext(configuration: client)
+        super.init(scenario)
+        try prepare()
+    }
+
+    private var handshakeDone = false
+
+    override func makeConnection() throws -> BackToBackEmbeddedChannel {
+        let pair = BackToBackEmbeddedChannel()
+        handshakeDone = false
+        try pair.client.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: clientContext, serverHostname: "localhost"))
+        try pair.client.pipeline.syncOperations.addHandler(EventWatcher { [unowned self] event in
+            if let event = event as? TLSUserEvent, case .handshakeCompleted = event { self.handshakeDone = true }
+        })
+        try pair.server.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverContext))
+        return pair
+    }
+
+    override func checkHandshake(_ pair: BackToBackEmbeddedChannel, resumed: Bool) throws {
+        guard handshakeDone else { throw ScenarioError("swift-nio-ssl: the handshake did not finish") }
+    }
+}
+

@@ -1,0 +1,185 @@
+import Foundation
+import GnuTLSCore
+
+// What the Benchmarks package and `tlsctl bench` need to drive the TLS engine from outside
+// the package, without copies of its internals: a throwaway PKI and a client/server engine
+// pair wired back to back in memory. Not API: `@_spi(Benchmarks)` keeps it out of what users
+// see, and it may change with any release.
+
+/// A throwaway PKI for benchmarks: root -> issuing CA -> server and client leaves, every key
+/// of one algorithm, the server named `localhost`.
+@_spi(Benchmarks)
+public struct BenchmarkPKI: Sendable {
+    public let root: LocalAuthority
+    public let issuing: LocalAuthority
+    public let serverIdentity: TLSIdentity
+    public let clientIdentity: TLSIdentity
+    /// The host name the server certificate is issued for.
+    public let hostname = "localhost"
+
+    /// Generates the keys and certificates (milliseconds for ECDSA and Ed25519, longer for RSA).
+    public init(algorithm: KeyAlgorithm = .ecdsaP256) throws {
+        root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Benchmark Root,O=swift-gnutls"),
+                                             key: try KeyPair.generate(algorithm))
+        issuing = try root.createIntermediate(subject: try DistinguishedName("CN=Benchmark Issuing CA,O=swift-gnutls"),
+                                              key: try KeyPair.generate(algorithm), pathLength: 0)
+        serverIdentity = try Self.issue(by: issuing, subject: "CN=localhost", names: [.dnsName("localhost")], profile: .tlsServer, algorithm: algorithm)
+        clientIdentity = try Self.issue(by: issuing, subject: "CN=bench-client,O=swift-gnutls",
+                                        names: [.uri("spiffe://example.org/bench-client")], profile: .tlsClient, algorithm: algorithm)
+    }
+
+    private static func issue(by authority: LocalAuthority, subject: String, names: [GeneralName], profile: CertificateProfile,
+                              algorithm: KeyAlgorithm) throws -> TLSIdentity {
+        let key = try KeyPair.generate(algorithm)
+        let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
+        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
+    }
+
+    /// A trust store holding the root.
+    public var trustStore: TrustStore { TrustStore(certificates: [root.certificate]) }
+
+    /// A client configuration trusting the root (presenting the client identity when `mutual`).
+    public func clientConfiguration(version: TLSVersion? = nil, tickets: Bool = true, mutual: Bool = false) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trustStore, identity: mutual ? clientIdentity : nil)
+        if let version { configuration.minimumVersion = version; configuration.maximumVersion = version }
+        configuration.sessionResumption = tickets
+        return configuration
+    }
+
+    /// A server configuration for `localhost` (requiring client certificates when `mutual`).
+    public func serverConfiguration(version: TLSVersion? = nil, tickets: Bool = true, mutual: Bool = false) -> TLSConfiguration {
+        var configuration = mutual
+            ? TLSConfiguration.makeMutualTLSServerConfiguration(identity: serverIdentity, clientTrustStore: trustStore)
+            : TLSConfiguration.makeServerConfiguration(identity: serverIdentity)
+        if let version { configuration.minimumVersion = version; configuration.maximumVersion = version }
+        configuration.sessionResumption = tickets
+        return configuration
+    }
+}
+
+/// Why a back-to-back handshake or transfer failed.
+@_spi(Benchmarks)
+public struct InMemoryTLSFailure: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// A client engine and a server engine wired to each other in memory, doing what
+/// `GnuTLSHandler` does on a connection: the GnuTLS handshake with its in-handshake
+/// verification, then the Swift `Verifier` on the peer's chain, on each side that verifies.
+/// One pair is one connection; make a new pair for the next.
+///
+/// Not thread-safe: one pair belongs to one thread.
+@_spi(Benchmarks)
+public final class InMemoryTLSPair {
+    private let clientContext: TLSContext
+    private let serverContext: TLSContext
+    private let client: TLSEngine
+    private let server: TLSEngine
+    private let host: String?
+
+    /// - Parameters:
+    ///   - host: the name the client connects to (SNI and name verification).
+    ///   - resumptionData: a session from ``resumptionData`` of an earlier pair, to resume.
+    public init(client: TLSContext, server: TLSContext, host: String? = "localhost", resumptionData: [UInt8]? = nil) throws {
+        self.clientContext = client
+        self.serverContext = server
+        self.host = host
+        let configuration = client.configuration
+        let name = configuration.serverName ?? host
+        let full = configuration.peerVerification == .fullVerification
+        self.client = try TLSEngine(
+            context: client.handle, serverName: name, verifyHostname: full ? name : nil, verifyIP: full ? name.flatMap { IPAddress($0) }?.bytes : nil,
+            verifyPeer: configuration.peerVerification != .insecureNoVerification, purposeOID: ExtendedKeyUsage.serverAuth.rawValue,
+            sessionData: configuration.sessionResumption ? resumptionData : nil)
+        self.server = try server.makeEngine(host: nil)
+    }
+
+    /// Runs both handshakes to completion, then the Swift verifier on each side that
+    /// verifies, then lets the client take the session tickets the server sent.
+    public func handshake() throws {
+        var clientDone = false
+        var serverDone = false
+        var rounds = 0
+        while !(clientDone && serverDone) {
+            rounds += 1
+            guard rounds <= 32 else { throw InMemoryTLSFailure(description: "the handshake did not settle within 32 rounds") }
+            do {
+                if !clientDone { clientDone = try client.handshake() == .complete }
+                server.receive(outboundOf: client)
+                if !serverDone { serverDone = try server.handshake() == .complete }
+                client.receive(outboundOf: server)
+            } catch {
+                throw InMemoryTLSFailure(description: "handshake failed: \(error.name) in \(error.function): \(error.text)")
+            }
+        }
+        try verifyPeer(of: client, context: clientContext, host: host)
+        try verifyPeer(of: server, context: serverContext, host: nil)
+        // TLS 1.3 session tickets arrive after the handshake: the client reads them now, as
+        // a connection's first read would.
+        if client.hasInboundBytes { _ = try read(client) { _ in } }
+    }
+
+    /// The Swift verifier pass `GnuTLSHandler` runs after the handshake (or its cached result).
+    private func verifyPeer(of engine: TLSEngine, context: TLSContext, host: String?) throws {
+        guard context.verifier != nil else { return }
+        let peer = engine.peerCertificates
+        if peer.isEmpty {
+            if context.configuration.role == .client && !engine.isResumed {
+                throw InMemoryTLSFailure(description: "the server sent no certificate")
+            }
+            return
+        }
+        if try context.verifyPeerChain(peer, host: host)?.cacheHit == true { verificationCacheHits += 1 }
+    }
+
+    /// How many of this pair's peer-chain verifications the verified-chain cache answered (0-2).
+    public private(set) var verificationCacheHits = 0
+
+    /// Whether the client resumed a session.
+    public var isResumed: Bool { client.isResumed }
+
+    /// The negotiated version (`TLS1.3`) and cipher suite.
+    public var protocolVersion: String { client.protocolVersion }
+    public var cipherSuite: String { client.cipherSuite }
+
+    /// Data that resumes this session in a later pair (after ``handshake()``).
+    public var resumptionData: [UInt8]? { client.resumptionData }
+
+    /// The client writes `bytes` in records of at most `recordSize`; the server decrypts them.
+    /// - Returns: the number of plaintext bytes the server read.
+    @discardableResult
+    public func transfer(_ bytes: UnsafeRawBufferPointer, recordSize: Int = 16 * 1024) throws -> Int {
+        var received = 0
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + recordSize, bytes.count)
+            do {
+                try client.write(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            } catch {
+                throw InMemoryTLSFailure(description: "write failed: \(error.name): \(error.text)")
+            }
+            offset = end
+            server.receive(outboundOf: client)
+            while server.hasInboundBytes || server.hasPendingPlaintext {
+                guard case .data(let count) = try read(server, { _ in }) else { break }
+                received += count
+            }
+        }
+        return received
+    }
+
+    private func read(_ engine: TLSEngine, _ body: (UnsafeRawBufferPointer) -> Void) throws -> TLSEngine.ReadOutcome {
+        do {
+            return try engine.read(body)
+        } catch {
+            throw InMemoryTLSFailure(description: "read failed: \(error.name): \(error.text)")
+        }
+    }
+}
+
+extension TLSEngine {
+    /// Moves the ciphertext `other` has queued into this engine's input.
+    fileprivate func receive(outboundOf other: TLSEngine) {
+        other.drainOutbound { receive($0) }
+    }
+}
