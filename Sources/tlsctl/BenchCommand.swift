@@ -207,7 +207,7 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
     private func runAgainstHost(_ endpoint: Endpoint, tally: BenchTally) async throws -> VerifiedChainCache? {
         var trust = TrustStore.system
         if let caFile {
-            trust = try context("cannot load the CAs in \(caFile) (--ca-file)") { try TrustStore(pemFile: caFile) }
+            trust = try context("cannot load the CAs in \(caFile) (--ca-file)") { try TrustStore(contentsOfFile: caFile) }
         }
         var identity: TLSIdentity?
         if mutual, let certificate, let keyFile {

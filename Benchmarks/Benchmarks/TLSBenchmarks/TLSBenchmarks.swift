@@ -42,7 +42,7 @@ let benchmarks: @Sendable () -> Void = {
         FileManager.default.createFile(atPath: trustFile, contents: Data(pki.root.certificate.pemEncoded.utf8))
         _ = Benchmark("Context.Build.FileTrust") { benchmark in
             for _ in benchmark.scaledIterations {
-                let configuration = TLSConfiguration.makeClientConfiguration(trustStore: try TrustStore(pemFile: trustFile))
+                let configuration = TLSConfiguration.makeClientConfiguration(trustStore: try TrustStore(contentsOfFile: trustFile))
                 blackHole(try TLSContext(configuration: configuration))
             }
         }
