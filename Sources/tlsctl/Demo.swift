@@ -73,7 +73,13 @@ struct DemoWorkspace {
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     func finish() {
-        if !kept { try? FileManager.default.removeItem(atPath: path) }
+        guard !kept else { return }
+        // A ledger still closing on another thread (the OCSP responder's pool may hold the
+        // last reference) deletes its -wal/-shm files while the tree is removed, and
+        // FileManager then stops at the vanished entry: try again until the tree is gone.
+        for _ in 0..<5 where FileManager.default.fileExists(atPath: path) {
+            try? FileManager.default.removeItem(atPath: path)
+        }
     }
 }
 

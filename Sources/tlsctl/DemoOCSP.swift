@@ -12,7 +12,7 @@ enum DemoOCSP {
         log.begin("OCSP: the issuing CA's responder, a stapling server, a hard-fail client")
         // The issuing CA with a ledger of its own for this act (ocsp-ledger.sqlite).
         let ca = try LocalAuthority(certificate: pki.intermediate.certificate, key: pki.intermediate.key,
-                                    issuers: pki.intermediate.chain, ledger: SQLiteLedger(path: workspace.file("ocsp-ledger.sqlite")))
+                                    issuers: pki.intermediate.chain, ledger: SQLiteLedger.create(path: workspace.file("ocsp-ledger.sqlite"), authority: pki.intermediate.certificate))
         let responder = try await OCSPServer.start(responder: try OCSPResponder(authority: ca), host: host, port: 0)
         do {
             try await act(pki, ca: ca, responderPort: responder.port, log: &log)

@@ -11,8 +11,8 @@ struct OCSPFixture {
 
     init() throws {
         directory = try TemporaryDirectory()
-        ledger = try SQLiteLedger(path: directory.file("ledger.sqlite"))
         let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=OCSP Test Root"))
+        ledger = try SQLiteLedger.create(path: directory.file("ledger.sqlite"), authority: root.certificate)
         ca = try LocalAuthority(certificate: root.certificate, key: root.key, ledger: ledger)
     }
 

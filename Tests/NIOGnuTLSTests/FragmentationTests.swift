@@ -71,10 +71,10 @@ func eventDrivenHandshake(_ pair: EnginePair, maxRounds: Int = 32,
 }
 
 /// DNS names that make a certificate larger than one TLS record (16 KiB).
-func bulkyNames(count: Int = 200) -> [GeneralName] {
+func bulkyNames(count: Int = 98) -> [GeneralName] {
     let label = String(repeating: "x", count: 60)
     return [.dnsName("localhost"), .ipAddress(IPAddress("127.0.0.1")!)]
-        + (0..<count).map { .dnsName("n\($0).\(label).\(label).example.com") }
+        + (0..<count).map { .dnsName("n\($0).\(label).\(label).\(label).example.com") }
 }
 
 @Suite struct FragmentationTests {
