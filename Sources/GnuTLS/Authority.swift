@@ -555,18 +555,19 @@ enum NameConstraintCheck {
                 }
             }
             // A CN that reads as an IP address or a host name is judged like one (verifiers,
-            // openssl among them, apply DNS and IP constraints to such CNs).
+            // openssl among them, apply DNS and IP constraints to such CNs). A dotted-quad
+            // IPv4 CN is both: openssl and our verifier hold it to DNS constraints too (when
+            // the certificate has no DNS SANs), so it must pass both.
             for commonName in subject.values(of: .commonName) {
-                let name: GeneralName
-                if let address = IPAddress(commonName) {
-                    name = .ipAddress(address)
-                } else if looksLikeHostName(commonName) {
-                    name = .dnsName(commonName)
-                } else {
-                    continue
+                var readings: [GeneralName] = []
+                if let address = IPAddress(commonName) { readings.append(.ipAddress(address)) }
+                if looksLikeHostName(commonName) || (AlternativeNames.isValidDNSName(commonName) && commonName.contains(".")) {
+                    readings.append(.dnsName(commonName))
                 }
-                if let violation = violation(of: constraints, by: name) {
-                    throw IssuanceError(.nameNotPermitted, "subject common name \(commonName) is \(violation) by the name constraints of '\(ca.subject)'")
+                for name in readings {
+                    if let violation = violation(of: constraints, by: name) {
+                        throw IssuanceError(.nameNotPermitted, "subject common name \(commonName) is \(violation) by the name constraints of '\(ca.subject)'")
+                    }
                 }
             }
             if let violation = directoryNameViolation(of: constraints, by: subject) {

@@ -127,46 +127,36 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
         return bytes.reduce(0) { $0 << 8 | Int($1) }
     }
 
-    /// Parses one DER CRL.
+    /// Parses one DER CRL with swift-asn1, in one linear pass: the `TBSCertList` once into
+    /// its fields and a dictionary of serials (GnuTLS's `gnutls_x509_crl_import` is
+    /// quadratic in the number of entries, so no path hands a CRL to it).
     /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a certificate).
     public init(derEncoded der: [UInt8]) throws {
-        let handle: CRLHandle
-        let fields: CoreCRLFields
+        let decoded: CRLDecoding.Decoded
         do {
-            handle = try CRLHandle(der: der)
-            fields = try handle.fields()
+            decoded = try CRLDecoding.decode(der)
         } catch let error as GnuTLSError where error.code == .malformedDER {
-            if (try? CertificateHandle(der: der)) != nil {
+            if (try? Certificate(derEncoded: der)) != nil {
                 throw GnuTLSError(.unexpectedObject, "expected a CRL, found a certificate")
             }
             throw error
         }
-        let reasons = try CRLEntryReasons.read(der)
-        guard reasons.count == fields.entries.count else {
-            throw GnuTLSError(.malformedDER, "CRL lists \(fields.entries.count) revoked certificates, but \(reasons.count) entries were decoded")
-        }
-        var entries: [Entry] = []
         var index: [SerialNumber: Int] = [:]
-        entries.reserveCapacity(fields.entries.count)
-        for (entry, decoded) in zip(fields.entries, reasons) {
-            let serial = SerialNumber(bytes: entry.serial)
-            guard serial == decoded.serial else {
-                throw GnuTLSError(.malformedDER, "CRL entry \(entries.count) has serial \(serial) in GnuTLS but \(decoded.serial) in the DER")
-            }
-            if index[serial] == nil { index[serial] = entries.count }
-            entries.append(Entry(serialNumber: serial, revocationDate: Date(timeIntervalSince1970: TimeInterval(entry.revocationTime)),
-                                 reason: decoded.reason))
+        index.reserveCapacity(decoded.entries.count)
+        for (position, entry) in decoded.entries.enumerated() where index[entry.serialNumber] == nil {
+            index[entry.serialNumber] = position
         }
         derEncoded = der
-        version = fields.version
-        issuer = try DistinguishedName(derEncoded: fields.issuerDN)
-        thisUpdate = Date(timeIntervalSince1970: TimeInterval(fields.thisUpdate))
-        nextUpdate = fields.nextUpdate.map { Date(timeIntervalSince1970: TimeInterval($0)) }
-        crlNumber = fields.number
-        authorityKeyIdentifier = fields.authorityKeyIdentifier
-        signatureAlgorithm = SignatureAlgorithm(name: fields.signatureAlgorithmName, oid: fields.signatureAlgorithmOID)
-        extensions = fields.extensions.map { CertificateExtension(oid: $0.oid, critical: $0.critical, value: $0.value) }
-        self.entries = entries
+        version = decoded.version
+        issuer = decoded.issuer
+        thisUpdate = decoded.thisUpdate
+        nextUpdate = decoded.nextUpdate
+        extensions = decoded.extensions
+        crlNumber = decoded.number
+        authorityKeyIdentifier = decoded.authorityKeyIdentifier
+        signatureAlgorithm = SignatureAlgorithm(name: CoreSignature.name(algorithmOID: decoded.signatureAlgorithmOID),
+                                                oid: decoded.signatureAlgorithmOID)
+        self.entries = decoded.entries
         self.index = index
     }
 
@@ -211,19 +201,23 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
     }
 
     /// Whether the list names `issuer`'s subject as its issuer and its signature verifies
-    /// with `issuer`'s public key (`gnutls_x509_crl_verify`). Dates are not checked here.
+    /// with `issuer`'s public key: the `TBSCertList` bytes checked directly with
+    /// `gnutls_pubkey_verify_data2` for the algorithm the CRL names (the same in its signed
+    /// part and outside). Dates are not checked here.
     ///
     /// The answer is remembered per issuer for the life of this value (and its copies): a
     /// large CRL is verified once, not on every revocation lookup.
     public func isSigned(by issuer: Certificate) -> Bool {
         if let known = signatureCache.answer(for: issuer.derEncoded) { return known }
-        guard let crl = try? CRLHandle(der: derEncoded), let ca = try? CertificateHandle(der: issuer.derEncoded),
-              let result = try? crl.verify(issuer: ca) else {
-            signatureCache.remember(false, for: issuer.derEncoded)
-            return false
+        let answer: Bool
+        if self.issuer.matches(issuer.subject), let parts = SignedParts(derEncoded), parts.outerAlgorithm == parts.innerAlgorithm {
+            answer = CoreSignature.verify(spki: issuer.publicKey.derEncoded, algorithmOID: signatureAlgorithm.oid,
+                                          data: parts.tbs, signature: parts.signature) == .valid
+        } else {
+            answer = false
         }
-        signatureCache.remember(result.signatureValid, for: issuer.derEncoded)
-        return result.signatureValid
+        signatureCache.remember(answer, for: issuer.derEncoded)
+        return answer
     }
 
     /// Whether the list is past its nextUpdate at `date` (a list without nextUpdate never is).
@@ -316,16 +310,12 @@ enum CRLEncoding {
 
     /// UTCTime through 2049, GeneralizedTime from 2050 (RFC 5280 section 5.1.2.4).
     static func serializeTime(_ date: Date, into coder: inout DER.Serializer) throws {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        let (year, month, day) = (c.year!, c.month!, c.day!)
-        let (hours, minutes, seconds) = (c.hour!, c.minute!, c.second!)
-        if (1950..<2050).contains(year) {
-            try coder.serialize(UTCTime(year: year, month: month, day: day, hours: hours, minutes: minutes, seconds: seconds))
+        let c = UTCCalendar.components(of: date)
+        if (1950..<2050).contains(c.year) {
+            try coder.serialize(UTCTime(year: c.year, month: c.month, day: c.day, hours: c.hours, minutes: c.minutes, seconds: c.seconds))
         } else {
-            try coder.serialize(GeneralizedTime(year: year, month: month, day: day, hours: hours, minutes: minutes,
-                                                seconds: seconds, fractionalSeconds: 0))
+            try coder.serialize(GeneralizedTime(year: c.year, month: c.month, day: c.day, hours: c.hours, minutes: c.minutes,
+                                                seconds: c.seconds, fractionalSeconds: 0))
         }
     }
 
@@ -406,59 +396,145 @@ enum CRLEncoding {
     }
 }
 
-/// The serial and reason code of each entry, read from the DER with swift-asn1 because
-/// GnuTLS does not expose CRL entry extensions.
-enum CRLEntryReasons {
+
+/// A CRL's DER read with swift-asn1 in one pass (RFC 5280 section 5.1): GnuTLS's importer
+/// is quadratic in the number of entries, and it does not expose entry reason codes.
+enum CRLDecoding {
     struct Decoded {
-        var serial: SerialNumber
-        var reason: RevocationReason?
+        var version: Int
+        var signatureAlgorithmOID: String
+        var issuer: DistinguishedName
+        var thisUpdate: Date
+        var nextUpdate: Date?
+        var entries: [CertificateRevocationList.Entry]
+        var extensions: [CertificateExtension]
+        var number: [UInt8]?
+        var authorityKeyIdentifier: [UInt8]?
     }
 
-    static func read(_ der: [UInt8]) throws -> [Decoded] {
+    static func decode(_ der: [UInt8]) throws -> Decoded {
         do {
-            let list = try children(of: DER.parse(der))
-            guard let tbsNode = list.first else { throw GnuTLSError(.malformedDER, "CRL has no tbsCertList") }
-            let nodes = try children(of: tbsNode)
-            // version INTEGER OPTIONAL, signature, issuer, thisUpdate, nextUpdate Time OPTIONAL,
-            // revokedCertificates SEQUENCE OF OPTIONAL, [0] crlExtensions OPTIONAL.
-            var position = (nodes.first?.identifier == .integer ? 1 : 0) + 3
-            if position < nodes.count, [.utcTime, .generalizedTime].contains(nodes[position].identifier) { position += 1 }
-            guard position < nodes.count, nodes[position].identifier == .sequence else { return [] }
-            return try children(of: nodes[position]).map(entry)
+            let root = try DER.parse(der)
+            return try DER.sequence(root, identifier: .sequence) { top in
+                // CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue }
+                guard let tbsNode = top.next(), let algorithmNode = top.next(), let signatureNode = top.next(), top.next() == nil else {
+                    throw GnuTLSError(.malformedDER, "a CRL is a SEQUENCE of tbsCertList, signatureAlgorithm and signatureValue")
+                }
+                _ = try algorithmOID(algorithmNode)
+                _ = try ASN1BitString(derEncoded: signatureNode)
+                return try tbsCertList(tbsNode)
+            }
         } catch let error as GnuTLSError {
             throw error
         } catch {
-            throw GnuTLSError(.malformedDER, "CRL entries cannot be decoded: \(error)")
+            throw GnuTLSError(.malformedDER, "bytes are not a DER X.509 CRL: \(error)")
         }
     }
 
-    /// The elements of a SEQUENCE (OF).
-    private static func children(of node: ASN1Node) throws -> [ASN1Node] {
-        try DER.sequence(node, identifier: .sequence) { iterator in
-            var nodes: [ASN1Node] = []
-            while let child = iterator.next() { nodes.append(child) }
-            return nodes
-        }
-    }
-
-    private static func entry(_ node: ASN1Node) throws -> Decoded {
+    /// TBSCertList ::= SEQUENCE { version INTEGER OPTIONAL, signature, issuer, thisUpdate,
+    /// nextUpdate OPTIONAL, revokedCertificates SEQUENCE OF OPTIONAL, [0] crlExtensions OPTIONAL }
+    private static func tbsCertList(_ node: ASN1Node) throws -> Decoded {
         try DER.sequence(node, identifier: .sequence) { fields in
-            guard let serialNode = fields.next(), fields.next() != nil else {
+            var next = fields.next()
+            var version = 1
+            if let node = next, node.identifier == .integer {
+                let value = try Int(derEncoded: node)
+                guard value == 0 || value == 1 else { throw GnuTLSError(.malformedDER, "CRL version \(value + 1) is not 1 or 2") }
+                version = value + 1
+                next = fields.next()
+            }
+            guard let algorithmNode = next else { throw GnuTLSError(.malformedDER, "CRL has no signature algorithm") }
+            let algorithm = try algorithmOID(algorithmNode)
+            guard let issuerNode = fields.next(), issuerNode.identifier == .sequence else {
+                throw GnuTLSError(.malformedDER, "CRL has no issuer name")
+            }
+            let issuer = try DistinguishedName(derEncoded: Array(issuerNode.encodedBytes))
+            guard let thisNode = fields.next(), let thisUpdate = try time(thisNode) else {
+                throw GnuTLSError(.malformedDER, "CRL has no thisUpdate")
+            }
+            next = fields.next()
+            var nextUpdate: Date?
+            if let node = next, let date = try time(node) {
+                nextUpdate = date
+                next = fields.next()
+            }
+            var entries: [CertificateRevocationList.Entry] = []
+            if let node = next, node.identifier == .sequence {
+                entries = try DER.sequence(node, identifier: .sequence) { items in
+                    var entries: [CertificateRevocationList.Entry] = []
+                    while let item = items.next() { entries.append(try entry(item)) }
+                    return entries
+                }
+                next = fields.next()
+            }
+            var extensions: [CertificateExtension] = []
+            if let node = next, node.identifier == ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific) {
+                extensions = try DER.explicitlyTagged(node, tagNumber: 0, tagClass: .contextSpecific) { inner in
+                    try DER.sequence(inner, identifier: .sequence) { items in
+                        var extensions: [CertificateExtension] = []
+                        while let item = items.next() { extensions.append(try self.extension(item)) }
+                        return extensions
+                    }
+                }
+                next = fields.next()
+            }
+            guard next == nil else { throw GnuTLSError(.malformedDER, "CRL has unexpected fields after its extensions") }
+            var number: [UInt8]?
+            var keyIdentifier: [UInt8]?
+            for ext in extensions {
+                if ext.oid == "2.5.29.20", number == nil {
+                    number = Array(try ArraySlice<UInt8>(derEncoded: DER.parse(ext.value)))
+                } else if ext.oid == "2.5.29.35", keyIdentifier == nil {
+                    // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING OPTIONAL, … }
+                    keyIdentifier = try DER.sequence(DER.parse(ext.value), identifier: .sequence) { parts in
+                        guard let first = parts.next(), first.identifier == ASN1Identifier(tagWithNumber: 0, tagClass: .contextSpecific) else { return nil }
+                        return Array(try ASN1OctetString(derEncoded: first, withIdentifier: first.identifier).bytes)
+                    }
+                }
+            }
+            return Decoded(version: version, signatureAlgorithmOID: algorithm, issuer: issuer, thisUpdate: thisUpdate,
+                           nextUpdate: nextUpdate, entries: entries, extensions: extensions, number: number,
+                           authorityKeyIdentifier: keyIdentifier)
+        }
+    }
+
+    /// The OID of an `AlgorithmIdentifier`, dotted.
+    private static func algorithmOID(_ node: ASN1Node) throws -> String {
+        try DER.sequence(node, identifier: .sequence) { parts in
+            guard let oidNode = parts.next() else { throw GnuTLSError(.malformedDER, "an algorithm identifier has no OID") }
+            _ = parts.next()
+            return try ASN1ObjectIdentifier(derEncoded: oidNode).description
+        }
+    }
+
+    /// A `Time` (UTCTime or GeneralizedTime) at second precision; `nil` for another element.
+    private static func time(_ node: ASN1Node) throws -> Date? {
+        switch node.identifier {
+        case .utcTime:
+            let t = try UTCTime(derEncoded: node)
+            return UTCCalendar.date(year: t.year, month: t.month, day: t.day, hours: t.hours, minutes: t.minutes, seconds: t.seconds)
+        case .generalizedTime:
+            let t = try GeneralizedTime(derEncoded: node)
+            return UTCCalendar.date(year: t.year, month: t.month, day: t.day, hours: t.hours, minutes: t.minutes, seconds: t.seconds)
+        default:
+            return nil
+        }
+    }
+
+    /// revokedCertificate ::= SEQUENCE { userCertificate, revocationDate, crlEntryExtensions OPTIONAL }
+    private static func entry(_ node: ASN1Node) throws -> CertificateRevocationList.Entry {
+        try DER.sequence(node, identifier: .sequence) { fields in
+            guard let serialNode = fields.next(), let dateNode = fields.next(), let date = try time(dateNode) else {
                 throw GnuTLSError(.malformedDER, "a CRL entry lacks its serial or revocation date")
             }
             let serial = SerialNumber(bytes: Array(try ArraySlice<UInt8>(derEncoded: serialNode)))
             var reason: RevocationReason?
             if let extensionsNode = fields.next() {
-                for extensionNode in try children(of: extensionsNode) {
-                    try DER.sequence(extensionNode, identifier: .sequence) { ext in
-                        guard let oidNode = ext.next() else { throw GnuTLSError(.malformedDER, "a CRL entry extension has no OID") }
-                        let oid = try ASN1ObjectIdentifier(derEncoded: oidNode)
-                        var valueNode = ext.next()
-                        if valueNode?.identifier == .boolean { valueNode = ext.next() }
-                        guard let valueNode else { throw GnuTLSError(.malformedDER, "CRL entry extension \(oid) has no value") }
-                        guard oid == CRLEncoding.reasonCodeOID else { return }
-                        let value = try ASN1OctetString(derEncoded: valueNode)
-                        let code = try Int(derEncoded: try DER.parse(value.bytes), withIdentifier: .enumerated)
+                try DER.sequence(extensionsNode, identifier: .sequence) { items in
+                    while let item = items.next() {
+                        let ext = try self.extension(item)
+                        guard ext.oid == "2.5.29.21" else { continue }
+                        let code = try Int(derEncoded: try DER.parse(ext.value), withIdentifier: .enumerated)
                         guard let decoded = RevocationReason(rawValue: code) else {
                             throw GnuTLSError(.malformedDER, "CRL entry for serial \(serial) has an invalid reason code \(code)")
                         }
@@ -466,7 +542,56 @@ enum CRLEntryReasons {
                     }
                 }
             }
-            return Decoded(serial: serial, reason: reason)
+            guard fields.next() == nil else { throw GnuTLSError(.malformedDER, "CRL entry for serial \(serial) has unexpected fields") }
+            return CertificateRevocationList.Entry(serialNumber: serial, revocationDate: date, reason: reason)
         }
+    }
+
+    /// Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+    private static func `extension`(_ node: ASN1Node) throws -> CertificateExtension {
+        try DER.sequence(node, identifier: .sequence) { parts in
+            guard let oidNode = parts.next() else { throw GnuTLSError(.malformedDER, "a CRL extension has no OID") }
+            let oid = try ASN1ObjectIdentifier(derEncoded: oidNode)
+            var valueNode = parts.next()
+            var critical = false
+            if let node = valueNode, node.identifier == .boolean {
+                critical = try Bool(derEncoded: node)
+                valueNode = parts.next()
+            }
+            guard let valueNode, parts.next() == nil else { throw GnuTLSError(.malformedDER, "CRL extension \(oid) has no value") }
+            return CertificateExtension(oid: oid.description, critical: critical, value: Array(try ASN1OctetString(derEncoded: valueNode).bytes))
+        }
+    }
+}
+
+/// Proleptic Gregorian UTC date arithmetic without `Calendar` (which costs microseconds a
+/// call: too slow for 100,000 CRL entries). Howard Hinnant's days-from-civil algorithms.
+enum UTCCalendar {
+    static func date(year: Int, month: Int, day: Int, hours: Int, minutes: Int, seconds: Int) -> Date {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return Date(timeIntervalSince1970: TimeInterval(days * 86_400 + hours * 3_600 + minutes * 60 + seconds))
+    }
+
+    /// The UTC fields of `date`, truncated to the second.
+    static func components(of date: Date) -> (year: Int, month: Int, day: Int, hours: Int, minutes: Int, seconds: Int) {
+        let total = Int(date.timeIntervalSince1970.rounded(.down))
+        var days = total / 86_400
+        var rest = total % 86_400
+        if rest < 0 { rest += 86_400; days -= 1 }
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return (year, month, day, rest / 3_600, rest % 3_600 / 60, rest % 60)
     }
 }

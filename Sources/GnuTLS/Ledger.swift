@@ -22,8 +22,13 @@ public protocol CertificateLedger: Sendable {
     /// The certificate issued with `serial`, and its revocation if it was revoked.
     func certificate(serial: SerialNumber) throws -> LedgerEntry?
 
-    /// Every issued certificate, oldest first.
+    /// Every issued certificate, oldest first. Loads every certificate: for a large CA,
+    /// walk ``issuedCertificates(after:limit:)`` page by page instead.
     func issuedCertificates() throws -> [LedgerEntry]
+
+    /// At most `limit` issued certificates, oldest first, starting after `cursor` (from the
+    /// first when `nil`); the page's ``LedgerPage/next`` continues where it ended.
+    func issuedCertificates(after cursor: LedgerPage.Cursor?, limit: Int) throws -> LedgerPage
 
     /// Revokes the certificate with `serial`.
     /// - Throws: ``LedgerError`` `.unknownSerial` when no certificate with that serial was
@@ -45,6 +50,37 @@ public protocol CertificateLedger: Sendable {
     /// Taking ``revocations()`` and then ``nextCRLNumber()`` separately is a race: a
     /// revocation committed in between is missing from a CRL whose number says it is newer.
     func nextCRLSnapshot() throws -> CRLSnapshot
+}
+
+/// One page of a ledger's issued certificates.
+public struct LedgerPage: Hashable, Sendable {
+    /// Where a page ends, for the next request; opaque to callers.
+    public struct Cursor: Hashable, Sendable {
+        package let position: Int
+        package init(position: Int) { self.position = position }
+    }
+
+    /// The certificates of this page, oldest first.
+    public var entries: [LedgerEntry]
+    /// Where the next page starts; `nil` after the last one.
+    public var next: Cursor?
+
+    /// A page.
+    public init(entries: [LedgerEntry], next: Cursor?) {
+        self.entries = entries
+        self.next = next
+    }
+}
+
+extension CertificateLedger {
+    /// A page cut from ``issuedCertificates()``, for stores that cannot page themselves
+    /// (``SQLiteLedger`` pages in SQL).
+    public func issuedCertificates(after cursor: LedgerPage.Cursor?, limit: Int) throws -> LedgerPage {
+        let all = try issuedCertificates()
+        let start = min(max(cursor?.position ?? 0, 0), all.count)
+        let end = start + min(max(limit, 0), all.count - start)
+        return LedgerPage(entries: Array(all[start..<end]), next: end < all.count && limit > 0 ? LedgerPage.Cursor(position: end) : nil)
+    }
 }
 
 /// What one CRL is made of: its number and the revocations it lists, read together.

@@ -307,6 +307,19 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// Pages by the recording sequence (`WHERE seq > cursor ORDER BY seq LIMIT n`, on its
+    /// unique index), so each page costs its own rows, not the whole table.
+    public func issuedCertificates(after cursor: LedgerPage.Cursor?, limit: Int) throws -> LedgerPage {
+        guard limit > 0 else { return LedgerPage(entries: [], next: nil) }
+        return try read("list issued certificates") { db in
+            let rows = try Row.fetchAll(db, sql: Self.pageQuery, arguments: [cursor?.position ?? 0, limit + 1])
+            let page = rows.prefix(limit)
+            let entries = try page.map(Self.entry)
+            let next = rows.count > limit ? page.last.map { LedgerPage.Cursor(position: $0["seq"] as Int) } : nil
+            return LedgerPage(entries: entries, next: next)
+        }
+    }
+
     @discardableResult
     public func revoke(serial: SerialNumber, reason: RevocationReason?, date: Date) throws -> Revocation {
         guard date.timeIntervalSince1970.isFinite, (0...Policy.latestDate.timeIntervalSince1970).contains(date.timeIntervalSince1970) else {
@@ -390,6 +403,12 @@ public final class SQLiteLedger: CertificateLedger {
     private static let entryQuery = """
         SELECT c.serial, c.der, c.recorded_at, r.revoked_at, r.reason
         FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+        """
+
+    private static let pageQuery = """
+        SELECT c.seq, c.serial, c.der, c.recorded_at, r.revoked_at, r.reason
+        FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+        WHERE c.seq > ? ORDER BY c.seq LIMIT ?
         """
 
     private static func entry(_ row: Row) throws -> LedgerEntry {

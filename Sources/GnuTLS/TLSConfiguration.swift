@@ -253,6 +253,9 @@ public final class TLSContext: Sendable {
     package let handle: TLSContextHandle
     /// The Swift verifier run on every peer chain (nil when verification is off).
     public let verifier: Verifier?
+    /// CRLs with more entries than this are checked by ``verifier`` only, not handed to
+    /// GnuTLS's trust list too (whose import is quadratic in the entries).
+    package static let gnutlsCRLEntryLimit = 1_000
     /// Client-side resumption data by server name and port.
     package let sessionCache: SessionCache
     /// OCSP checks of peer chains, with the online answers cache they share.
@@ -299,7 +302,13 @@ public final class TLSContext: Sendable {
         let trust = configuration.trustStore ?? TrustStore.system
         if mapping.verifiesPeer {
             settings.trustAnchors = trust.certificates.map(\.derEncoded)
-            settings.crls = configuration.revocation == .disabledInsecure ? [] : trust.crls.map(\.derEncoded)
+            // Revocation is decided by the Swift verifier (`verifier` below), which runs on every
+            // handshake, resumed ones included, before any application byte is released, from
+            // the CRLs parsed once into dictionaries. GnuTLS's trust list gets only small CRLs
+            // as a second opinion: its importer is quadratic in the entries (100,000 would take
+            // minutes in every context built).
+            settings.crls = configuration.revocation == .disabledInsecure
+                ? [] : trust.crls.filter { $0.entries.count <= Self.gnutlsCRLEntryLimit }.map(\.derEncoded)
             settings.systemTrust = trust.includesSystemTrust
         }
         settings.clientCertificates = configuration.clientCertificates.core

@@ -43,6 +43,12 @@ package enum CoreSignature {
         return .invalid
     }
 
+    /// GnuTLS's name for a signature algorithm OID (`ECDSA-SHA256`, `RSA-SHA256`, …), or the
+    /// OID itself when GnuTLS does not know it.
+    package static func name(algorithmOID oid: String) -> String {
+        signatureName(sign: Int32(bitPattern: gnutls_oid_to_sign(oid).rawValue), oid: oid)
+    }
+
     /// Whether GnuTLS considers the signature algorithm secure for certificates.
     package static func isSecure(algorithmOID oid: String) -> Bool {
         let sign = gnutls_oid_to_sign(oid)

@@ -89,6 +89,18 @@ struct IssuancePolicyTests {
         #expect(try intermediate.issue(request, profile: .tlsServerClient).subjectAlternativeNames == names)
     }
 
+    /// Found by the invariant test (IssuanceInvariantTests): `CN=10.1.2.24` with that address
+    /// as its only SAN, under permitted DNS and IP subtrees that hold the address, was issued;
+    /// our verifier and openssl then judge the CN as a DNS name (no DNS SANs) and refuse it.
+    @Test("an IPv4 common name under DNS constraints: nameNotPermitted, as verifiers read it as a host name too")
+    func ipv4CommonNameUnderDNSConstraints() throws {
+        let (_, intermediate) = try Self.constrained()
+        let (_, request) = try makeRequest("CN=10.1.2.24", names: [.ipAddress(IPAddress("10.1.2.24")!)])
+        expectIssuanceError(.nameNotPermitted, mentioning: ["subject common name 10.1.2.24", "not permitted"]) {
+            try intermediate.issue(request, profile: .tlsServer)
+        }
+    }
+
     @Test("a subject email outside the constraints: nameNotPermitted")
     func subjectEmailOutsideConstraints() throws {
         let (_, intermediate) = try Self.constrained()

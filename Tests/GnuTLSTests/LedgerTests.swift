@@ -67,6 +67,39 @@ extension CollidingLedger: @unchecked Sendable {}
         #expect(try ledger.revocations().isEmpty)
     }
 
+    /// Issue 8, item 8: listings page instead of loading every certificate; the SQLite
+    /// ledger pages in SQL, a store without its own paging gets the default one, and both
+    /// walk the same certificates in the same order, revocations included.
+    @Test func issuedCertificatesPage() throws {
+        // CollidingLedger has no paging of its own (the protocol's default); its inner
+        // SQLiteLedger pages in SQL.
+        let wrapper = try CollidingLedger(refusals: 0)
+        let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Paging Root"))
+        let ca = try LocalAuthority(certificate: root.certificate, key: root.key, ledger: wrapper)
+        let leaves = try (0..<7).map { try ca.issue(Self.request("p\($0).example.com"), profile: .tlsServer) }
+        _ = try wrapper.revoke(serial: leaves[3].serialNumber, reason: .superseded, date: Date())
+        let all = try wrapper.issuedCertificates()
+        for store in [wrapper.inner, wrapper] as [any CertificateLedger] {
+            for limit in [1, 3, 7, 50] {
+                var walked: [LedgerEntry] = []
+                var cursor: LedgerPage.Cursor?
+                var pages = 0
+                repeat {
+                    let page = try store.issuedCertificates(after: cursor, limit: limit)
+                    #expect(page.entries.count <= limit)
+                    walked += page.entries
+                    cursor = page.next
+                    pages += 1
+                } while cursor != nil && pages < 20
+                #expect(walked == all, "limit \(limit)")
+                #expect(pages == (all.count + limit - 1) / limit, "limit \(limit)")
+            }
+            #expect(try store.issuedCertificates(after: nil, limit: 0).entries.isEmpty)
+        }
+        #expect(all.map(\.certificate) == leaves)
+        #expect(all[3].isRevoked)
+    }
+
     @Test func revokeTwiceAndUnknownSerialAreTypedErrors() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

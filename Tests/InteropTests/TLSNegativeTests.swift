@@ -92,6 +92,33 @@ import TestSupport
         await server.stop()
     }
 
+    /// A CRL too large for GnuTLS's trust list (its importer is quadratic) is left to the
+    /// Swift verifier, which still refuses the revoked server in the handshake, typed.
+    @Test func revokedServerCertificateInALargeCRL() async throws {
+        let version = tlsVersions[0]
+        let pki = try TLSTestPKI()
+        defer { pki.directory.remove() }
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down) - 60)
+        var entries: [CertificateRevocationList.Entry] = []
+        for index in 0..<(TLSContext.gnutlsCRLEntryLimit + 500) {
+            let serial: [UInt8] = [0x30] + withUnsafeBytes(of: UInt32(index).bigEndian, Array.init)
+            entries.append(CertificateRevocationList.Entry(serialNumber: SerialNumber(bytes: serial), revocationDate: now))
+        }
+        entries.append(.init(serialNumber: pki.server.chain[0].serialNumber, revocationDate: now, reason: .keyCompromise))
+        let crl = try CertificateRevocationList.create(issuer: pki.issuing.certificate, key: pki.issuing.key, number: SerialNumber(bytes: [1]),
+                                                       nextUpdate: now.addingTimeInterval(3_600), entries: entries)
+        let server = try await RunningServer.start(pki.serverConfiguration(version))
+        var configuration = pki.clientConfiguration(version)
+        configuration.trustStore = TrustStore(certificates: [pki.root.certificate], crls: [crl])
+        let error = try await refusedConnection(port: server.port, configuration: configuration)
+        #expect(error.code == .verificationFailed, "\(error)")
+        let problems = try #require(error.verification?.problems, "\(error)")
+        #expect(problems.map(\.reason) == [.revoked], "\(problems)")
+        #expect(problems.first?.revocationReason == .keyCompromise)
+        try await expectStillServing(server, pki: pki, version: version)
+        await server.stop()
+    }
+
     // MARK: Client certificates
 
     @Test(arguments: tlsVersions)
