@@ -11,9 +11,9 @@ import TestSupport
 /// addresses inside and outside the constraints, three profiles, and an unconstrained and a
 /// name-constrained issuer.
 ///
-/// "Strictest profile": this branch's `VerificationPolicy` has no web-PKI profile yet, so the
-/// strictest available is used: the certificate's purpose and every SAN as an expected
-/// name, security profile `.high` (`.medium` for the RSA-2048 keys it would refuse by size).
+/// "Strictest profile": the Web PKI verification profile (CA/Browser Forum rules on top of
+/// RFC 5280), the certificate's purpose and every SAN as an expected name, security profile
+/// `.high` (`.medium` for the RSA-2048 keys it would refuse by size).
 @Suite("Interop: what the CA issues verifies everywhere and lints clean")
 struct IssuanceInvariantTests {
     /// SplitMix64: a small deterministic generator.
@@ -101,11 +101,12 @@ struct IssuanceInvariantTests {
         #expect(!refusals.isEmpty, "nothing was refused: the generator does not reach the CA's rules")
 
         for item in issued {
-            // Our verifier, under the strictest policy this branch has.
+            // Our verifier, under the strictest policy it has.
             let verifier = try Verifier(trustStore: TrustStore(certificates: [root.certificate]))
             let purpose: ExtendedKeyUsage = item.profile == .tlsClient ? .clientAuth : .serverAuth
-            let policy = VerificationPolicy(purposes: [purpose], expectedNames: item.certificate.subjectAlternativeNames,
+            var policy = VerificationPolicy(purposes: [purpose], expectedNames: item.certificate.subjectAlternativeNames,
                                             securityProfile: item.key == .rsa2048 ? .medium : .high)
+            policy.profile = .webPKI
             #expect(throws: Never.self, "\(item.certificate.subject) \(item.certificate.subjectAlternativeNames)") {
                 try verifier.verify(item.certificate, intermediates: [item.issuer.certificate], policy: policy)
             }
