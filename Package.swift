@@ -22,6 +22,10 @@ let package = Package(
         // Tests only: runs the external peers and tools (openssl, certtool, tlsctl, ...).
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // Reload and shutdown events are logged through swift-log (a no-op logger by default).
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // `TLSServer` and the certificate file watcher are `Service`s in a `ServiceGroup`.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
@@ -55,6 +59,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // The OCSP responder and the OCSP/CRL fetch client.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -63,7 +69,21 @@ let package = Package(
                 "GnuTLS",
                 "NIOGnuTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Tests only: a `ServiceGroup` running a `TLSServer`, for the SIGTERM shutdown test
+        // (a signal must go to a process of its own, not to the test runner).
+        .executableTarget(
+            name: "TLSServiceFixture",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/TLSServiceFixture"
         ),
         // Shared by the test targets: running real peers and tools with timeouts, temp dirs.
         .target(
@@ -84,6 +104,8 @@ let package = Package(
             name: "NIOGnuTLSTests",
             dependencies: [
                 "NIOGnuTLS", "GnuTLS", "GnuTLSCore", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -105,7 +127,11 @@ let package = Package(
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(
             name: "TLSCtlTests",
-            dependencies: ["tlsctl", "GnuTLS", "TestSupport"]
+            dependencies: [
+                "tlsctl", "GnuTLS", "TestSupport", "NIOGnuTLS", "TLSServiceFixture",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
