@@ -172,7 +172,13 @@ struct ServeCommand: AsyncParsableCommand {
             fingerprint (or `client=anonymous`), or `refused` with the reason. Whatever a \
             client sends is sent back. With --client-ca, clients may present certificates \
             that chain to it; with --require-client-cert as well, they must (mutual TLS). \
-            SIGINT or SIGTERM stops accepting and gives open connections 5 seconds to finish.
+            SIGINT or SIGTERM stops accepting and gives open connections 5 seconds to finish. \
+            The certificate chain, key, --client-ca and --crls files are read again on SIGHUP \
+            and when they change (checked every --reload-interval seconds); each attempt prints \
+            one line: `reloaded identity: serial HEX` (with the client CA and CRL counts when \
+            --client-ca is given), or `reload refused: REASON; keeping HEX`, in which case new \
+            connections keep the previous certificate. Open connections keep the certificate \
+            they started with. With --ocsp-staple the files are not reloaded.
             """)
 
     @Option(help: ArgumentHelp("PEM file with the server's certificate chain, leaf first.", valueName: "file"))
@@ -213,6 +219,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run at most this many handshakes at once; more wait in the listen backlog (default: no limit).", valueName: "n"))
     var maxHandshakes: Int?
 
+    @Option(help: ArgumentHelp("Check the certificate, key, CA and CRL files for changes this often; 0: only on SIGHUP (default: 2).", valueName: "seconds"))
+    var reloadInterval: Double = 2
+
     func validate() throws {
         if requireClientCert && clientCA == nil {
             throw ValidationError("--require-client-cert needs --client-ca: the CAs client certificates must chain to")
@@ -230,6 +239,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-handshakes must be at least 1")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard reloadInterval >= 0 && reloadInterval <= 86_400 else {
+            throw ValidationError("--reload-interval must be a number of seconds between 0 and 86400")
+        }
     }
 
     func makeConfiguration() throws -> TLSConfiguration {
@@ -249,16 +261,29 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = try makeConfiguration()
         try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
         let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
+        let watcher = try makeWatcher(configuration)
+        let provider: any TLSContextProvider = watcher ?? tlsContext
         let server: TLSServer
         do {
-            server = try await TLSServer.bind(host: host, port: port, context: tlsContext,
+            server = try await TLSServer.bind(host: host, port: port, contextProvider: provider,
                                               limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes))
         } catch {
             throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
         }
+        let polling = reloadInterval > 0 ? watcher.map { watcher in Task { try await watcher.run() } } : nil
+        defer { polling?.cancel() }
         let counter = ConnectionCounter(limit: maxConnections)
         let stop: @Sendable () -> Void = { Task { try? await server.close() } }
-        SignalHandlers.install(signals: [SIGINT, SIGTERM]) { signal in
+        SignalHandlers.install(signals: [SIGINT, SIGTERM, SIGHUP]) { signal in
+            guard signal != SIGHUP else {
+                if let watcher {
+                    watcher.reload()
+                } else {
+                    let serial = tlsContext.configuration.identities.first?.leaf.serialNumber.hexString ?? "none"
+                    TLSOutput.line("reload refused: --ocsp-staple staples one response, fixed at start; keeping \(serial)")
+                }
+                return
+            }
             Console.error("tlsctl: \(signal == SIGINT ? "SIGINT" : "SIGTERM"): closing the listener; open connections get 5 seconds")
             stop()
             DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
@@ -300,6 +325,36 @@ struct ServeCommand: AsyncParsableCommand {
                 TLSOutput.line("closed #\(number): \(TLSOutput.reason(error))")
             }
         })
+    }
+
+    /// The file watcher behind SIGHUP and --reload-interval, printing one line per reload
+    /// attempt; `nil` with --ocsp-staple (its response is fetched or read once, at start).
+    func makeWatcher(_ configuration: TLSConfiguration) throws -> TLSFileWatcher? {
+        guard ocspStaple == nil else { return nil }
+        let passphrase = try Passphrase.read(ifGiven: passphraseFile, option: "--passphrase-file")
+        let counts = clientCA != nil
+        return try context("cannot watch the server's files") {
+            try TLSFileWatcher(
+                configuration: configuration,
+                identities: [TLSIdentityFiles(chainPath: cert, keyPath: key, passphrase: passphrase)],
+                trustStoreFile: clientCA, crlFiles: session.crls,
+                pollInterval: .milliseconds(Int64((max(reloadInterval, 0.01) * 1000).rounded())),
+                onReload: { event in TLSOutput.line(Self.reloadLine(event, counts: counts)) })
+        }
+    }
+
+    /// `reloaded identity: serial HEX[; client CAs: N; CRLs: M]` or
+    /// `reload refused: REASON; keeping HEX`.
+    static func reloadLine(_ event: TLSReloadEvent, counts: Bool) -> String {
+        let serial = event.serials.map(\.hexString).joined(separator: ",")
+        if let error = event.error {
+            return "reload refused: \(error.message); keeping \(serial.isEmpty ? "none" : serial)"
+        }
+        var line = "reloaded identity: serial \(serial)"
+        if counts, let trust = event.context.configuration.trustStore {
+            line += "; client CAs: \(trust.certificates.count); CRLs: \(trust.crls.count)"
+        }
+        return line
     }
 
     static func isLoopback(_ host: String) -> Bool {

@@ -303,8 +303,9 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
     /// Kept open until the process ends when `holdStandardInput` is set.
     private let input = Pipe()
 
-    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false) throws {
-        let binary = BuiltProducts.tlsctl
+    /// Starts `executable` (tlsctl unless given) with `arguments` in `directory`.
+    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false, executable: String = BuiltProducts.tlsctl) throws {
+        let binary = executable
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
         self.arguments = arguments
         process.executableURL = URL(fileURLWithPath: binary)
