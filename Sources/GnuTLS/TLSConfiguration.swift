@@ -114,6 +114,12 @@ public struct TLSIdentity: Hashable, Sendable {
 
     /// The leaf certificate.
     public var leaf: Certificate { chain[0] }
+
+    /// Whether ``key`` is the leaf certificate's key (`false` for an empty chain). Checked
+    /// by ``TLSContext`` and by reloaders, which refuse a mismatched renewal with its own code.
+    package var keyMatchesLeaf: Bool {
+        chain.first.map { $0.publicKey.keyIdentifier == key.publicKey.keyIdentifier } ?? false
+    }
 }
 
 /// Everything a TLS client or server needs, as a value. Build it with a factory, adjust
@@ -282,7 +288,7 @@ public final class TLSContext: Sendable {
             guard let leaf = identity.chain.first else {
                 throw GnuTLSError(.invalidArgument, "an identity has an empty certificate chain")
             }
-            guard leaf.publicKey.keyIdentifier == identity.key.publicKey.keyIdentifier else {
+            guard identity.keyMatchesLeaf else {
                 throw GnuTLSError(.invalidArgument, "the private key does not match certificate '\(leaf.subject)'")
             }
             for (child, parent) in zip(identity.chain, identity.chain.dropFirst()) where !parent.subject.matches(child.issuer) {

@@ -201,7 +201,7 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
                 throw TLSReloadError(.loadFailed, "a certificate chain file holds no certificate")
             }
             // Checked here as well as in TLSContext.init, so the refusal has its own code.
-            guard leaf.publicKey.keyIdentifier == identity.key.publicKey.keyIdentifier else {
+            guard identity.keyMatchesLeaf else {
                 throw TLSReloadError(.keyMismatch, "the private key does not match certificate '\(leaf.subject)' (serial \(leaf.serialNumber))")
             }
         }

@@ -177,6 +177,38 @@ struct RotationTests {
         _ = await serving.result
     }
 
+    @Test("a client consults its provider on every connection: after reload() the server sees the renewed client certificate")
+    func clientRotation() async throws {
+        let pki = try TestPKI()
+        let renewed = try TestPKI.issue(by: pki.issuing, subject: "CN=client-1,O=Example", names: [.uri("spiffe://example.org/client-1")], profile: .tlsClient)
+        let current = Box(pki.clientIdentity)
+        let reloader = try TLSContextReloader {
+            TLSConfiguration.makeClientConfiguration(trustStore: pki.trust, identity: current.value)
+        }
+        let serverContext = try TLSContext(configuration: .makeMutualTLSServerConfiguration(identity: pki.serverIdentity, clientTrustStore: pki.trust))
+        let server = try await TLSServer.bind(host: "127.0.0.1", port: 0, context: serverContext)
+        let (seen, see) = AsyncStream<SerialNumber?>.makeStream()
+        let serving = Task {
+            try await server.serve { channel in
+                see.yield(channel.info.peerCertificate?.serialNumber)
+                try await channel.executeThenClose { _, _ in }
+            }
+        }
+        var iterator = seen.makeAsyncIterator()
+        func connectOnce() async throws {
+            let channel = try await SecureChannel.connect(host: "127.0.0.1", port: server.port, contextProvider: reloader)
+            try await channel.executeThenClose { inbound, _ in for try await _ in inbound {} }
+        }
+        try await connectOnce()
+        #expect(await iterator.next() == pki.clientIdentity.leaf.serialNumber)
+        current.value = renewed
+        #expect(reloader.reload().outcome == .reloaded)
+        try await connectOnce()
+        #expect(await iterator.next() == renewed.leaf.serialNumber)
+        try await server.close()
+        _ = await serving.result
+    }
+
     @Test("a truncated key file or a mismatched pair is refused with its reason, logged, and A is still served")
     func brokenRenewalKeepsServing() async throws {
         let pki = try TestPKI()
