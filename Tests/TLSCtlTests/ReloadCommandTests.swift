@@ -70,7 +70,7 @@ struct ReloadCommandTests {
         let server = try BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--reload-interval", "0"],
                                           directory: setup.directory.path)
         defer { server.terminate() }
-        let port = try server.port()
+        let port = try await server.listeningPort()
         let serialA = setup.first.leaf.serialNumber
         let serialB = setup.second.leaf.serialNumber
         #expect(try await setup.servedSerial(port) == serialA)
@@ -86,7 +86,7 @@ struct ReloadCommandTests {
             }
         }
         kill(server.pid, SIGHUP)
-        let reloaded = server.waitForLine(prefix: "reload", timeout: 30)
+        let reloaded = await server.nextLine(prefix: "reload", timeout: 30)
         #expect(reloaded == "reloaded identity: serial \(serialB.hexString)", "\(server)")
         #expect(try await setup.servedSerial(port) == serialB)
         failures.stop()
@@ -97,7 +97,7 @@ struct ReloadCommandTests {
         let keyText = try setup.second.key.pemEncoded()
         try setup.replace("key.pem", with: String(keyText.prefix(keyText.count / 2)))
         kill(server.pid, SIGHUP)
-        let refused = server.waitForLine(prefix: "reload refused: ", timeout: 30)
+        let refused = await server.nextLine(prefix: "reload refused: ", timeout: 30)
         #expect(refused?.hasSuffix("; keeping \(serialB.hexString)") == true, "\(server)")
         #expect(server.lines.filter { $0.hasPrefix("reload") }.count == 2, "one line per attempt: \(server)")
         #expect(try await setup.servedSerial(port) == serialB)
@@ -110,10 +110,10 @@ struct ReloadCommandTests {
         let server = try BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--reload-interval", "0.05"],
                                           directory: setup.directory.path)
         defer { server.terminate() }
-        let port = try server.port()
+        let port = try await server.listeningPort()
         #expect(try await setup.servedSerial(port) == setup.first.leaf.serialNumber)
         try setup.install(setup.second)
-        let line = server.waitForLine(prefix: "reloaded identity: ", timeout: 30)
+        let line = await server.nextLine(prefix: "reloaded identity: ", timeout: 30)
         #expect(line == "reloaded identity: serial \(setup.second.leaf.serialNumber.hexString)", "\(server)")
         #expect(try await setup.servedSerial(port) == setup.second.leaf.serialNumber)
     }
@@ -126,7 +126,7 @@ struct ReloadCommandTests {
         let process = try BackgroundTLSCtl([setup.directory.file("chain.pem"), setup.directory.file("key.pem"), "30"],
                                            directory: setup.directory.path, executable: fixture)
         defer { process.terminate() }
-        let port = try process.port()
+        let port = try await process.listeningPort()
         let context = try TLSContext(configuration: .makeClientConfiguration(trustStore: setup.trust))
         let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: context)
         let reply = Task {
@@ -138,17 +138,17 @@ struct ReloadCommandTests {
                 return text
             }
         }
-        #expect(process.waitForLine(prefix: "request received", timeout: 30) != nil, "\(process)")
+        #expect(await process.nextLine(prefix: "request received", timeout: 30) != nil, "\(process)")
 
         kill(process.pid, SIGTERM)
-        #expect(process.waitForLine(prefix: "listener closed", timeout: 30) != nil, "\(process)")
+        #expect(await process.nextLine(prefix: "listener closed", timeout: 30) != nil, "\(process)")
         // Plain TCP: the kernel refuses the connection (no listener any more).
         await #expect(throws: (any Error).self, "a new connection after shutdown began") {
             let refused = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
             try? await refused.close()
         }
         #expect(try await reply.value == "done\n")
-        #expect(process.waitForExit(timeout: 30) == 0, "\(process)")
+        #expect(await process.exitStatus(timeout: 30) == 0, "\(process)")
         #expect(process.lines.contains("connection finished") && process.lines.last == "stopped", "\(process)")
     }
 }
