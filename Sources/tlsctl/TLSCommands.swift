@@ -266,7 +266,8 @@ struct ServeCommand: AsyncParsableCommand {
         let server: TLSServer
         do {
             server = try await TLSServer.bind(host: host, port: port, contextProvider: provider,
-                                              limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes))
+                                              limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes),
+                                              drainTimeout: .seconds(5))
         } catch {
             throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
         }
@@ -285,12 +286,10 @@ struct ServeCommand: AsyncParsableCommand {
                 return
             }
             Console.error("tlsctl: \(signal == SIGINT ? "SIGINT" : "SIGTERM"): closing the listener; open connections get 5 seconds")
-            stop()
-            DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
-                // Still open: close them (close_notify), and exit even if that hangs.
-                counter.closeAll()
-                DispatchQueue.global().asyncAfter(deadline: .now() + 2) { Foundation.exit(0) }
-            }
+            // The server's graceful shutdown: the listener closes now, connections still open
+            // after 5 seconds are closed with close_notify. Exit even if that hangs.
+            server.shutDownGracefully()
+            DispatchQueue.global().asyncAfter(deadline: .now() + 7) { Foundation.exit(0) }
         }
 
         // Announced only now, so a signal sent as soon as the line is read is handled.
@@ -305,12 +304,11 @@ struct ServeCommand: AsyncParsableCommand {
             TLSOutput.line("refused #\(number): \(TLSOutput.reason(error))")
             if counter.isDone(number) { stop() }
         }, handler: { channel in
-            let number = counter.next(channel)
+            let number = counter.next()
             let remote = channel.channel.remoteAddress.map { Endpoint.format(host: $0.ipAddress ?? "?", port: $0.port ?? 0) } ?? "?"
             let info = channel.info
             TLSOutput.line("accepted #\(number) from \(remote): version=\(info.protocolVersion) cipher=\(info.cipherSuite) alpn=\(info.applicationProtocol ?? "none") resumed=\(info.isResumed ? "yes" : "no") sni=\(TLSOutput.serverName(info.serverName)) \(TLSOutput.identity(info))")
             defer { if counter.isDone(number) { stop() } }
-            defer { counter.remove(number) }
             do {
                 let bytes = try await channel.executeThenClose { inbound, outbound in
                     var total = 0
@@ -368,36 +366,20 @@ extension Endpoint {
     }
 }
 
-/// Numbers connections, keeps the open ones, and says when `--max-connections` is reached.
+/// Numbers connections and says when `--max-connections` is reached.
 final class ConnectionCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
     private var finished = 0
-    private var open: [Int: SecureChannel] = [:]
     let limit: Int?
 
     init(limit: Int?) { self.limit = limit }
 
-    /// The next connection's number (1, 2, …), remembering `channel` while it is open.
-    func next(_ channel: SecureChannel? = nil) -> Int {
+    /// The next connection's number (1, 2, …).
+    func next() -> Int {
         lock.lock(); defer { lock.unlock() }
         count += 1
-        open[count] = channel
         return count
-    }
-
-    /// Connection `number` is closed.
-    func remove(_ number: Int) {
-        lock.lock(); defer { lock.unlock() }
-        open[number] = nil
-    }
-
-    /// Closes every open connection (each sends close_notify).
-    func closeAll() {
-        lock.lock()
-        let channels = Array(open.values)
-        lock.unlock()
-        for channel in channels { channel.channel.close(promise: nil) }
     }
 
     /// Records that connection `number` is over; true when it is the last one allowed.
