@@ -313,6 +313,26 @@ struct RotationTests {
         _ = await serving.result
     }
 
+    @Test("the file watcher is a Service: it polls inside a ServiceGroup and returns on graceful shutdown")
+    func watcherInServiceGroup() async throws {
+        let pki = try TestPKI()
+        let renewed = try TestPKI.issue(by: pki.issuing, subject: "CN=localhost", names: [.dnsName("localhost")], profile: .tlsServer)
+        let files = Files(directory: try TemporaryDirectory())
+        defer { files.directory.remove() }
+        try files.install(pki.serverIdentity)
+        let watcher = try TLSFileWatcher(
+            configuration: .makeServerConfiguration(identity: pki.serverIdentity),
+            identities: [TLSIdentityFiles(chainPath: files.chain, keyPath: files.key)], pollInterval: .milliseconds(20))
+        let events = watcher.events()
+        let group = ServiceGroup(services: [watcher], logger: Logger(label: "test.lifecycle") { _ in SwiftLogNoOpLogHandler() })
+        let running = Task { try await group.run() }
+        try files.install(renewed)
+        let event = try await Self.next(events) { $0.outcome == .reloaded }
+        #expect(event.serials == [renewed.leaf.serialNumber])
+        await group.triggerGracefulShutdown()
+        try await withDeadline(.seconds(30), "the service group") { try await running.value }
+    }
+
     @Test("graceful shutdown in a ServiceGroup: the listener closes, new clients are refused, an open connection is closed with close_notify at the drain deadline")
     func gracefulShutdownDrainDeadline() async throws {
         let pki = try TestPKI()
