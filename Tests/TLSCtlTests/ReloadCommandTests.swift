@@ -118,6 +118,46 @@ struct ReloadCommandTests {
         #expect(try await setup.servedSerial(port) == setup.second.leaf.serialNumber)
     }
 
+    @Test("SIGHUP with a new CRL: the revoked client is refused at once (mutual TLS), the line counts the client CAs and CRLs")
+    func sighupCRL() async throws {
+        let setup = try Setup()
+        defer { setup.directory.remove() }
+        let clientKey = try KeyPair.generate(.ecdsaP256)
+        let clientRequest = try CertificateRequest.create(subject: try DistinguishedName("CN=alice"), key: clientKey, alternativeNames: [.uri("spiffe://test/alice")])
+        let client = TLSIdentity(chain: try setup.root.issueWithChain(clientRequest, profile: .tlsClient, options: IssuanceOptions(validityDays: 7)), key: clientKey)
+        func crl(_ number: UInt8, revoking: [SerialNumber]) throws -> String {
+            try CertificateRevocationList.create(
+                issuer: setup.root.certificate, key: setup.root.key, number: SerialNumber(bytes: [number]),
+                nextUpdate: Date().addingTimeInterval(86_400),
+                entries: revoking.map { CertificateRevocationList.Entry(serialNumber: $0, revocationDate: Date()) }).pemEncoded
+        }
+        try setup.replace("ca.pem", with: setup.root.certificate.pemEncoded)
+        try setup.replace("crl.pem", with: try crl(1, revoking: []))
+        let server = try BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--client-ca", "ca.pem",
+                                           "--require-client-cert", "--crls", "crl.pem", "--reload-interval", "0"],
+                                          directory: setup.directory.path)
+        defer { server.terminate() }
+        let port = try await server.listeningPort()
+        let clientContext = try TLSContext(configuration: .makeClientConfiguration(trustStore: setup.trust, identity: client))
+        func exchange() async throws -> String? {
+            let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: clientContext)
+            return try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "hi"))
+                var iterator = inbound.makeAsyncIterator()
+                return try await iterator.next().map { String(buffer: $0) }
+            }
+        }
+        #expect(try await exchange() == "hi")
+
+        try setup.replace("crl.pem", with: try crl(2, revoking: [client.leaf.serialNumber]))
+        kill(server.pid, SIGHUP)
+        let line = await server.nextLine(prefix: "reload", timeout: 30)
+        #expect(line == "reloaded identity: serial \(setup.first.leaf.serialNumber.hexString); client CAs: 1; CRLs: 1", "\(server)")
+        #expect((try? await exchange()) == nil)
+        let refused = await server.nextLine(prefix: "refused #", timeout: 30)
+        #expect(refused?.contains("revoked") == true, "\(server)")
+    }
+
     @Test("a ServiceGroup with a TLSServer shuts down on SIGTERM: the request in flight completes, new connections are refused")
     func serviceGroupSIGTERM() async throws {
         let setup = try Setup()
