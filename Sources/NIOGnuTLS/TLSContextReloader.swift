@@ -194,7 +194,7 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
         do {
             configuration = try load()
         } catch {
-            throw TLSReloadError(.loadFailed, "cannot load the TLS files: \(error)")
+            throw TLSReloadError(.loadFailed, "cannot load the new TLS configuration: \(error)")
         }
         for identity in configuration.identities {
             guard let leaf = identity.chain.first else {
