@@ -1,5 +1,5 @@
 import Foundation
-import GnuTLSCore
+import GnuTLS
 
 /// Why an authority refused to issue a certificate.
 public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible {

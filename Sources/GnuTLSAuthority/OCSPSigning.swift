@@ -1,5 +1,5 @@
 import Foundation
-import GnuTLSCore
+import GnuTLS
 import SwiftASN1
 
 // MARK: - Signing responses
