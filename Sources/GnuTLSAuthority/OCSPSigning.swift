@@ -260,14 +260,3 @@ final class OCSPResponseCache: @unchecked Sendable {
         }
     }
 }
-
-/// Who may sign OCSP responses for a CA (RFC 6960 section 4.2.2.2).
-enum OCSPSignerCheck {
-    /// `candidate` was issued (and signed) by `issuer` and carries the OCSP-signing purpose.
-    static func isDelegatedResponder(_ candidate: Certificate, of issuer: Certificate) -> Bool {
-        guard candidate.issuer == issuer.subject, candidate.extendedKeyUsage?.contains(.ocspSigning) == true,
-              let crt = try? CertificateHandle(der: candidate.derEncoded), let ca = try? CertificateHandle(der: issuer.derEncoded)
-        else { return false }
-        return crt.isSigned(by: ca)
-    }
-}
