@@ -302,9 +302,10 @@ struct RotationTests {
             }
         }()
         #expect(reply == nil)
-        let first = try await withDeadline(.seconds(30), "the server's refusal") {
-            var iterator = failures.makeAsyncIterator()
-            return await iterator.next()
+        // Other failures (an earlier connection's idle timeout on a loaded machine) are skipped.
+        let first: (any Error)? = try await withDeadline(.seconds(30), "the server's refusal") {
+            for await failure in failures where (failure as? TLSError)?.code == .verificationFailed { return failure }
+            return nil
         }
         let refusal = try #require(first as? TLSError, "\(String(describing: first))")
         #expect(refusal.code == .verificationFailed)
