@@ -33,7 +33,7 @@ public typealias TLSVerificationHook = @Sendable (ConnectionInfo) async throws -
 ///
 /// Writes are buffered until `flush`, then coalesced: writes that fit in one TLS record
 /// (16 KiB of plaintext) go out as one record. Closing sends close_notify and waits up to
-/// ``GnuTLS/TLSConfiguration/shutdownTimeout`` for the peer's, then closes the channel
+/// `TLSConfiguration.shutdownTimeout` for the peer's, then closes the channel
 /// (firing `TLSUserEvent.shutdownCompleted` when the peer answered). A peer closing without
 /// close_notify is reported as ``TLSError/Code/uncleanShutdown``. Removing the handler fails
 /// the writes it still holds with ``TLSError/Code/handlerRemoved``.

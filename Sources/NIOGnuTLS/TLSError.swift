@@ -41,7 +41,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         /// (or the handshake, or a close waiting for close_notify).
         public static let handlerRemoved = Code(rawValue: "handlerRemoved")
         /// The peer did not answer close_notify within the configuration's
-        /// ``GnuTLS/TLSConfiguration/shutdownTimeout``; the channel was closed anyway.
+        /// `TLSConfiguration.shutdownTimeout`; the channel was closed anyway.
         public static let shutdownTimeout = Code(rawValue: "shutdownTimeout")
     }
 

@@ -50,7 +50,7 @@ public enum TLSLogKey {
     public static let errorCode = "tls.error.code"
     /// The failure's message.
     public static let errorMessage = "tls.error.message"
-    /// Verification failure reasons (``GnuTLS/VerificationError/Reason``), comma separated.
+    /// Verification failure reasons (`VerificationError.Reason`), comma separated.
     public static let reasons = "tls.error.reasons"
     /// The alert received from the peer, for ``TLSError/Code/peerAlert``.
     public static let alert = "tls.error.alert"

@@ -10,7 +10,7 @@ import NIOCore
 /// | --- | --- | --- | --- |
 /// | `gnutls_tls_handshakes_total` | counter | `outcome` (`success`/`failure`), `version` (`TLS1.3`/`TLS1.2`/`unknown`) | handshakes finished |
 /// | `gnutls_tls_handshake_duration_seconds` | timer (ns) | `outcome` | first flight to the last verification step |
-/// | `gnutls_tls_verification_failures_total` | counter | `reason` (a ``GnuTLS/VerificationError/Reason`` or a ``TLSError/Code``) | refused peers, once per distinct reason |
+/// | `gnutls_tls_verification_failures_total` | counter | `reason` (a `VerificationError.Reason` or a ``TLSError/Code``) | refused peers, once per distinct reason |
 /// | `gnutls_tls_resumptions_total` | counter | | resumed sessions |
 /// | `gnutls_tls_active_connections` | meter | | established connections not yet closed |
 /// | `gnutls_tls_bytes_received_total` / `gnutls_tls_bytes_sent_total` | counter | | TLS bytes on the wire |
@@ -49,9 +49,8 @@ public enum TLSMetricName {
 }
 
 /// The metric objects of one server or client context, made once (not per connection or
-/// record) with swift-metrics. Pass one to ``TLSServer/bind(host:port:context:eventLoopGroup:backlog:limits:verificationHook:logger:metrics:)``,
-/// ``SecureChannel/connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``
-/// or ``GnuTLSHandler/init(context:serverHostname:handshakePromise:verificationHook:logger:metrics:)``.
+/// record) with swift-metrics. Pass one to `TLSServer.bind`, `SecureChannel.connect` or
+/// `GnuTLSHandler.init` (their `metrics:` parameter).
 ///
 /// The factory is explicit so tests and services can record into a backend of their own
 /// without bootstrapping the process-global `MetricsSystem`; the default is

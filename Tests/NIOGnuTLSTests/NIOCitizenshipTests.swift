@@ -134,11 +134,12 @@ struct ALPNServer {
 /// server closes (or, with `until`, until the text so far contains it).
 func exchange(port: Int, client: TLSContext, request: String, until: String? = nil) async throws -> (ConnectionInfo, String) {
     let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: client)
-    // The accessor on the channel agrees with what connect returned (asked while the server
-    // keeps the connection open, waiting for the request).
-    let fromPipeline = try await channel.channel.gnuTLSConnectionInfo().get()
-    #expect(fromPipeline == channel.info)
+    // (Inside executeThenClose: a SecureChannel must be closed through it, even on a throw.)
     let text = try await channel.executeThenClose { inbound, outbound in
+        // The accessor on the channel agrees with what connect returned (asked while the
+        // server keeps the connection open, waiting for the request).
+        let fromPipeline = try await channel.channel.gnuTLSConnectionInfo().get()
+        #expect(fromPipeline == channel.info)
         try await outbound.write(ByteBuffer(string: request))
         var text = ""
         for try await chunk in inbound {

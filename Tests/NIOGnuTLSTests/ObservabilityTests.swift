@@ -8,6 +8,7 @@ import NIOCore
 import NIOGnuTLS
 import NIOPosix
 import Testing
+import TestSupport
 
 // Logging (swift-log) and metrics (swift-metrics) of handshakes, refusals, resumptions,
 // connections, bytes and served certificates (issue 13). Each test records into its own
@@ -189,6 +190,39 @@ func roundTrip(port: Int, context: TLSContext, logger: Logger? = nil, metrics: T
                      TLSMetricName.bytesSent, TLSMetricName.reloads, TLSMetricName.certificateExpiry] {
             #expect(name.hasPrefix("gnutls_tls_"))
         }
+    }
+
+    @Test func theOCSPResponderAndClientLogWithTheirLoggers() async throws {
+        let directory = try TemporaryDirectory(prefix: "ocsp-logging")
+        defer { directory.remove() }
+        try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Logging Root,O=Example")).save(to: directory.file("ca"), passphrase: nil)
+        let ca = try LocalAuthority.load(from: directory.file("ca"), passphrase: nil)
+        let leaf = try ca.issue(CertificateRequest.create(subject: try DistinguishedName("CN=logged.example.com"), key: KeyPair.generate(),
+                                                          alternativeNames: [.dnsName("logged.example.com")]),
+                                profile: .tlsServer, options: IssuanceOptions(validityDays: 30))
+        let (serverLogger, serverLog) = capturingLogger("ocsp-server")
+        let (clientLogger, clientLog) = capturingLogger("ocsp-client")
+        let server = try await OCSPServer.start(responder: try OCSPResponder(authority: ca), logger: serverLogger)
+        let url = "http://127.0.0.1:\(server.port)/"
+        let response = try await OCSPClient.fetch(try OCSPRequest(certificate: leaf, issuer: ca.certificate), from: url, logger: clientLogger)
+        #expect(response.responseStatus == .successful)
+
+        #expect(await eventually { serverLog.events(TLSLogEvent.ocspRequest).count == 1 })
+        let answered = try #require(serverLog.events(TLSLogEvent.ocspRequest).first)
+        #expect(answered.level == .info)
+        #expect(text(answered.metadata[TLSLogKey.httpMethod]) == "POST")
+        #expect(text(answered.metadata[TLSLogKey.httpStatus]) == "200")
+        #expect(text(answered.metadata[TLSLogKey.ocspCertificates]) == "\(leaf.serialNumber.hexString)=good")
+        let fetched = try #require(clientLog.events(TLSLogEvent.ocspFetch).first)
+        #expect(fetched.level == .debug)
+        #expect(text(fetched.metadata[TLSLogKey.ocspURL]) == url)
+
+        // A responder that is not there: the failure is logged as a warning, and thrown.
+        try await server.close()
+        await #expect(throws: OCSPFetchError.self) {
+            _ = try await OCSPClient.fetch(try OCSPRequest(certificate: leaf, issuer: ca.certificate), from: url, timeout: .seconds(5), logger: clientLogger)
+        }
+        #expect(clientLog.events(TLSLogEvent.ocspFetch).last?.level == .warning)
     }
 
     @Test func withoutALoggerNothingIsLoggedAndNothingBreaks() async throws {
