@@ -614,8 +614,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         coalescing = nil
         scratch.clear()
         var written: EventLoopPromise<Void>?
-        var batch: [EventLoopPromise<Void>] = []
         var failure: TLSError?
+        // writes[settled..<n]: encrypted (or gathered) but their promises not yet settled.
+        var settled = 0
 
         func encrypt(_ buffer: ByteBuffer) {
             guard failure == nil else { return }
@@ -625,38 +626,41 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 failure = translate(error, during: false, context: context)
             }
         }
-        /// The promises of the writes encrypted so far complete with the ciphertext's write.
-        func settle() {
-            if let failure {
-                for promise in batch { promise.fail(failure) }
-            } else {
-                for promise in batch {
-                    if let written { written.futureResult.cascade(to: promise) } else { written = promise }
+        /// The promises of writes[settled..<end] complete with the ciphertext's write (or
+        /// fail with the encryption's error).
+        func settle(upTo end: Int) {
+            for index in settled..<end {
+                guard let promise = writes[index].1 else { continue }
+                if let failure {
+                    promise.fail(failure)
+                } else if let written {
+                    written.futureResult.cascade(to: promise)
+                } else {
+                    written = promise
                 }
             }
-            batch.removeAll(keepingCapacity: true)
-        }
-        func encryptScratch() {
-            guard scratch.readableBytes > 0 else { return }
-            encrypt(scratch)
-            scratch.clear()
-            settle()
+            settled = end
         }
 
-        for (buffer, promise) in writes {
-            if scratch.readableBytes + buffer.readableBytes > Self.maximumRecordPlaintext { encryptScratch() }
+        for index in writes.indices {
+            let buffer = writes[index].0
+            if scratch.readableBytes > 0 && scratch.readableBytes + buffer.readableBytes > Self.maximumRecordPlaintext {
+                encrypt(scratch)
+                scratch.clear()
+                settle(upTo: index)
+            }
             if buffer.readableBytes >= Self.maximumRecordPlaintext {
                 encrypt(buffer)
-                if let promise { batch.append(promise) }
-                settle()
+                settle(upTo: index + 1)
             } else {
                 scratch.writeImmutableBuffer(buffer)
-                if let promise { batch.append(promise) }
             }
         }
-        encryptScratch()
-        // Empty writes left with nothing to encrypt.
-        settle()
+        if scratch.readableBytes > 0 {
+            encrypt(scratch)
+            scratch.clear()
+        }
+        settle(upTo: writes.count)
         coalescing = scratch
         writes.removeAll(keepingCapacity: true)
         if pendingWrites.isEmpty { pendingWrites = writes }
