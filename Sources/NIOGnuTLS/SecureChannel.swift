@@ -215,7 +215,8 @@ public final class TLSServer: Sendable {
         onFailure: (@Sendable (any Error) -> Void)? = nil,
         handler: @escaping @Sendable (SecureChannel) async throws -> Void
     ) async throws {
-        let onFailure = onFailure ?? Self.logFailure(logger)
+        let handshakeFailed = onFailure ?? Self.logHandshakeFailure(logger)
+        let handlerFailed = onFailure ?? Self.logHandlerFailure(logger)
         try await serverChannel.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await pending in inbound {
@@ -224,13 +225,13 @@ public final class TLSServer: Sendable {
                         do {
                             channel = try await pending.get()
                         } catch {
-                            onFailure(error)
+                            handshakeFailed(error)
                             return
                         }
                         do {
                             try await handler(channel)
                         } catch {
-                            onFailure(error)
+                            handlerFailed(error)
                             try? await channel.channel.close()
                         }
                     }
@@ -242,7 +243,7 @@ public final class TLSServer: Sendable {
     /// The verified connections, in the order their handshakes complete. Failed handshakes
     /// are reported to `onFailure` and skipped. Iterate from one task only.
     public func connections(onFailure: (@Sendable (any Error) -> Void)? = nil) -> AsyncThrowingStream<SecureChannel, any Error> {
-        let onFailure = onFailure ?? Self.logFailure(logger)
+        let onFailure = onFailure ?? Self.logHandshakeFailure(logger)
         let (stream, continuation) = AsyncThrowingStream<SecureChannel, any Error>.makeStream()
         let task = Task {
             do {
@@ -268,20 +269,24 @@ public final class TLSServer: Sendable {
         return stream
     }
 
-    /// The default `onFailure`: handshake failures at `debug` (the handler logged them),
-    /// anything else at `warning`.
-    private static func logFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
+    /// The default `onFailure` for a failed handshake: `debug` (the handler logged it, with
+    /// the peer and the reasons, as event `refused`).
+    private static func logHandshakeFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
         { error in
-            if let error = error as? TLSError {
-                var metadata = error.logMetadata
-                metadata[TLSLogKey.role] = "server"
-                logger.debug("TLS connection failed", metadata: metadata)
-            } else {
-                logger.warning("connection handler failed", metadata: [
-                    TLSLogKey.event: .string(TLSLogEvent.connectionFailed), TLSLogKey.role: "server",
-                    TLSLogKey.errorMessage: .string("\(error)"),
-                ])
-            }
+            var metadata = (error as? TLSError)?.logMetadata ?? [TLSLogKey.errorMessage: .string("\(error)")]
+            metadata[TLSLogKey.role] = "server"
+            logger.debug("TLS handshake failed", metadata: metadata)
+        }
+    }
+
+    /// The default `onFailure` for an error thrown by a connection's handler: `warning`,
+    /// event `connection_failed`.
+    private static func logHandlerFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
+        { error in
+            var metadata = (error as? TLSError)?.logMetadata ?? [TLSLogKey.errorMessage: .string("\(error)")]
+            metadata[TLSLogKey.event] = .string(TLSLogEvent.connectionFailed)
+            metadata[TLSLogKey.role] = "server"
+            logger.warning("connection handler failed", metadata: metadata)
         }
     }
 

@@ -225,6 +225,27 @@ func roundTrip(port: Int, context: TLSContext, logger: Logger? = nil, metrics: T
         #expect(clientLog.events(TLSLogEvent.ocspFetch).last?.level == .warning)
     }
 
+    @Test func aThrowingConnectionHandlerIsLoggedByTheDefaultOnFailure() async throws {
+        struct Unwelcome: Error, CustomStringConvertible { var description: String { "unwelcome request" } }
+        let fixture = try EngineFixture(.tls13)
+        let (logger, log) = capturingLogger("server")
+        let server = try await TLSServer.bind(host: "127.0.0.1", port: 0, context: try fixture.server(), logger: logger)
+        let serving = Task {
+            try await server.serve { channel in
+                try await channel.executeThenClose { inbound, _ in
+                    for try await _ in inbound { throw Unwelcome() }
+                }
+            }
+        }
+        _ = try? await roundTrip(port: server.port, context: try fixture.client())
+        #expect(await eventually { !log.events(TLSLogEvent.connectionFailed).isEmpty })
+        let failed = try #require(log.events(TLSLogEvent.connectionFailed).first)
+        #expect(failed.level == .warning)
+        #expect(text(failed.metadata[TLSLogKey.errorMessage]) == "unwelcome request")
+        try await server.close()
+        _ = await serving.result
+    }
+
     @Test func withoutALoggerNothingIsLoggedAndNothingBreaks() async throws {
         // The default logger is a no-op: a server and client without one still work.
         let fixture = try EngineFixture(.tls12)
