@@ -555,6 +555,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             flushCiphertext(context: context)
             let wait = Self.timeAmount(tlsContext.configuration.shutdownTimeout)
             guard !receivedCloseNotify, wait > .zero else {
+                // The peer's close_notify came first (half-closure): both directions are done.
+                if receivedCloseNotify { context.fireUserInboundEventTriggered(TLSUserEvent.shutdownCompleted) }
                 context.close(mode: mode, promise: promise)
                 return
             }
