@@ -1,5 +1,4 @@
 import GnuTLS
-import GnuTLSCore
 import Logging
 import NIOCore
 import NIOTLS

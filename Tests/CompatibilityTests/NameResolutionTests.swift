@@ -1,4 +1,5 @@
 import GnuTLS
+import GnuTLSAuthority
 import NIOGnuTLS
 import NIOSSL
 import SwiftASN1

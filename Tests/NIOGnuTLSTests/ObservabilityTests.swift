@@ -1,11 +1,13 @@
 import CoreMetrics
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 import InMemoryLogging
 import Logging
 import MetricsTestKit
 import NIOCore
 import NIOGnuTLS
+import NIOGnuTLSAuthority
 import NIOPosix
 import Testing
 import TestSupport

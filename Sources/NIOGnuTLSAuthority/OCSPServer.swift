@@ -1,7 +1,9 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 import Logging
 import NIOCore
+import NIOGnuTLS
 import NIOHTTP1
 import NIOPosix
 
