@@ -1,3 +1,4 @@
+import Foundation
 import GnuTLS
 import Logging
 import NIOCore
@@ -348,7 +349,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             let nanoseconds = handshakeStart.map { (NIODeadline.now() - $0).nanoseconds } ?? 0
             metrics?.handshakeSucceeded(info, nanoseconds: nanoseconds)
             countedActive = metrics != nil
-            if tlsContext.configuration.role == .server { metrics?.recordServedCertificates(tlsContext.configuration.identities.map(\.leaf)) }
+            if let metrics, tlsContext.configuration.role == .server {
+                // The served certificate's remaining life, kept current without an allocation.
+                var earliest = Date.distantFuture
+                for identity in tlsContext.configuration.identities where identity.leaf.notValidAfter < earliest {
+                    earliest = identity.leaf.notValidAfter
+                }
+                metrics.recordServedCertificateExpiry(notAfter: earliest)
+            }
             if logger.logLevel <= .info {
                 var metadata = info.logMetadata
                 metadata[TLSLogKey.event] = .string(TLSLogEvent.handshake)

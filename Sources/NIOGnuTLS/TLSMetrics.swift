@@ -157,7 +157,13 @@ public final class TLSMetrics: Sendable {
     /// expired); nothing when the list is empty.
     public func recordServedCertificates(_ certificates: [Certificate], now: Date = Date()) {
         guard let earliest = certificates.map(\.notValidAfter).min() else { return }
-        expiry.record(earliest.timeIntervalSince(now).rounded(.down))
+        recordServedCertificateExpiry(notAfter: earliest, now: now)
+    }
+
+    /// Records the seconds until `notAfter` (the earliest served certificate's).
+    package func recordServedCertificateExpiry(notAfter: Date, now: Date = Date()) {
+        guard notAfter != .distantFuture else { return }
+        expiry.record(notAfter.timeIntervalSince(now).rounded(.down))
     }
 }
 
