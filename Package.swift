@@ -17,6 +17,14 @@ let package = Package(
         // The CA ledger's default store (SQLite; needs the system's libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Structured logging of handshakes, refusals and expiring certificates (no-op by default).
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // Handshake, verification, connection and byte metrics (no cost without a backend).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        // Tests only: HTTP/2 behind GnuTLSHandler + ApplicationProtocolNegotiationHandler.
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        // Tests only: conversions to and from swift-certificates' Certificate by DER; name clashes.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         // Tests only: property-based tests (names, general names, serials, keys, certificates).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         // Tests only: BoringSSL (swift-nio-ssl) must read the keys we write.
@@ -24,8 +32,6 @@ let package = Package(
         // Tests only: runs the external peers and tools (openssl, certtool, tlsctl, ...).
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
-        // Reload and shutdown events are logged through swift-log (a no-op logger by default).
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         // `TLSServer` and the certificate file watcher are `Service`s in a `ServiceGroup`.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
@@ -70,7 +76,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // The OCSP/CRL fetch client.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // TLSUserEvent, so ApplicationProtocolNegotiationHandler works behind GnuTLSHandler.
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -82,9 +91,12 @@ let package = Package(
             dependencies: [
                 "GnuTLS",
                 "GnuTLSAuthority",
+                // The log metadata keys (TLSLogKey) the responder's request log shares.
+                "NIOGnuTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -130,11 +142,30 @@ let package = Package(
             name: "NIOGnuTLSTests",
             dependencies: [
                 "NIOGnuTLS", "GnuTLS", "GnuTLSAuthority", "GnuTLSCore", "TestSupport",
-                .product(name: "Logging", package: "swift-log"),
+                // The OCSP responder's request log (ObservabilityTests).
+                "NIOGnuTLSAuthority",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
+        // A file importing our modules beside swift-nio-ssl and swift-certificates: the
+        // documented resolution of the clashing names compiles; DER conversions both ways.
+        .testTarget(
+            name: "CompatibilityTests",
+            dependencies: [
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .testTarget(

@@ -1,8 +1,9 @@
 import GnuTLS
+import Logging
 import NIOCore
 import NIOPosix
 
-/// A verified TLS connection for async/await code: made by ``SecureChannel/connect(host:port:context:eventLoopGroup:verificationHook:)``
+/// A verified TLS connection for async/await code: made by ``SecureChannel/connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``
 /// or accepted by a ``TLSServer``, and returned only after the handshake and every
 /// verification step passed.
 ///
@@ -37,11 +38,15 @@ public struct SecureChannel: Sendable {
     ///   - context: a client ``TLSContext`` (reuse it: it holds the trust list and the
     ///     session cache for resumption).
     ///   - verificationHook: an async check run after the chain verification.
+    ///   - logger: where the handshake or its refusal is logged (``TLSLogKey`` metadata);
+    ///     `nil` logs nothing.
+    ///   - metrics: the client's metrics (make one ``TLSMetrics`` per client and reuse it);
+    ///     `nil` records nothing.
     /// - Throws: ``TLSError`` (verification, alerts, timeout, …) or a connection error.
     public static func connect(
         host: String, port: Int, context: TLSContext,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        verificationHook: TLSVerificationHook? = nil
+        verificationHook: TLSVerificationHook? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         let timeout = context.configuration.handshakeTimeout.components
         let (asyncChannel, handshake) = try await ClientBootstrap(group: eventLoopGroup)
@@ -50,7 +55,8 @@ public struct SecureChannel: Sendable {
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
-                    let handler = GnuTLSHandler(context: context, serverHostname: host, handshakePromise: promise, verificationHook: verificationHook)
+                    let handler = GnuTLSHandler(context: context, serverHostname: host, handshakePromise: promise,
+                                                verificationHook: verificationHook, logger: logger, metrics: metrics)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     return (wrapped, promise.futureResult)
@@ -76,25 +82,27 @@ public struct SecureChannel: Sendable {
 
     /// Opens a TLS connection with a one-off context built from `configuration`. Building
     /// a context loads credentials and trust: services that connect often should build one
-    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:)``,
+    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``,
     /// which also lets connections resume sessions.
     public static func connect(
         host: String, port: Int, configuration: TLSConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        verificationHook: TLSVerificationHook? = nil
+        verificationHook: TLSVerificationHook? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         try await connect(host: host, port: port, context: TLSContext(configuration: configuration),
-                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook)
+                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook, logger: logger, metrics: metrics)
     }
 
     /// Runs TLS over an existing, connected NIO channel (the handler is added to its
     /// pipeline) and waits for the handshake and verification.
     public static func wrap(
-        _ channel: any Channel, serverHostname: String?, context: TLSContext, verificationHook: TLSVerificationHook? = nil
+        _ channel: any Channel, serverHostname: String?, context: TLSContext, verificationHook: TLSVerificationHook? = nil,
+        logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         let (asyncChannel, handshake) = try await channel.eventLoop.submit {
             let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
-            let handler = GnuTLSHandler(context: context, serverHostname: serverHostname, handshakePromise: promise, verificationHook: verificationHook)
+            let handler = GnuTLSHandler(context: context, serverHostname: serverHostname, handshakePromise: promise,
+                                        verificationHook: verificationHook, logger: logger, metrics: metrics)
             try channel.pipeline.syncOperations.addHandler(handler)
             let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             return (wrapped, promise.futureResult)

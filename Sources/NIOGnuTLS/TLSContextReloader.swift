@@ -102,6 +102,8 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
     // @unchecked: every mutable field is guarded by `lock`; `reloading` serialises reloads.
     private let load: @Sendable () throws -> TLSConfiguration
     private let logger: Logger
+    private let metrics: TLSMetrics?
+    private let source: String
     private let onReload: (@Sendable (TLSReloadEvent) -> Void)?
     private let lock = NSLock()
     private let reloading = NSLock()
@@ -112,20 +114,25 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
     /// Loads and builds the first context; it must succeed.
     ///
     /// - Parameters:
-    ///   - logger: reloads are logged to it (info) and refusals (error), with the metadata
-    ///     `tls.reload.outcome`, `tls.serial`, `tls.previous_serial` and `tls.reload.reason`.
-    ///     The default logs nothing.
+    ///   - logger: reloads are logged to it (info, event `reload`) and refusals (error, event
+    ///     `reload_refused`) with ``TLSLogKey`` metadata: the serial served from now on, the
+    ///     previous one, the source and the error message. The default logs nothing.
+    ///   - metrics: counts every attempt (``TLSMetricName/reloads``, by outcome) and
+    ///     updates the served certificates' expiry gauge after a reload; `nil`: no metrics.
+    ///   - source: names where the configuration comes from in the log (file paths).
     ///   - onReload: called after every attempt, on the thread that reloaded.
     ///   - load: reads the configuration (files, a secret store, …). Called by `init` and
     ///     by every ``reload()``; it may block (it never runs on an event loop).
     /// - Throws: ``TLSReloadError`` when the first configuration cannot be loaded or built.
     public init(
-        logger: Logger = Logger(label: "swift-gnutls.reload", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger? = nil, metrics: TLSMetrics? = nil, source: String = "closure",
         onReload: (@Sendable (TLSReloadEvent) -> Void)? = nil,
         load: @escaping @Sendable () throws -> TLSConfiguration
     ) throws {
         self.load = load
-        self.logger = logger
+        self.logger = logger ?? .gnuTLSNoOp
+        self.metrics = metrics
+        self.source = source
         self.onReload = onReload
         self.context = try Self.build(load)
     }
@@ -153,11 +160,14 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
             context = next
             lock.unlock()
             event = TLSReloadEvent(outcome: .reloaded, context: next, previousContext: previous, error: nil)
-            logger.info("reloaded the TLS context", metadata: Self.metadata(event))
+            logger.info("reloaded the TLS context", metadata: metadata(event))
+            metrics?.recordReload(succeeded: true)
+            TLSLogging.checkServedCertificates(of: next, logger: logger, metrics: metrics)
         } catch {
             let reason = error as? TLSReloadError ?? TLSReloadError(.loadFailed, "\(error)")
             event = TLSReloadEvent(outcome: .refused, context: previous, previousContext: previous, error: reason)
-            logger.error("refused a TLS reload; keeping the previous context", metadata: Self.metadata(event))
+            logger.error("refused a TLS reload; keeping the previous context", metadata: metadata(event))
+            metrics?.recordReload(succeeded: false)
         }
         onReload?(event)
         lock.lock()
@@ -212,15 +222,17 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
         }
     }
 
-    static func metadata(_ event: TLSReloadEvent) -> Logger.Metadata {
+    /// The shared ``TLSLogKey`` metadata of a reload attempt.
+    func metadata(_ event: TLSReloadEvent) -> Logger.Metadata {
         var metadata: Logger.Metadata = [
-            "tls.reload.outcome": "\(event.outcome)",
-            "tls.serial": "\(event.serials.map(\.description).joined(separator: ","))",
-            "tls.previous_serial": "\(event.previousSerials.map(\.description).joined(separator: ","))",
+            TLSLogKey.event: .string(event.error == nil ? TLSLogEvent.reload : TLSLogEvent.reloadRefused),
+            TLSLogKey.certificateSerial: .string(event.serials.map(\.hexString).joined(separator: ",")),
+            TLSLogKey.previousSerial: .string(event.previousSerials.map(\.hexString).joined(separator: ",")),
+            TLSLogKey.reloadSource: .string(source),
         ]
         if let error = event.error {
-            metadata["tls.reload.reason"] = "\(error.message)"
-            metadata["tls.reload.error"] = "\(error.code)"
+            metadata[TLSLogKey.errorMessage] = .string(error.message)
+            metadata[TLSLogKey.errorCode] = .string(error.code.rawValue)
         }
         return metadata
     }
@@ -235,9 +247,9 @@ extension SecureChannel {
     public static func connect(
         host: String, port: Int, contextProvider: some TLSContextProvider,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        verificationHook: TLSVerificationHook? = nil
+        verificationHook: TLSVerificationHook? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         try await connect(host: host, port: port, context: contextProvider.currentContext(),
-                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook)
+                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook, logger: logger, metrics: metrics)
     }
 }

@@ -74,7 +74,9 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
     ///     client's servers must chain to).
     ///   - crlFiles: PEM or DER CRL files checked against peer chains.
     ///   - pollInterval: how often ``run()`` looks for changes.
-    ///   - logger: reloads (info) and refusals (error) with their metadata; silent by default.
+    ///   - logger: reloads (info) and refusals (error) with ``TLSLogKey`` metadata, the
+    ///     watched paths as ``TLSLogKey/reloadSource``; silent by default.
+    ///   - metrics: reload counts and the served certificates' expiry gauge; `nil`: none.
     ///   - onReload: called after every reload attempt.
     /// - Throws: ``TLSReloadError`` when the files do not make a valid first context.
     public init(
@@ -83,7 +85,7 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         trustStoreFile: String? = nil,
         crlFiles: [String] = [],
         pollInterval: Duration = .seconds(5),
-        logger: Logger = Logger(label: "swift-gnutls.reload", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger? = nil, metrics: TLSMetrics? = nil,
         onReload: (@Sendable (TLSReloadEvent) -> Void)? = nil
     ) throws {
         let paths = identities.flatMap { [$0.chainPath, $0.keyPath] } + (trustStoreFile.map { [$0] } ?? []) + crlFiles
@@ -91,7 +93,7 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         self.paths = paths
         // Read before the first load: a file replaced meanwhile differs at the first poll.
         let initialStates = Self.read(paths)
-        self.reloader = try TLSContextReloader(logger: logger, onReload: onReload) {
+        self.reloader = try TLSContextReloader(logger: logger, metrics: metrics, source: paths.joined(separator: ","), onReload: onReload) {
             try Self.configuration(configuration, identities: identities, trustStoreFile: trustStoreFile, crlFiles: crlFiles)
         }
         self.states = initialStates

@@ -35,7 +35,10 @@ public final class TLSServer: Service, Sendable {
     public let contextProvider: any TLSContextProvider
     private let openConnections: OpenConnections
     private let drainTimeout: Duration
-    private let logger: Logger
+    /// Where the server's connections log (a no-op logger unless one was given to `bind`).
+    public let logger: Logger
+    /// The server's metrics, made once at `bind`.
+    public let metrics: TLSMetrics
     private let onFailure: (@Sendable (any Error) -> Void)?
     private let handler: (@Sendable (SecureChannel) async throws -> Void)?
 
@@ -52,7 +55,7 @@ public final class TLSServer: Service, Sendable {
 
     private init(
         serverChannel: NIOAsyncChannel<EventLoopFuture<SecureChannel>, Never>, contextProvider: any TLSContextProvider,
-        connections: OpenConnections, drainTimeout: Duration, logger: Logger,
+        connections: OpenConnections, drainTimeout: Duration, logger: Logger, metrics: TLSMetrics,
         onFailure: (@Sendable (any Error) -> Void)?, handler: (@Sendable (SecureChannel) async throws -> Void)?
     ) {
         self.serverChannel = serverChannel
@@ -60,6 +63,7 @@ public final class TLSServer: Service, Sendable {
         self.openConnections = connections
         self.drainTimeout = drainTimeout
         self.logger = logger
+        self.metrics = metrics
         self.onFailure = onFailure
         self.handler = handler
     }
@@ -71,13 +75,18 @@ public final class TLSServer: Service, Sendable {
     ///   limit the server stops accepting until one closes (or completes its handshake),
     ///   and further clients wait in the listen backlog. Established connections are also
     ///   bounded in time by the configuration's ``TLSConfiguration/idleTimeout``.
+    /// - Parameter logger: where handshakes, refusals, failed connection handlers and
+    ///   served certificates near expiry are logged (``TLSLogKey`` metadata); `nil` logs nothing.
+    /// - Parameter metrics: the server's metrics; `nil` makes one ``TLSMetrics`` with
+    ///   `MetricsSystem.factory` (no cost unless a backend is bootstrapped).
     public static func bind(
         host: String, port: Int, context: TLSContext,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        backlog: Int32 = 256, limits: TLSServerLimits = .unlimited, verificationHook: TLSVerificationHook? = nil
+        backlog: Int32 = 256, limits: TLSServerLimits = .unlimited, verificationHook: TLSVerificationHook? = nil,
+        logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> TLSServer {
         try await bind(host: host, port: port, contextProvider: context, eventLoopGroup: eventLoopGroup,
-                       backlog: backlog, limits: limits, verificationHook: verificationHook)
+                       backlog: backlog, limits: limits, verificationHook: verificationHook, logger: logger, metrics: metrics)
     }
 
     /// Binds `host:port` (port 0 picks a free one); every new connection gets its context
@@ -88,18 +97,26 @@ public final class TLSServer: Service, Sendable {
     ///     ``bind(host:port:context:eventLoopGroup:backlog:limits:verificationHook:)``).
     ///   - drainTimeout: on graceful shutdown, how long open connections may go on before
     ///     they are closed (with close_notify).
-    ///   - logger: graceful shutdown and connections the provider had no context for.
-    ///   - onFailure: what ``run()`` does with failed handshakes and handler errors.
+    ///   - logger: handshakes, refusals, failed handlers, served certificates near expiry,
+    ///     graceful shutdown (``TLSLogKey`` metadata); `nil` logs nothing.
+    ///   - metrics: the server's metrics; `nil` makes one ``TLSMetrics``.
+    ///   - onFailure: what ``run()`` does with failed handshakes and handler errors (`nil`:
+    ///     log them, as ``serve(onFailure:handler:)`` does).
     ///   - handler: serves one connection when the server runs as a `Service` (``run()``).
     public static func bind(
         host: String, port: Int, contextProvider: some TLSContextProvider,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         backlog: Int32 = 256, limits: TLSServerLimits = .unlimited, verificationHook: TLSVerificationHook? = nil,
         drainTimeout: Duration = .seconds(30),
-        logger: Logger = Logger(label: "swift-gnutls.server", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger? = nil, metrics: TLSMetrics? = nil,
         onFailure: (@Sendable (any Error) -> Void)? = nil,
         handler: (@Sendable (SecureChannel) async throws -> Void)? = nil
     ) async throws -> TLSServer {
+        let logger = logger ?? .gnuTLSNoOp
+        let metrics = metrics ?? TLSMetrics()
+        if let context = try? contextProvider.currentContext() {
+            TLSLogging.checkServedCertificates(of: context, logger: logger, metrics: metrics)
+        }
         let serverLoop = eventLoopGroup.next()
         let limiter = limits.isUnlimited ? nil : ConnectionLimiter(limits: limits, eventLoop: serverLoop)
         let connections = OpenConnections()
@@ -127,7 +144,8 @@ public final class TLSServer: Service, Sendable {
                     do {
                         // The provider answers from a context built earlier: no I/O here.
                         let context = try contextProvider.currentContext()
-                        let handler = GnuTLSHandler(context: context, handshakePromise: promise, verificationHook: verificationHook)
+                        let handler = GnuTLSHandler(context: context, handshakePromise: promise, verificationHook: verificationHook,
+                                                    logger: logger, metrics: metrics)
                         try channel.pipeline.syncOperations.addHandler(handler, position: .first)
                     } catch {
                         logger.error("no TLS context for a new connection: \(error)")
@@ -145,7 +163,7 @@ public final class TLSServer: Service, Sendable {
                 }
             }
         return TLSServer(serverChannel: serverChannel, contextProvider: contextProvider, connections: connections,
-                         drainTimeout: drainTimeout, logger: logger, onFailure: onFailure, handler: handler)
+                         drainTimeout: drainTimeout, logger: logger, metrics: metrics, onFailure: onFailure, handler: handler)
     }
 
     /// Serves every connection with the `handler` given to `bind` until graceful shutdown
@@ -158,7 +176,7 @@ public final class TLSServer: Service, Sendable {
         guard let handler else {
             throw TLSError(.protocolError, "TLSServer.run() serves with the handler given to TLSServer.bind(…, handler:), and none was given")
         }
-        try await serve(onFailure: onFailure ?? { _ in }, handler: handler)
+        try await serve(onFailure: onFailure, handler: handler)
     }
 
     /// Serves every connection with `handler`, each in its own task of a discarding task
@@ -167,10 +185,17 @@ public final class TLSServer: Service, Sendable {
     /// Returns when the server is closed (``close()``, or graceful shutdown in a
     /// `ServiceGroup`) and every handler finished: on graceful shutdown, connections
     /// still open after the `drainTimeout` given to `bind` are closed with close_notify.
+    ///
+    /// Without `onFailure`, failures go to the server's ``logger``: a refused handshake is
+    /// already logged by the handler (event `refused`, with the reasons), so it is repeated
+    /// at `debug` only; an error thrown by `handler` is logged at `warning` (event
+    /// `connection_failed`).
     public func serve(
-        onFailure: @escaping @Sendable (any Error) -> Void = { _ in },
+        onFailure: (@Sendable (any Error) -> Void)? = nil,
         handler: @escaping @Sendable (SecureChannel) async throws -> Void
     ) async throws {
+        let handshakeFailed = onFailure ?? Self.logHandshakeFailure(logger)
+        let handlerFailed = onFailure ?? Self.logHandlerFailure(logger)
         defer { openConnections.cancelDeadline() }
         try await withGracefulShutdownHandler {
             try await serverChannel.executeThenClose { inbound in
@@ -181,13 +206,13 @@ public final class TLSServer: Service, Sendable {
                             do {
                                 channel = try await pending.get()
                             } catch {
-                                onFailure(error)
+                                handshakeFailed(error)
                                 return
                             }
                             do {
                                 try await handler(channel)
                             } catch {
-                                onFailure(error)
+                                handlerFailed(error)
                                 try? await channel.channel.close()
                             }
                         }
@@ -201,7 +226,8 @@ public final class TLSServer: Service, Sendable {
 
     /// The verified connections, in the order their handshakes complete. Failed handshakes
     /// are reported to `onFailure` and skipped. Iterate from one task only.
-    public func connections(onFailure: @escaping @Sendable (any Error) -> Void = { _ in }) -> AsyncThrowingStream<SecureChannel, any Error> {
+    public func connections(onFailure: (@Sendable (any Error) -> Void)? = nil) -> AsyncThrowingStream<SecureChannel, any Error> {
+        let onFailure = onFailure ?? Self.logHandshakeFailure(logger)
         let (stream, continuation) = AsyncThrowingStream<SecureChannel, any Error>.makeStream()
         let task = Task {
             do {
@@ -225,6 +251,27 @@ public final class TLSServer: Service, Sendable {
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+
+    /// The default `onFailure` for a failed handshake: `debug` (the handler logged it, with
+    /// the peer and the reasons, as event `refused`).
+    private static func logHandshakeFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
+        { error in
+            var metadata = (error as? TLSError)?.logMetadata ?? [TLSLogKey.errorMessage: .string("\(error)")]
+            metadata[TLSLogKey.role] = "server"
+            logger.debug("TLS handshake failed", metadata: metadata)
+        }
+    }
+
+    /// The default `onFailure` for an error thrown by a connection's handler: `warning`,
+    /// event `connection_failed`.
+    private static func logHandlerFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
+        { error in
+            var metadata = (error as? TLSError)?.logMetadata ?? [TLSLogKey.errorMessage: .string("\(error)")]
+            metadata[TLSLogKey.event] = .string(TLSLogEvent.connectionFailed)
+            metadata[TLSLogKey.role] = "server"
+            logger.warning("connection handler failed", metadata: metadata)
+        }
     }
 
     /// Stops accepting; connections already served finish on their own.

@@ -123,7 +123,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             server = try await TLSServer.bind(host: host, port: port, contextProvider: provider,
                                               limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes),
-                                              drainTimeout: .seconds(5))
+                                              drainTimeout: .seconds(5), logger: session.makeLogger(label: "tlsctl.serve"))
         } catch {
             throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
         }

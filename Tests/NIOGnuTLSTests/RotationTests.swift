@@ -248,14 +248,15 @@ struct RotationTests {
 
         let refusals = log.value.filter { $0.level == .error }
         #expect(refusals.count >= 2, "\(log.value)")
-        #expect(refusals.contains { $0.metadata["tls.reload.error"] == "keyMismatch" && $0.metadata["tls.serial"] == "\(serialA)" })
-        #expect(refusals.allSatisfy { $0.metadata["tls.reload.reason"] != nil && $0.metadata["tls.reload.outcome"] == "refused" })
+        #expect(refusals.contains { $0.metadata[TLSLogKey.errorCode] == "keyMismatch" && $0.metadata[TLSLogKey.certificateSerial] == serialA.hexString })
+        #expect(refusals.allSatisfy { $0.metadata[TLSLogKey.errorMessage] != nil && $0.metadata[TLSLogKey.event] == TLSLogEvent.reloadRefused })
+        #expect(refusals.allSatisfy { $0.metadata[TLSLogKey.reloadSource] == "\(files.chain),\(files.key)" })
 
         // Fixed: the pair is loaded and logged as a reload.
         try files.install(other)
         let fixed = watcher.reload()
         #expect(fixed.outcome == .reloaded && fixed.serials == [other.leaf.serialNumber])
-        #expect(log.value.contains { $0.level == .info && $0.metadata["tls.reload.outcome"] == "reloaded" })
+        #expect(log.value.contains { $0.level == .info && $0.metadata[TLSLogKey.event] == TLSLogEvent.reload })
         try await server.close()
         _ = await serving.result
     }
