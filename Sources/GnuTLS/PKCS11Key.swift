@@ -89,13 +89,17 @@ public struct PKCS11Key: NativeSigningKey, Hashable, CustomStringConvertible {
 
     /// Generates a key pair on the token `uri` names; `uri` must carry `object=LABEL` (the
     /// label of the new key) and name one token (`token=…`).
-    /// - Throws: as ``init(uri:pin:module:)``, and `.unsupportedAlgorithm`/`.mechanismNotSupported`
-    ///   when the token cannot generate such a key.
+    /// - Throws: as ``init(uri:pin:module:)``, `.unsupportedAlgorithm`/`.mechanismNotSupported`
+    ///   when the token cannot generate such a key, `.invalidArgument` when a key matching
+    ///   `uri` is already there.
     public static func generate(_ algorithm: KeyAlgorithm, uri: String, pin: PKCS11PIN, module: String? = nil) throws -> PKCS11Key {
         try checkURI(uri)
         if let module { try loadModule(module) }
-        let source = pin.source
-        _ = try PKCS11.generate(url: uri, kind: algorithm.coreKind, pin: source)
+        // A second key with the same label would make the URI ambiguous.
+        if PKCS11.attribute("object", of: uri) != nil, !(try listKeys(uri: uri, pin: pin)).isEmpty {
+            throw GnuTLSError(.invalidArgument, "a private key matching \(uri) is already on the token: use it (PKCS11Key(uri:), --existing-key) or choose another object= label")
+        }
+        _ = try PKCS11.generate(url: uri, kind: algorithm.coreKind, pin: pin.source)
         return try PKCS11Key(uri: uri, pin: pin)
     }
 

@@ -153,7 +153,8 @@ package enum PKCS11 {
                 what += ": the token needs a PIN and none was given"
             } else {
                 code = .wrongPIN
-                what += ": the token refused the PIN (tried once, not retried)"
+                let given = pin?.suppliedCount ?? 0
+                what += ": the token refused the PIN (given to it \(given == 1 ? "once" : "\(given) times"), not retried)"
             }
         case GNUTLS_E_PKCS11_REQUESTED_OBJECT_NOT_AVAILBLE, GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE:
             code = .objectNotFound
@@ -215,19 +216,14 @@ package enum PKCS11 {
         }
         defer { if spki.data != nil { cgnutls_free(spki.data) } }
         guard rc >= 0 else {
-            throw error(rc, function: "gnutls_pkcs11_privkey_generate3", context: "generating a \(kind) key '\(label)' on \(token)", pin: pin)
+            throw error(rc, function: "gnutls_pkcs11_privkey_generate3", context: "generating key '\(label)' (\(kind)) on \(token)", pin: pin)
         }
         return takeBytes(spki)
     }
 
     /// The value of a path attribute of a `pkcs11:` URI (percent-decoded).
     package static func attribute(_ name: String, of url: String) -> String? {
-        let body = url.dropFirst("pkcs11:".count).split(separator: "?", maxSplits: 1).first ?? ""
-        for attribute in body.split(separator: ";") {
-            let parts = attribute.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, parts[0] == name { return String(parts[1]).removingPercentEncodingPKCS11 }
-        }
-        return nil
+        attributes(of: url)[name]
     }
 
     /// The kind of the public key stored beside a private key (same URI, `type=public`), if any.
@@ -238,16 +234,68 @@ package enum PKCS11 {
         return handle.kind
     }
 
-    /// Lists the private keys on the tokens that `url` matches (`pkcs11:` for all), logging
-    /// in with `pin` when given (private keys are private objects).
+    /// The URLs of the tokens `url` matches (its token attributes, compared decoded).
+    static func tokens(matching url: String) -> [(url: String, flags: UInt32)] {
+        let wanted = attributes(of: tokenURI(of: url))
+        var found: [(String, UInt32)] = []
+        var sequence: UInt32 = 0
+        while true {
+            var pointer: UnsafeMutablePointer<CChar>?
+            guard gnutls_pkcs11_token_get_url(sequence, GNUTLS_PKCS11_URL_GENERIC, &pointer) >= 0, let pointer else { break }
+            let tokenURL = String(cString: pointer)
+            cgnutls_free(pointer)
+            sequence += 1
+            let have = attributes(of: tokenURL)
+            guard wanted.allSatisfy({ have[$0.key] == $0.value }) else { continue }
+            var flags: UInt32 = 0
+            _ = gnutls_pkcs11_token_get_flags(tokenURL, &flags)
+            found.append((tokenURL, flags))
+        }
+        return found
+    }
+
+    static func attributes(of url: String) -> [String: String] {
+        let body = url.dropFirst("pkcs11:".count).split(separator: "?", maxSplits: 1).first ?? ""
+        var result: [String: String] = [:]
+        for attribute in body.split(separator: ";") {
+            let parts = attribute.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { result[String(parts[0])] = String(parts[1]).removingPercentEncodingPKCS11 }
+        }
+        return result
+    }
+
+    /// Lists the private keys on the tokens that `url` matches (`pkcs11:` for all).
+    ///
+    /// With `pin`, each matching token that has a user PIN is logged into (private keys are
+    /// private objects), one token at a time: a token that refuses the PIN ends the listing
+    /// at once, so the PIN reaches at most one token that refuses it, and never a token
+    /// without a user PIN (p11-kit's trust module, say).
     package static func listKeys(url: String, pin: CorePINSource?) throws -> [CoreTokenKey] {
-        if url != "pkcs11:" { try checkToken(url) }
+        let tokens = tokens(matching: url)
+        if tokens.isEmpty && url != "pkcs11:" {
+            throw GnuTLSError(.tokenNotPresent, "no token matching \(tokenURI(of: url)) is present in the loaded PKCS#11 modules")
+        }
+        var keys: [CoreTokenKey] = []
+        let objectFilter = attributes(of: url).filter { ["object", "id"].contains($0.key) }
+        for token in tokens {
+            let hasUserPIN = token.flags & UInt32(GNUTLS_PKCS11_TOKEN_USER_PIN_INITIALIZED) != 0
+            let login = pin != nil && hasUserPIN && token.flags & UInt32(GNUTLS_PKCS11_TOKEN_LOGIN_REQUIRED) != 0
+            if login && token.flags & UInt32(GNUTLS_PKCS11_TOKEN_USER_PIN_LOCKED) != 0 {
+                throw GnuTLSError(.pinLocked, "the user PIN of token \(token.url) is locked (too many wrong PINs): unlock it with the security officer PIN")
+            }
+            keys += try listKeys(onToken: token.url, login: login, pin: pin)
+                .filter { key in objectFilter.allSatisfy { attributes(of: key.url)[$0.key] == $0.value } }
+        }
+        return keys
+    }
+
+    private static func listKeys(onToken token: String, login: Bool, pin: CorePINSource?) throws -> [CoreTokenKey] {
         var list: UnsafeMutablePointer<gnutls_pkcs11_obj_t?>?
         var count: UInt32 = 0
         var flags = UInt32(GNUTLS_PKCS11_OBJ_FLAG_PRIVKEY.rawValue)
-        if pin != nil { flags |= UInt32(GNUTLS_PKCS11_OBJ_FLAG_LOGIN.rawValue) }
-        let rc = withGlobalPIN(pin) { gnutls_pkcs11_obj_list_import_url4(&list, &count, url, flags) }
-        guard rc >= 0 else { throw error(rc, function: "gnutls_pkcs11_obj_list_import_url4", context: "listing keys on \(url)", pin: pin) }
+        if login { flags |= UInt32(GNUTLS_PKCS11_OBJ_FLAG_LOGIN.rawValue) }
+        let rc = withGlobalPIN(login ? pin : nil) { gnutls_pkcs11_obj_list_import_url4(&list, &count, token, flags) }
+        guard rc >= 0 else { throw error(rc, function: "gnutls_pkcs11_obj_list_import_url4", context: "listing keys on \(token)", pin: pin) }
         defer {
             for index in 0..<Int(count) { gnutls_pkcs11_obj_deinit(list?[index]) }
             cgnutls_free(list)

@@ -150,11 +150,12 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
 }
 
 /// Loads `--cert` and `--key` into an identity.
-func loadIdentity(certificate: String, key: String, passphraseFile: String?) throws -> TLSIdentity {
+/// A `pkcs11:` URI as `--key` opens the key on its token with `--pin-file`.
+func loadIdentity(certificate: String, key: String, passphraseFile: String?, pinFile: String? = nil) throws -> TLSIdentity {
     let chain = try context("cannot load certificate chain \(certificate) (--cert)") { try Certificate.load(contentsOfFile: certificate) }
     guard !chain.isEmpty else { throw CLIError("\(certificate) (--cert) holds no certificate") }
-    let keyPair = try Inputs.key(at: key, passphraseFile: passphraseFile, passphraseOption: "--passphrase-file")
-    return TLSIdentity(chain: chain, key: keyPair)
+    let signingKey = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, passphraseOption: "--passphrase-file")
+    return TLSIdentity(chain: chain, key: signingKey)
 }
 
 // MARK: - serve
@@ -183,6 +184,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
     var passphraseFile: String?
+
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
+    var pinFile: String?
 
     @Option(help: ArgumentHelp("Address to bind (default: the loopback address 127.0.0.1).", valueName: "address"))
     var host: String = "127.0.0.1"
@@ -233,7 +237,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func makeConfiguration() throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile))
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile, pinFile: pinFile))
         if let clientCA {
             var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }
@@ -429,6 +433,9 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
     var passphraseFile: String?
 
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
+    var pinFile: String?
+
     @Option(help: ArgumentHelp("Name sent in SNI and verified in the certificate (default: HOST).", valueName: "name"))
     var servername: String?
 
@@ -458,7 +465,7 @@ struct ConnectCommand: AsyncParsableCommand {
             guard !trust.certificates.isEmpty else { throw CLIError("\(ca) (--ca) holds no certificate") }
         }
         try session.addCRLs(to: &trust)
-        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile) }
+        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile, pinFile: pinFile) }
         var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
         configuration.serverName = servername
         if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }

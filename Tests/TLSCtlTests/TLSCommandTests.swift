@@ -303,13 +303,14 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
     /// Kept open until the process ends when `holdStandardInput` is set.
     private let input = Pipe()
 
-    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false) throws {
+    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false, environment: [String: String]? = nil) throws {
         let binary = BuiltProducts.tlsctl
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
         self.arguments = arguments
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardInput = holdStandardInput ? input : FileHandle.nullDevice
         let stdout = Pipe()
         let stderr = Pipe()
