@@ -134,6 +134,9 @@ package final class CoreExternalSigner: @unchecked Sendable {  // immutable but 
     /// the signature into `signature` (allocated with `gnutls_malloc`: GnuTLS frees it).
     func signFromGnuTLS(algorithm: gnutls_sign_algorithm_t, input: [UInt8], prehashed: Bool,
                         into signature: UnsafeMutablePointer<gnutls_datum_t>?) -> Int32 {
+        // An error left by an earlier call on this thread that nobody took (a failed TLS
+        // handshake: the engine reports GnuTLS's code) must not be blamed on this one.
+        _ = takeError()
         var scheme = CoreSignatureAlgorithm(gnutls: algorithm)
         var input = input
         if scheme == nil, algorithm == GNUTLS_SIGN_RSA_RAW, let (resolved, digest) = CoreSignatureAlgorithm.fromDigestInfo(input) {

@@ -25,6 +25,9 @@ package final class PrivateKeyHandle: @unchecked Sendable {
     package let pinSource: CorePINSource?
     /// The `pkcs11:` URI of a token key.
     package let url: String?
+    /// The public key of a token or external key, read once (a token would be asked on
+    /// every use otherwise).
+    private let knownPublicKey: PublicKeyHandle?
 
     private init(taking x509: gnutls_x509_privkey_t) throws {
         var abstract: gnutls_privkey_t?
@@ -46,6 +49,7 @@ package final class PrivateKeyHandle: @unchecked Sendable {
         self.externalSigner = nil
         self.pinSource = nil
         self.url = nil
+        self.knownPublicKey = nil
     }
 
     init(external signer: CoreExternalSigner) throws {
@@ -54,6 +58,7 @@ package final class PrivateKeyHandle: @unchecked Sendable {
         externalSigner = signer
         pinSource = nil
         url = nil
+        knownPublicKey = signer.publicKey
     }
 
     /// Takes ownership of `abstract`, a token key imported from `url` with `pin` as its PIN function.
@@ -63,15 +68,13 @@ package final class PrivateKeyHandle: @unchecked Sendable {
         self.externalSigner = nil
         self.pinSource = pin
         self.url = url
+        self.knownPublicKey = try? PublicKeyHandle(privateKey: abstract)
     }
 
     deinit {
         gnutls_privkey_deinit(abstract)
         if let x509 { gnutls_x509_privkey_deinit(x509) }
     }
-
-    /// Whether the key material is in this process (and so can be exported).
-    package var isInMemory: Bool { x509 != nil }
 
     /// A new `gnutls_privkey_t` for the same key, for a caller that takes ownership of it
     /// (`gnutls_certificate_set_key`: "the key will become part of the credentials structure
@@ -97,8 +100,9 @@ package final class PrivateKeyHandle: @unchecked Sendable {
     /// maps token failures (wrong PIN, locked PIN, unsupported mechanism) to typed errors,
     /// and otherwise throws as ``check(_:_:_:code:)`` would.
     package func checkSigning(_ rc: Int32, _ function: StaticString, _ context: @autoclosure () -> String) throws {
-        if let error = externalSigner?.takeError() { throw error }
+        let signerError = externalSigner?.takeError()
         guard rc < 0 else { return }
+        if let signerError { throw signerError }
         if url != nil { throw PKCS11.error(rc, function: function, context: context(), pin: pinSource) }
         throw GnuTLSError.from(rc, function: function, context: context())
     }
@@ -228,7 +232,7 @@ package final class PrivateKeyHandle: @unchecked Sendable {
 
     /// The algorithm and size of this key.
     package var kind: CoreKeyKind {
-        if x509 == nil, let publicKey = try? publicKey() { return publicKey.kind }
+        if let knownPublicKey { return knownPublicKey.kind }
         var bits: UInt32 = 0
         let pk = gnutls_privkey_get_pk_algorithm(abstract, &bits)
         return CoreKeyKind.from(pk: pk, bits: Int(bits))
@@ -236,7 +240,7 @@ package final class PrivateKeyHandle: @unchecked Sendable {
 
     /// The public half.
     package func publicKey() throws -> PublicKeyHandle {
-        if let externalSigner { return externalSigner.publicKey }
+        if let knownPublicKey { return knownPublicKey }
         return try PublicKeyHandle(privateKey: abstract)
     }
 
