@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Benchmarks) import GnuTLS
+@_spi(Benchmarks) import GnuTLSAuthority
 import Synchronization
 import Testing
 import TestSupport

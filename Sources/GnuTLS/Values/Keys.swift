@@ -149,7 +149,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(keyDescription) public key \(sha256Fingerprint.colonHex.prefix(23))…" }
 
     /// The contents of the `subjectPublicKey` BIT STRING (without the unused-bits byte).
-    static func subjectPublicKeyBits(_ spki: [UInt8]) -> [UInt8]? {
+    package static func subjectPublicKeyBits(_ spki: [UInt8]) -> [UInt8]? {
         guard let node = try? DERReader.children(of: spki), node.count == 2,
               node[1].tag == 0x03, let first = node[1].content.first, first == 0 else { return nil }
         return Array(node[1].content.dropFirst())
@@ -222,19 +222,20 @@ public struct SignatureScheme: RawRepresentable, Hashable, Sendable, CustomStrin
 
 /// How a ``SigningKey`` is written to a CA directory.
 public struct KeyReference: Hashable, Sendable, CustomStringConvertible {
-    enum Backing: Hashable, Sendable {
+    /// What is saved (used by `LocalAuthority.save`).
+    package enum StoredForm: Hashable, Sendable {
         case inMemory(KeyPair)
         case uri(String)
     }
-    let backing: Backing
+    package let storedForm: StoredForm
 
     /// A key held in memory: saved as PKCS#8 (encrypted with the CA's passphrase when given).
-    public static func inMemory(_ key: KeyPair) -> KeyReference { KeyReference(backing: .inMemory(key)) }
+    public static func inMemory(_ key: KeyPair) -> KeyReference { KeyReference(storedForm: .inMemory(key)) }
     /// A key that lives elsewhere and is named by a URI (RFC 7512 `pkcs11:`): saved as the URI.
-    public static func uri(_ uri: String) -> KeyReference { KeyReference(backing: .uri(uri)) }
+    public static func uri(_ uri: String) -> KeyReference { KeyReference(storedForm: .uri(uri)) }
 
     public var description: String {
-        switch backing {
+        switch storedForm {
         case .inMemory(let key): return "in-memory \(key)"
         case .uri(let uri): return uri
         }
@@ -299,7 +300,7 @@ protocol NativeSigningKey: SigningKey {
 /// The one `gnutls_privkey_t` behind any ``SigningKey``: the key's own for ``KeyPair`` and
 /// ``PKCS11Key``; for any other type an external key whose sign callbacks call
 /// ``SigningKey/sign(_:algorithm:)``.
-func coreKeyHandle(for key: any SigningKey) throws -> PrivateKeyHandle {
+package func coreKeyHandle(for key: any SigningKey) throws -> PrivateKeyHandle {
     if let native = key as? any NativeSigningKey { return native.handle }
     let signer = try CoreExternalSigner(spki: key.publicKey.derEncoded, algorithms: Set(key.signatureSchemes.map { $0.core })) { algorithm, input in
         try key.sign(input, algorithm: SignatureScheme(algorithm))
