@@ -40,11 +40,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("PEM file with the server's certificate chain, leaf first.", valueName: "file"))
     var cert: String
 
-    @Option(help: ArgumentHelp("The server's private key (PEM).", valueName: "file"))
+    @Option(help: ArgumentHelp("The server's private key: a PEM file, or the pkcs11: URI of a key on a token (with --pin-file).", valueName: "file-or-uri"))
     var key: String
 
     @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
     var passphraseFile: String?
+
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
+    var pinFile: String?
 
     @Option(help: ArgumentHelp("Address to bind (default: the loopback address 127.0.0.1).", valueName: "address"))
     var host: String = "127.0.0.1"
@@ -101,7 +104,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func makeConfiguration() throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile))
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile, pinFile: pinFile))
         if let clientCA {
             var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }

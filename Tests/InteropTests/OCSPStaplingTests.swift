@@ -61,7 +61,7 @@ struct OCSPStaplingTests {
         let staple = try OCSPResponder(authority: fixture.ca).respond(to: try OCSPRequest(certificate: identity.leaf, issuer: fixture.ca.certificate)).response
         let stapleFile = try fixture.directory.write(staple.derEncoded, to: "revoked-staple.der")
         _ = try fixture.directory.write(identity.chain.map(\.pemEncoded).joined(), to: "server-chain.pem")
-        _ = try fixture.directory.write(try identity.key.pemEncoded(), to: "server.key")
+        _ = try fixture.directory.write(try identity.key.pemEncodedForTests(), to: "server.key")
         let (peer, port) = try await startOpenSSLServer(["-cert", fixture.path("server-chain.pem"), "-key", fixture.path("server.key"),
                                                          "-status_file", stapleFile, "-naccept", "3"], in: fixture.directory)
         defer { peer.stop() }

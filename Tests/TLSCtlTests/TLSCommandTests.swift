@@ -303,14 +303,17 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
     /// Kept open until the process ends when `holdStandardInput` is set.
     private let input = Pipe()
 
-    /// Starts `executable` (tlsctl unless given) with `arguments` in `directory`.
-    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false, executable: String = BuiltProducts.tlsctl) throws {
+    /// Starts `executable` (tlsctl unless given) with `arguments` in `directory`, with
+    /// `environment` added to this process's.
+    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false, environment: [String: String]? = nil,
+         executable: String = BuiltProducts.tlsctl) throws {
         let binary = executable
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
         self.arguments = arguments
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardInput = holdStandardInput ? input : FileHandle.nullDevice
         let stdout = Pipe()
         let stderr = Pipe()

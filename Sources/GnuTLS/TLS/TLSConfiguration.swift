@@ -90,18 +90,21 @@ public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertib
     public var description: String { name }
 }
 
-/// A certificate chain (leaf first, without the root) and its private key.
+/// A certificate chain (leaf first, without the root) and its private key: a ``KeyPair`` in
+/// memory, a ``PKCS11Key`` on a token, or any other ``SigningKey`` (a remote signer).
+///
+/// Two identities are equal when their chains, staples and public keys are.
 public struct TLSIdentity: Hashable, Sendable {
     /// Leaf first, then intermediates.
     public var chain: [Certificate]
     /// The leaf's private key.
-    public var key: KeyPair
+    public var key: any SigningKey
     /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
     /// leaf's issuer or its delegated responder, current, good) or the context is not built.
     public var ocspResponse: OCSPResponse? = nil
 
     /// An identity from values.
-    public init(chain: [Certificate], key: KeyPair) {
+    public init(chain: [Certificate], key: any SigningKey) {
         self.chain = chain
         self.key = key
     }
@@ -110,6 +113,16 @@ public struct TLSIdentity: Hashable, Sendable {
     public init(chainContentsOfFile chainPath: String, keyContentsOfFile keyPath: String, passphrase: String? = nil) throws {
         self.chain = try Certificate.load(contentsOfFile: chainPath)
         self.key = try KeyPair(contentsOfFile: keyPath, passphrase: passphrase)
+    }
+
+    public static func == (lhs: TLSIdentity, rhs: TLSIdentity) -> Bool {
+        lhs.chain == rhs.chain && lhs.ocspResponse == rhs.ocspResponse && lhs.key.publicKey == rhs.key.publicKey
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(chain)
+        hasher.combine(ocspResponse)
+        hasher.combine(key.publicKey)
     }
 
     /// The leaf certificate.

@@ -40,7 +40,7 @@ public final class TLSContext: Sendable {
                 throw GnuTLSError(.invalidArgument, "an identity has an empty certificate chain")
             }
             guard identity.keyMatchesLeaf else {
-                throw GnuTLSError(.invalidArgument, "the private key does not match certificate '\(leaf.subject)'")
+                throw GnuTLSError(.keyMismatch, "the private key does not match certificate '\(leaf.subject)'")
             }
             for (child, parent) in zip(identity.chain, identity.chain.dropFirst()) where !parent.subject.matches(child.issuer) {
                 throw GnuTLSError(.invalidArgument, "the certificate chain is out of order: '\(child.subject)' is issued by '\(child.issuer)', but the next certificate is '\(parent.subject)'")
@@ -48,8 +48,8 @@ public final class TLSContext: Sendable {
         }
         let mapping = try TLSPolicyMapping(configuration)
         var settings = CoreTLSSettings(role: configuration.role.core, priority: mapping.priority)
-        settings.identities = configuration.identities.map { identity in
-            (chainPEM: identity.chain.map(\.pemEncoded).joined(), key: identity.key.handle)
+        settings.identities = try configuration.identities.map { identity in
+            (chain: identity.chain.map(\.derEncoded), key: try coreKeyHandle(for: identity.key))
         }
         for (index, identity) in configuration.identities.enumerated() {
             guard let response = identity.ocspResponse else { continue }
