@@ -21,12 +21,16 @@ public final class Verifier: Sendable {
     public let defaultPolicy: VerificationPolicy
     let trustList: TrustListHandle
     let anchors: [Certificate]
+    /// One checker per ``RevocationCheckingMode``, so good OCSP answers fetched online are
+    /// cached across calls until their nextUpdate (OCSPRevocation.swift).
+    let revocationCheckers: [RevocationCheckingMode: RevocationChecker]
 
     /// Builds the GnuTLS trust list for `trustStore`.
     public init(trustStore: TrustStore, policy: VerificationPolicy = VerificationPolicy()) throws {
         self.trustStore = trustStore
         self.defaultPolicy = policy
         (trustList, anchors) = try trustStore.prepare()
+        revocationCheckers = Dictionary(uniqueKeysWithValues: RevocationCheckingMode.allModes.map { ($0, RevocationChecker(mode: $0)) })
     }
 
     /// Verifies `leaf` with the help of `intermediates` (any order).
@@ -95,7 +99,7 @@ struct PathValidation {
         self.crls = crls
         self.policy = policy
         self.now = policy.time ?? Date()
-        self.maxDepth = min(16, (policy.maximumIntermediates.map { $0 + 2 } ?? 16) + 4)
+        self.maxDepth = min(Self.gnuTLSMaximumDepth, (policy.maximumIntermediates.map { $0 + 2 } ?? Self.gnuTLSMaximumDepth) + 4)
     }
 
     mutating func findPath(from leaf: Certificate) -> Result<[Certificate], VerificationError> {
@@ -125,9 +129,7 @@ struct PathValidation {
             }
         }
         if issuers.isEmpty {
-            record(VerificationError(problems: [VerificationError.Problem(
-                .untrustedIssuer, "issuer '\(current.issuer)' of '\(current.subject)' is not trusted and no intermediate for it was given",
-                position: path.count - 1, subject: current.subject)]), depth: path.count)
+            record(VerificationError(problems: [missingIssuerProblem(path)]), depth: path.count)
             return nil
         }
         for (issuer, isAnchor) in issuers {
@@ -148,6 +150,31 @@ struct PathValidation {
         }
         return nil
     }
+
+    /// Why `path` cannot be extended: its last certificate's issuer is missing, or it is
+    /// there but the path already holds as many certificates as may be verified (GnuTLS
+    /// verifies at most 16, `DEFAULT_MAX_VERIFY_DEPTH`; a policy may allow fewer).
+    private func missingIssuerProblem(_ path: [Certificate]) -> VerificationError.Problem {
+        let current = path[path.count - 1]
+        let position = path.count - 1
+        let issuerGiven = candidates.contains { candidate in
+            Self.mayIssue(candidate, current) && !path.contains { $0 == candidate }
+        }
+        guard path.count >= maxDepth, issuerGiven else {
+            return VerificationError.Problem(
+                .untrustedIssuer, "issuer '\(current.issuer)' of '\(current.subject)' is not trusted and no intermediate for it was given",
+                position: position, subject: current.subject)
+        }
+        let limit = maxDepth == Self.gnuTLSMaximumDepth
+            ? "GnuTLS's limit of \(Self.gnuTLSMaximumDepth) certificates"
+            : "the \(maxDepth) certificates this policy's maximum number of intermediates allows"
+        return VerificationError.Problem(
+            .pathLengthExceeded, "chain longer than \(limit): '\(current.subject)' at position \(position) still needs its issuer '\(current.issuer)' before a trust anchor is reached",
+            position: position, subject: current.subject)
+    }
+
+    /// The longest chain GnuTLS verifies (`DEFAULT_MAX_VERIFY_DEPTH` in GnuTLS 3.7).
+    static let gnuTLSMaximumDepth = 16
 
     /// Keeps the failure of the candidate path that got furthest (complete paths rank above
     /// incomplete ones), so the error describes the chain the caller most likely meant.
