@@ -124,6 +124,25 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireChannelInactive()
     }
 
+    /// A channel that never became active (a refused or timed-out connect) is closed by NIO
+    /// without `channelInactive`: fail the handshake promise and pending writes here, so
+    /// none is dropped unfulfilled (NIO's debug builds trap on a leaked promise).
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        timeout = nil
+        idleTimer?.cancel()
+        idleTimer = nil
+        switch state {
+        case .idle, .handshaking, .verifying:
+            state = .closed
+            handshakePromise?.fail(TLSError(.channelClosed, "the connection was closed before the TLS handshake completed"))
+        case .active, .closing, .closed:
+            state = .closed
+        }
+        failPendingWrites(TLSError(.channelClosed, "the connection closed before the write was sent"))
+        engine = nil
+    }
+
     /// With `allowRemoteHalfClosure`, a TCP FIN arrives as `ChannelEvent.inputClosed`
     /// instead of `channelInactive`: without close_notify first, it is the same failure.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
