@@ -14,6 +14,8 @@
 
 /* `gnutls_free` is a global function pointer; Swift 6 rejects it as shared mutable state. */
 static inline void cgnutls_free(void *ptr) { gnutls_free(ptr); }
+/* `gnutls_malloc` likewise: for memory GnuTLS frees (an OCSP staple from the status callback). */
+static inline void *cgnutls_malloc(size_t size) { return gnutls_malloc(size); }
 
 /* Function-like macros Swift cannot import. */
 static inline unsigned cgnutls_curve_to_bits(gnutls_ecc_curve_t curve) {

@@ -99,6 +99,9 @@ public struct TLSIdentity: Hashable, Sendable {
     /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
     /// leaf's issuer or its delegated responder, current, good) or the context is not built.
     public var ocspResponse: OCSPResponse? = nil
+    /// A staple that may change while the server runs (it takes the place of
+    /// ``ocspResponse``): every handshake staples the source's current response.
+    public var ocspStapleSource: OCSPStapleSource? = nil
 
     /// An identity from values.
     public init(chain: [Certificate], key: KeyPair) {
@@ -295,6 +298,13 @@ public final class TLSContext: Sendable {
             (chainPEM: identity.chain.map(\.pemEncoded).joined(), key: identity.key.handle)
         }
         for (index, identity) in configuration.identities.enumerated() {
+            if let source = identity.ocspStapleSource {
+                guard source.identity.leaf == identity.leaf else {
+                    throw GnuTLSError(.invalidArgument, "the OCSP staple source of '\(identity.leaf.subject)' is about another certificate, '\(source.identity.leaf.subject)'")
+                }
+                settings.ocspStapleStores[index] = source.store
+                continue
+            }
             guard let response = identity.ocspResponse else { continue }
             try OCSPStapling.check(response, for: identity, trust: configuration.trustStore)
             settings.ocspStaples[index] = response.derEncoded

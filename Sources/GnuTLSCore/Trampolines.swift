@@ -74,3 +74,21 @@ let enginePullTimeout: gnutls_pull_timeout_func = { pointer, _ in
     gnutls_transport_set_errno(io.session, EAGAIN)
     return -1
 }
+
+/// gnutls_status_request_ocsp_func: copies the store's current response into memory from
+/// gnutls_malloc, which GnuTLS frees after sending it (gnutls_certificate_set_ocsp_status_request_function:
+/// "The response must be a value allocated using gnutls_malloc(), and will be
+/// deinitialized by the caller"). No current response: GNUTLS_E_NO_CERTIFICATE_STATUS,
+/// and the handshake goes on without a staple.
+let ocspStapleCallback: gnutls_status_request_ocsp_func = { _, pointer, response in
+    guard let pointer, let response else { return GNUTLS_E_NO_CERTIFICATE_STATUS }
+    let store = Unmanaged<OCSPStapleStore>.fromOpaque(pointer).takeUnretainedValue()
+    guard let der = store.current(), !der.isEmpty, let memory = cgnutls_malloc(der.count) else {
+        return GNUTLS_E_NO_CERTIFICATE_STATUS
+    }
+    der.withUnsafeBytes { bytes in
+        if let base = bytes.baseAddress { memory.copyMemory(from: base, byteCount: bytes.count) }
+    }
+    response.pointee = gnutls_datum_t(data: memory.assumingMemoryBound(to: UInt8.self), size: UInt32(der.count))
+    return 0
+}

@@ -247,7 +247,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = try makeConfiguration()
-        try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        let stapleRefresher = try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        defer { stapleRefresher?.stop() }
         let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
         let server: TLSServer
         do {
