@@ -754,3 +754,23 @@ extension CertificateRevocationList {
         return nil
     }
 }
+
+extension VerificationError {
+    /// GnuTLS keeps at most 16 of the certificates a TLS peer presents
+    /// (`DEFAULT_MAX_VERIFY_DEPTH`). When the peer presented that many and the chain breaks
+    /// at the last one kept, its issuer is one GnuTLS dropped: report the chain's length
+    /// (``Reason/pathLengthExceeded``), not a missing intermediate.
+    package func explainingPeerChainLimit(presented: Int) -> VerificationError {
+        let limit = PathValidation.gnuTLSMaximumDepth
+        guard presented >= limit else { return self }
+        var explained = self
+        explained.problems = problems.map { problem in
+            guard problem.reason == .untrustedIssuer, problem.position == limit - 1 else { return problem }
+            var relabeled = problem
+            relabeled.reason = .pathLengthExceeded
+            relabeled.message = "chain longer than GnuTLS's limit of \(limit) certificates: the peer's chain does not reach a trust anchor within the first \(limit), and GnuTLS keeps no more (\(problem.message))"
+            return relabeled
+        }
+        return explained
+    }
+}

@@ -153,6 +153,9 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
+    /// A request is being answered: the read timeout bounds waiting for a request, not
+    /// the signing of its answer (slow on a loaded machine).
+    private var answering = false
 
     init(responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])?, threadPool: NIOThreadPool,
          log: (@Sendable (OCSPServer.LogRecord) -> Void)?) {
@@ -187,6 +190,7 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
+            guard !answering else { return }
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -234,6 +238,8 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let method = head.method.rawValue
         let path = head.uri.count > 48 ? String(head.uri.prefix(45)) + "…" : head.uri
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        answering = true
         let future: EventLoopFuture<(HTTPResponseStatus, String?, [UInt8], OCSPServer.LogRecord)>
         let record: @Sendable (HTTPResponseStatus, OCSPResponder.Answer?) -> OCSPServer.LogRecord = { status, answer in
             OCSPServer.LogRecord(method: method, path: path, httpStatus: Int(status.code), responseStatus: answer?.response.responseStatus,
@@ -258,6 +264,7 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         future.whenComplete { result in
+            handler.value.answering = false
             let context = loopBound.value
             let (status, contentType, bytes, logRecord): (HTTPResponseStatus, String?, [UInt8], OCSPServer.LogRecord)
             switch result {

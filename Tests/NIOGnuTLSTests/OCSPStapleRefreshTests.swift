@@ -56,22 +56,26 @@ import Testing
         defer { refresher.stop() }
         let skipped = Box<[String]>([])
         // Half-life of the initial response (2 s): a new one, stapled by the same context.
+        // (On a slow machine the refresher may have refreshed again meanwhile: any refreshed
+        // response will do, the initial one must not.)
         let refreshed = try await Self.next(.refreshed, in: refresher, skipping: skipped)
-        let fresh = try #require(refreshed.response)
-        #expect(fresh.derEncoded != initial.derEncoded)
-        #expect(try Self.staple(from: server, trust: pki.trust) == fresh.derEncoded)
+        #expect(refreshed.response?.derEncoded != initial.derEncoded)
+        let stapled = try #require(try Self.staple(from: server, trust: pki.trust))
+        #expect(stapled != initial.derEncoded)
+        #expect(try OCSPResponse(derEncoded: stapled).responses.first?.status == .good)
 
-        // Revoked from now on: refreshes are refused, the last good answer is still stapled...
+        // Revoked from now on: refreshes are refused, and what is stapled is only ever the
+        // last good answer...
         revoked.value = true
         let refused = try await Self.next(.refused, in: refresher, skipping: skipped)
         #expect(refused.message.contains("revoked"), "\(refused)")
-        #expect(source.current()?.derEncoded == fresh.derEncoded)
+        if let current = source.current() { #expect(current.responses.first?.status == .good) }
         // ...until it expires; then nothing is stapled, and a handshake still completes.
         _ = try await Self.next(.expired, in: refresher, skipping: skipped)
         #expect(source.current() == nil)
         #expect(try Self.staple(from: server, trust: pki.trust) == nil)
         #expect(fetches.value >= 2)
-        #expect(skipped.value.allSatisfy { $0.contains("refused") }, "\(skipped.value)")
+        #expect(skipped.value.allSatisfy { $0.contains("refused") || $0.contains("refreshed") }, "\(skipped.value)")
     }
 
     @Test("a response that does not verify is never stapled")
