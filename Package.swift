@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "GnuTLS", targets: ["GnuTLS"]),
         .library(name: "NIOGnuTLS", targets: ["NIOGnuTLS"]),
+        .library(name: "GnuTLSAuthority", targets: ["GnuTLSAuthority"]),
+        .library(name: "NIOGnuTLSAuthority", targets: ["NIOGnuTLSAuthority"]),
         .executable(name: "tlsctl", targets: ["tlsctl"]),
     ],
     dependencies: [
@@ -15,6 +17,14 @@ let package = Package(
         // The CA ledger's default store (SQLite; needs the system's libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Structured logging of handshakes, refusals and expiring certificates (no-op by default).
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // Handshake, verification, connection and byte metrics (no cost without a backend).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        // Tests only: HTTP/2 behind GnuTLSHandler + ApplicationProtocolNegotiationHandler.
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        // Tests only: conversions to and from swift-certificates' Certificate by DER; name clashes.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         // Tests only: property-based tests (names, general names, serials, keys, certificates).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         // Tests only: BoringSSL (swift-nio-ssl) must read the keys we write.
@@ -36,11 +46,21 @@ let package = Package(
             name: "GnuTLSCore",
             dependencies: ["CGnuTLS"]
         ),
-        // The public API: keys, names, requests, certificates, authorities.
+        // The public API: keys, names, requests, certificates, revocation lists, OCSP
+        // checking, trust stores and verification, TLS configuration and context.
         .target(
             name: "GnuTLS",
             dependencies: [
                 "GnuTLSCore",
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // The certificate authority on top of `GnuTLS`: issuance and its policy, the ledger
+        // (SQLite through GRDB, so a TLS-only user links no database) and OCSP response signing.
+        .target(
+            name: "GnuTLSAuthority",
+            dependencies: [
+                "GnuTLS",
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -50,19 +70,41 @@ let package = Package(
             name: "NIOGnuTLS",
             dependencies: [
                 "GnuTLS",
-                "GnuTLSCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                // The OCSP responder and the OCSP/CRL fetch client.
+                // The OCSP/CRL fetch client.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // TLSUserEvent, so ApplicationProtocolNegotiationHandler works behind GnuTLSHandler.
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+        // The authority's OCSP responder over HTTP on SwiftNIO: kept out of `GnuTLSAuthority`
+        // so a CA that only issues links no event loop, and out of `NIOGnuTLS` so a TLS user
+        // links no ledger.
+        .target(
+            name: "NIOGnuTLSAuthority",
+            dependencies: [
+                "GnuTLS",
+                "GnuTLSAuthority",
+                // The log metadata keys (TLSLogKey) the responder's request log shares.
+                "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "tlsctl",
             dependencies: [
                 "GnuTLS",
+                "GnuTLSAuthority",
                 "NIOGnuTLS",
+                "NIOGnuTLSAuthority",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Shared by the test targets: running real peers and tools with timeouts, temp dirs.
@@ -76,23 +118,43 @@ let package = Package(
         ),
         .testTarget(
             name: "GnuTLSTests",
-            dependencies: ["GnuTLS", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["GnuTLS", "GnuTLSAuthority", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         // Cross-checks against independent programs: openssl, certtool, pkilint.
         // The TLS engine back to back in memory, and NIOGnuTLS channels on 127.0.0.1.
         .testTarget(
             name: "NIOGnuTLSTests",
             dependencies: [
-                "NIOGnuTLS", "GnuTLS", "GnuTLSCore", "TestSupport",
+                "NIOGnuTLS", "GnuTLS", "GnuTLSAuthority", "GnuTLSCore", "TestSupport",
+                // The OCSP responder's request log (ObservabilityTests).
+                "NIOGnuTLSAuthority",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
+        // A file importing our modules beside swift-nio-ssl and swift-certificates: the
+        // documented resolution of the clashing names compiles; DER conversions both ways.
+        .testTarget(
+            name: "CompatibilityTests",
+            dependencies: [
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .testTarget(
             name: "InteropTests",
             dependencies: [
-                "GnuTLS", "NIOGnuTLS", "TestSupport",
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS", "NIOGnuTLSAuthority", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -105,7 +167,7 @@ let package = Package(
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(
             name: "TLSCtlTests",
-            dependencies: ["tlsctl", "GnuTLS", "TestSupport"]
+            dependencies: ["tlsctl", "GnuTLS", "GnuTLSAuthority", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

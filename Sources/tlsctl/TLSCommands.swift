@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import Logging
 import NIOCore
 import NIOGnuTLS
 import NIOPosix
@@ -34,6 +35,16 @@ struct TLSVersionArgument: ExpressibleByArgument {
     static var allValueStrings: [String] { ["1.2", "1.3"] }
 }
 
+/// `--log-level trace|debug|info|notice|warning|error|critical`.
+struct LogLevelArgument: ExpressibleByArgument {
+    var level: Logger.Level
+    init?(argument: String) {
+        guard let level = Logger.Level(rawValue: argument.lowercased()) else { return nil }
+        self.level = level
+    }
+    static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+}
+
 /// Options both commands take for the TLS session itself.
 struct SessionOptions: ParsableArguments {
     @Option(name: .customLong("tls-version"), help: ArgumentHelp("Only this TLS version: 1.2 or 1.3 (default: both).", valueName: "version"))
@@ -48,6 +59,17 @@ struct SessionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Close a connection after this many seconds without data either way; 0: never (default: 120 for serve, never for connect).",
                                valueName: "seconds"))
     var idleTimeout: Double?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("Log the library's events (handshakes, refusals with their reasons, expiring certificates) to stderr from this level on: trace, debug, info, notice, warning, error or critical (default: no log).", valueName: "level"))
+    var logLevel: LogLevelArgument?
+
+    /// The library's events on stderr (swift-log's stream handler), or `nil` without --log-level.
+    func makeLogger(label: String) -> Logger? {
+        guard let logLevel else { return nil }
+        var logger = Logger(label: label, factory: { StreamLogHandler.standardError(label: $0) })
+        logger.logLevel = logLevel.level
+        return logger
+    }
 
     func validate() throws {
         if let idleTimeout, !(idleTimeout >= 0 && idleTimeout <= 86_400 * 365) {
@@ -157,201 +179,9 @@ func loadIdentity(certificate: String, key: String, passphraseFile: String?) thr
     return TLSIdentity(chain: chain, key: keyPair)
 }
 
-// MARK: - serve
-
-/// `tlsctl serve`: an echo server over TLS or mutual TLS.
-struct ServeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "serve",
-        abstract: "Run a TLS (or mutual-TLS) echo server that logs each peer's identity.",
-        discussion: """
-            Binds 127.0.0.1 unless --host names another address, and prints \
-            `listening on HOST:PORT` once bound (--port 0 picks a free port). Every connection \
-            is logged as one line on stdout: `accepted` with the version, cipher, ALPN \
-            protocol, resumption and the client's subject, alternative names and SHA-256 \
-            fingerprint (or `client=anonymous`), or `refused` with the reason. Whatever a \
-            client sends is sent back. With --client-ca, clients may present certificates \
-            that chain to it; with --require-client-cert as well, they must (mutual TLS). \
-            SIGINT or SIGTERM stops accepting and gives open connections 5 seconds to finish.
-            """)
-
-    @Option(help: ArgumentHelp("PEM file with the server's certificate chain, leaf first.", valueName: "file"))
-    var cert: String
-
-    @Option(help: ArgumentHelp("The server's private key (PEM).", valueName: "file"))
-    var key: String
-
-    @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
-    var passphraseFile: String?
-
-    @Option(help: ArgumentHelp("Address to bind (default: the loopback address 127.0.0.1).", valueName: "address"))
-    var host: String = "127.0.0.1"
-
-    @Option(help: ArgumentHelp("Port to listen on; 0 picks a free one.", valueName: "port"))
-    var port: Int = 8443
-
-    @Option(name: .customLong("client-ca"), help: ArgumentHelp("PEM bundle of CAs client certificates must chain to (asks clients for certificates).", valueName: "file"))
-    var clientCA: String?
-
-    @Flag(help: "Refuse clients without a valid certificate (needs --client-ca).")
-    var requireClientCert = false
-
-    @OptionGroup var session: SessionOptions
-
-    @Option(help: ArgumentHelp("Exit (status 0) after this many connections, served or refused.", valueName: "n"))
-    var maxConnections: Int?
-
-    @Option(name: .customLong("ocsp-staple"), help: ArgumentHelp("Staple this OCSP response (DER or PEM), or 'auto': fetch it from the leaf's OCSP URL at start. It must verify and say good.", valueName: "file|auto"))
-    var ocspStaple: String?
-
-    @Option(name: .customLong("ocsp-issuer"), help: ArgumentHelp("The leaf's issuer certificate, to verify the stapled response when --cert holds only the leaf.", valueName: "file"))
-    var ocspIssuer: String?
-
-    @Option(help: ArgumentHelp("Hold at most this many connections open at once; more wait in the listen backlog (default: no limit).", valueName: "n"))
-    var maxOpenConnections: Int?
-
-    @Option(help: ArgumentHelp("Run at most this many handshakes at once; more wait in the listen backlog (default: no limit).", valueName: "n"))
-    var maxHandshakes: Int?
-
-    func validate() throws {
-        if requireClientCert && clientCA == nil {
-            throw ValidationError("--require-client-cert needs --client-ca: the CAs client certificates must chain to")
-        }
-        if !session.crls.isEmpty && clientCA == nil {
-            throw ValidationError("--crls needs --client-ca: CRLs are checked against client certificates")
-        }
-        if let maxConnections, maxConnections < 1 {
-            throw ValidationError("--max-connections must be at least 1")
-        }
-        if let maxOpenConnections, maxOpenConnections < 1 {
-            throw ValidationError("--max-open-connections must be at least 1")
-        }
-        if let maxHandshakes, maxHandshakes < 1 {
-            throw ValidationError("--max-handshakes must be at least 1")
-        }
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
-    }
-
-    func makeConfiguration() throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile))
-        if let clientCA {
-            var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
-            guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }
-            try session.addCRLs(to: &trust)
-            configuration.trustStore = trust
-            configuration.clientCertificates = requireClientCert ? .required : .optional
-        }
-        session.apply(to: &configuration)
-        return configuration
-    }
-
-    func run() async throws {
-        var configuration = try makeConfiguration()
-        let stapleRefresher = try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
-        defer { stapleRefresher?.stop() }
-        let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
-        let server: TLSServer
-        do {
-            server = try await TLSServer.bind(host: host, port: port, context: tlsContext,
-                                              limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes))
-        } catch {
-            throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
-        }
-        let counter = ConnectionCounter(limit: maxConnections)
-        let stop: @Sendable () -> Void = { Task { try? await server.close() } }
-        SignalHandlers.install(signals: [SIGINT, SIGTERM]) { signal in
-            Console.error("tlsctl: \(signal == SIGINT ? "SIGINT" : "SIGTERM"): closing the listener; open connections get 5 seconds")
-            stop()
-            DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
-                // Still open: close them (close_notify), and exit even if that hangs.
-                counter.closeAll()
-                DispatchQueue.global().asyncAfter(deadline: .now() + 2) { Foundation.exit(0) }
-            }
-        }
-
-        // Announced only now, so a signal sent as soon as the line is read is handled.
-        let bound = server.localAddress
-        TLSOutput.line("listening on \(Endpoint.format(host: bound?.ipAddress ?? host, port: server.port))")
-        if !Self.isLoopback(host) {
-            Console.error("tlsctl: warning: listening on \(host), which is not a loopback address: other machines can connect")
-        }
-
-        try await server.serve(onFailure: { error in
-            let number = counter.next()
-            TLSOutput.line("refused #\(number): \(TLSOutput.reason(error))")
-            if counter.isDone(number) { stop() }
-        }, handler: { channel in
-            let number = counter.next(channel)
-            let remote = channel.channel.remoteAddress.map { Endpoint.format(host: $0.ipAddress ?? "?", port: $0.port ?? 0) } ?? "?"
-            let info = channel.info
-            TLSOutput.line("accepted #\(number) from \(remote): version=\(info.protocolVersion) cipher=\(info.cipherSuite) alpn=\(info.applicationProtocol ?? "none") resumed=\(info.isResumed ? "yes" : "no") sni=\(TLSOutput.serverName(info.serverName)) \(TLSOutput.identity(info))")
-            defer { if counter.isDone(number) { stop() } }
-            defer { counter.remove(number) }
-            do {
-                let bytes = try await channel.executeThenClose { inbound, outbound in
-                    var total = 0
-                    for try await chunk in inbound {
-                        total += chunk.readableBytes
-                        try await outbound.write(chunk)
-                    }
-                    return total
-                }
-                TLSOutput.line("closed #\(number): echoed \(bytes) bytes")
-            } catch {
-                TLSOutput.line("closed #\(number): \(TLSOutput.reason(error))")
-            }
-        })
-    }
-
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
-    }
-}
-
 extension Endpoint {
     static func format(host: String, port: Int) -> String {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-    }
-}
-
-/// Numbers connections, keeps the open ones, and says when `--max-connections` is reached.
-final class ConnectionCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    private var finished = 0
-    private var open: [Int: SecureChannel] = [:]
-    let limit: Int?
-
-    init(limit: Int?) { self.limit = limit }
-
-    /// The next connection's number (1, 2, …), remembering `channel` while it is open.
-    func next(_ channel: SecureChannel? = nil) -> Int {
-        lock.lock(); defer { lock.unlock() }
-        count += 1
-        open[count] = channel
-        return count
-    }
-
-    /// Connection `number` is closed.
-    func remove(_ number: Int) {
-        lock.lock(); defer { lock.unlock() }
-        open[number] = nil
-    }
-
-    /// Closes every open connection (each sends close_notify).
-    func closeAll() {
-        lock.lock()
-        let channels = Array(open.values)
-        lock.unlock()
-        for channel in channels { channel.channel.close(promise: nil) }
-    }
-
-    /// Records that connection `number` is over; true when it is the last one allowed.
-    func isDone(_ number: Int) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        finished += 1
-        guard let limit else { return false }
-        return finished >= limit
     }
 }
 
@@ -395,183 +225,5 @@ enum SignalHandlers {
             action.sa_flags = SA_RESTART
             sigaction(number, &action, nil)
         }
-    }
-}
-
-// MARK: - connect
-
-/// `tlsctl connect`: a TLS client that prints the connection and pipes stdin/stdout.
-struct ConnectCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "connect",
-        abstract: "Connect over TLS, show the server's identity and verification, and pipe stdin/stdout.",
-        discussion: """
-            The server is verified (chain to --ca, or to the system's CAs without it; host \
-            name; purpose; validity; CRLs given with --crls) before any byte is sent. What was \
-            negotiated, the server's identity and `verification: ok` go to stderr; stdout \
-            carries only the server's bytes. Standard input is sent until end of file, then \
-            close_notify; the command ends when the server closes. A TLS or verification \
-            failure exits 1 with the TLS error code and every verification problem, e.g. \
-            `tlsctl: TLS verificationFailed: [0] nameMismatch: …`.
-            """)
-
-    @Argument(help: ArgumentHelp("The server: HOST:PORT or [IPv6]:PORT.", valueName: "host:port"))
-    var endpoint: Endpoint
-
-    @Option(help: ArgumentHelp("PEM bundle of CAs the server must chain to (default: the system's).", valueName: "file"))
-    var ca: String?
-
-    @Option(help: ArgumentHelp("Client certificate chain (PEM, leaf first), for servers that ask.", valueName: "file"))
-    var cert: String?
-
-    @Option(help: ArgumentHelp("The client certificate's private key (PEM).", valueName: "file"))
-    var key: String?
-
-    @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
-    var passphraseFile: String?
-
-    @Option(help: ArgumentHelp("Name sent in SNI and verified in the certificate (default: HOST).", valueName: "name"))
-    var servername: String?
-
-    @OptionGroup var session: SessionOptions
-
-    @Flag(name: .customLong("insecure-no-verify"), help: "Do not verify the server at all (INSECURE: anyone can impersonate it).")
-    var insecureNoVerify = false
-
-    @Option(help: ArgumentHelp("OCSP revocation checking: off, soft (refuse only a definite revoked) or hard (every certificate below the anchor needs a fresh good answer from a staple, a CRL or its OCSP responder). Must-staple certificates need a valid staple in every mode.", valueName: "off|soft|hard"))
-    var ocsp: RevocationCheckingMode = .off
-    @Flag(name: .customLong("web-pki"), help: "Verify the server with the CA/Browser Forum Web PKI rules on top of RFC 5280 + RFC 9525.")
-    var webPKI = false
-
-    func validate() throws {
-        if (cert == nil) != (key == nil) {
-            throw ValidationError("--cert and --key go together: the client certificate and its private key")
-        }
-        if insecureNoVerify && (ca != nil || !session.crls.isEmpty) {
-            throw ValidationError("--insecure-no-verify turns verification off: --ca and --crls would be ignored")
-        }
-    }
-
-    func makeConfiguration() throws -> TLSConfiguration {
-        var trust: TrustStore = .system
-        if let ca {
-            trust = try context("cannot load CAs from \(ca) (--ca)") { try TrustStore(contentsOfFile: ca) }
-            guard !trust.certificates.isEmpty else { throw CLIError("\(ca) (--ca) holds no certificate") }
-        }
-        try session.addCRLs(to: &trust)
-        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile) }
-        var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
-        configuration.serverName = servername
-        if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }
-        configuration.ocspRevocation = ocsp
-        if webPKI { configuration.verificationProfile = .webPKI }
-        session.apply(to: &configuration)
-        return configuration
-    }
-
-    func run() async throws {
-        let configuration = try makeConfiguration()
-        let tlsContext = try context("invalid client configuration") { try TLSContext(configuration: configuration) }
-        let channel: SecureChannel
-        do {
-            channel = try await SecureChannel.connect(host: endpoint.host, port: endpoint.port, context: tlsContext)
-        } catch let error as TLSError {
-            Console.error("tlsctl: \(TLSOutput.reason(error))")
-            throw ExitCode.failure
-        } catch {
-            throw CLIError("cannot connect to \(endpoint): \(error)")
-        }
-        report(channel.info, configuration: configuration)
-        do {
-            try await pipe(channel)
-        } catch {
-            Console.error("tlsctl: \(TLSOutput.reason(error))")
-            throw ExitCode.failure
-        }
-    }
-
-    /// What was negotiated and who the server is, on stderr.
-    func report(_ info: ConnectionInfo, configuration: TLSConfiguration) {
-        let name = configuration.serverName ?? endpoint.host
-        Console.error("connected to \(endpoint) (server name \(name))")
-        Console.error("version: \(info.protocolVersion)")
-        Console.error("cipher: \(info.cipherSuite)")
-        Console.error("alpn: \(info.applicationProtocol ?? "none")")
-        Console.error("resumed: \(info.isResumed ? "yes" : "no")")
-        if let leaf = info.peerCertificate {
-            Console.error("server subject: \(leaf.subject)")
-            Console.error("server names: \(leaf.subjectAlternativeNames.map(\.description).joined(separator: ", "))")
-            Console.error("server sha256: \(Format.colonHex(leaf.sha256Fingerprint))")
-            Console.error("server valid until: \(Format.date(leaf.notValidAfter))")
-        }
-        if configuration.peerVerification == .insecureNoVerification {
-            Console.error("verification: DISABLED (--insecure-no-verify): the server was not verified, anyone could be on the other end")
-            return
-        }
-        if let chain = info.verifiedChain {
-            Console.error("verified chain: \(TLSOutput.chain(chain))")
-        }
-        let trust = ca.map { "the CAs in \($0)" } ?? "the system's CAs"
-        let crls = session.crls.isEmpty ? "" : ", not revoked (\(session.crls.joined(separator: ", ")))"
-        Console.error("verification: ok (chain to \(trust), host name \(name), purpose serverAuth, validity\(crls))")
-    }
-
-    /// Sends stdin to the server (then close_notify) and the server's bytes to stdout,
-    /// until the server closes.
-    func pipe(_ channel: SecureChannel) async throws {
-        let input = StandardInput.chunks()
-        try await channel.executeThenClose { inbound, outbound in
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    for await chunk in input {
-                        do {
-                            try await outbound.write(ByteBuffer(bytes: chunk))
-                        } catch {
-                            // The server went away; the read side reports why.
-                            return false
-                        }
-                    }
-                    try? await channel.channel.close(mode: .output)
-                    return false
-                }
-                group.addTask {
-                    for try await chunk in inbound {
-                        try FileHandle.standardOutput.write(contentsOf: Data(chunk.readableBytesView))
-                    }
-                    return true
-                }
-                // Done when the server's side ends; stdin may still be open.
-                while let readerFinished = try await group.next() {
-                    if readerFinished {
-                        group.cancelAll()
-                        return
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Standard input as an async sequence of chunks, read on a thread of its own (a blocking
-/// read must not hold a thread of the cooperative pool).
-enum StandardInput {
-    static func chunks() -> AsyncStream<[UInt8]> {
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream()
-        let thread = Thread {
-            var buffer = [UInt8](repeating: 0, count: 16_384)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
-                if count > 0 {
-                    continuation.yield(Array(buffer[..<count]))
-                } else if count < 0 && errno == EINTR {
-                    continue
-                } else {
-                    break
-                }
-            }
-            continuation.finish()
-        }
-        thread.start()
-        return stream
     }
 }

@@ -1,6 +1,9 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
+import Logging
 import NIOCore
+import NIOGnuTLS
 import NIOHTTP1
 import NIOPosix
 
@@ -84,11 +87,14 @@ public final class OCSPServer: Sendable {
     ///     `NIOThreadPool.singleton` is never shut down, so a server that must leave no
     ///     threads behind uses its own.
     ///   - log: called once per request, off the event loop's critical path.
+    ///   - logger: every answered request is logged at `info` (``TLSLogKey/event`` `ocsp_request`,
+    ///     method, HTTP status, OCSP status, latency); `nil` logs nothing.
     public static func start(
         responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])? = nil, host: String = "127.0.0.1", port: Int = 0,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        threadPool: NIOThreadPool? = nil, log: (@Sendable (LogRecord) -> Void)? = nil
+        threadPool: NIOThreadPool? = nil, log: (@Sendable (LogRecord) -> Void)? = nil, logger: Logger? = nil
     ) async throws -> OCSPServer {
+        let log = OCSPLogging.requestLogger(log, logger: logger)
         let pool: NIOThreadPool
         let ownedThreadPool: NIOThreadPool?
         if let threadPool {
@@ -128,7 +134,7 @@ public final class OCSPServer: Sendable {
     }
 
     /// Stops listening, then shuts the server's own thread pool down (a pool given to
-    /// ``start(responder:crl:host:port:eventLoopGroup:threadPool:log:)`` is left running).
+    /// ``start(responder:crl:host:port:eventLoopGroup:threadPool:log:logger:)`` is left running).
     /// A request still queued or still arriving on an open connection is answered
     /// `503 Service Unavailable`. Calling it again does nothing more.
     public func close() async throws {
@@ -138,6 +144,27 @@ public final class OCSPServer: Sendable {
             // Closed before; the pool is shut down below all the same.
         }
         try await ownedThreadPool?.shutdownGracefully()
+    }
+}
+
+/// Routes the responder's request records to a `Logger` besides the caller's closure.
+enum OCSPLogging {
+    static func requestLogger(_ log: (@Sendable (OCSPServer.LogRecord) -> Void)?, logger: Logger?) -> (@Sendable (OCSPServer.LogRecord) -> Void)? {
+        guard let logger else { return log }
+        return { record in
+            log?(record)
+            var metadata: Logger.Metadata = [
+                TLSLogKey.event: .string(TLSLogEvent.ocspRequest),
+                TLSLogKey.httpMethod: .string(record.method),
+                TLSLogKey.httpStatus: .stringConvertible(record.httpStatus),
+                TLSLogKey.durationMilliseconds: .stringConvertible((record.latency * 1_000_000).rounded() / 1000),
+            ]
+            if let status = record.responseStatus { metadata[TLSLogKey.ocspStatus] = .string("\(status)") }
+            if !record.statuses.isEmpty {
+                metadata[TLSLogKey.ocspCertificates] = .string(record.statuses.map { "\($0.0.hexString)=\($0.1)" }.joined(separator: ","))
+            }
+            logger.info("OCSP request answered", metadata: metadata)
+        }
     }
 }
 
