@@ -14,7 +14,7 @@
 
 /* `gnutls_free` is a global function pointer; Swift 6 rejects it as shared mutable state. */
 static inline void cgnutls_free(void *ptr) { gnutls_free(ptr); }
-/* The allocator GnuTLS frees with: a datum handed to GnuTLS (a signature from an external key) comes from it. */
+/* `gnutls_malloc` likewise: for memory GnuTLS frees (a signature from an external key, an OCSP staple from the status callback). */
 static inline void *cgnutls_malloc(size_t size) { return gnutls_malloc(size); }
 
 /* Function-like macros Swift cannot import. */

@@ -20,6 +20,9 @@ package struct CoreTLSSettings: Sendable {
     package var sessionTickets = true
     /// DER OCSP responses to staple, by identity index (already verified by the caller).
     package var ocspStaples: [Int: [UInt8]] = [:]
+    /// Staples that change while the context serves, by identity index: asked for on every
+    /// handshake (an index here takes the place of one in ``ocspStaples``).
+    package var ocspStapleStores: [Int: OCSPStapleStore] = [:]
 
     package init(role: Role, priority: String) {
         self.role = role
@@ -77,6 +80,13 @@ package final class TLSContextHandle: @unchecked Sendable {
             // response is about that identity's leaf (GNUTLS_E_OCSP_MISMATCH_WITH_CERTS).
             let rc = withDatum(staple) { gnutls_certificate_set_ocsp_status_request_mem(credentials, $0, UInt32(index), GNUTLS_X509_FMT_DER) }
             try check(rc, "gnutls_certificate_set_ocsp_status_request_mem", "stapling the OCSP response of identity \(index)", code: .invalidArgument)
+        }
+        for (index, store) in settings.ocspStapleStores.sorted(by: { $0.key < $1.key }) {
+            // The store stays alive as long as `settings`, which this handle keeps: GnuTLS
+            // keeps only the pointer (unretained) for the credentials' lifetime.
+            let rc = gnutls_certificate_set_ocsp_status_request_function2(
+                credentials, UInt32(index), ocspStapleCallback, Unmanaged.passUnretained(store).toOpaque())
+            try check(rc, "gnutls_certificate_set_ocsp_status_request_function2", "stapling the OCSP responses of identity \(index)", code: .invalidArgument)
         }
         if !settings.trustAnchors.isEmpty || !settings.crls.isEmpty || settings.systemTrust {
             let list = try TrustListHandle()

@@ -113,3 +113,21 @@ let globalPINCallback: gnutls_pin_callback_t = { _, attempt, tokenURL, tokenLabe
     let token = tokenLabel.map { String(cString: $0) } ?? tokenURL.map { String(cString: $0) } ?? "token"
     return source.supply(attempt: Int(attempt), token: token, flags: flags, into: pin, capacity: pinMax)
 }
+
+/// gnutls_status_request_ocsp_func: copies the store's current response into memory from
+/// gnutls_malloc, which GnuTLS frees after sending it (gnutls_certificate_set_ocsp_status_request_function:
+/// "The response must be a value allocated using gnutls_malloc(), and will be
+/// deinitialized by the caller"). No current response: GNUTLS_E_NO_CERTIFICATE_STATUS,
+/// and the handshake goes on without a staple.
+let ocspStapleCallback: gnutls_status_request_ocsp_func = { _, pointer, response in
+    guard let pointer, let response else { return GNUTLS_E_NO_CERTIFICATE_STATUS }
+    let store = Unmanaged<OCSPStapleStore>.fromOpaque(pointer).takeUnretainedValue()
+    guard let der = store.current(), !der.isEmpty, let memory = cgnutls_malloc(der.count) else {
+        return GNUTLS_E_NO_CERTIFICATE_STATUS
+    }
+    der.withUnsafeBytes { bytes in
+        if let base = bytes.baseAddress { memory.copyMemory(from: base, byteCount: bytes.count) }
+    }
+    response.pointee = gnutls_datum_t(data: memory.assumingMemoryBound(to: UInt8.self), size: UInt32(der.count))
+    return 0
+}

@@ -118,7 +118,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = try makeConfiguration()
-        try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        let stapleRefresher = try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        defer { stapleRefresher?.stop() }
         let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
         let watcher = try makeWatcher(configuration)
         let provider: any TLSContextProvider = watcher ?? tlsContext

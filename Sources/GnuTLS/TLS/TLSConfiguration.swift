@@ -102,6 +102,9 @@ public struct TLSIdentity: Hashable, Sendable {
     /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
     /// leaf's issuer or its delegated responder, current, good) or the context is not built.
     public var ocspResponse: OCSPResponse? = nil
+    /// A staple that may change while the server runs (it takes the place of
+    /// ``ocspResponse``): every handshake staples the source's current response.
+    public var ocspStapleSource: OCSPStapleSource? = nil
 
     /// An identity from values.
     public init(chain: [Certificate], key: any SigningKey) {

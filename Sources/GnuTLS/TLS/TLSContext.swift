@@ -52,6 +52,13 @@ public final class TLSContext: Sendable {
             (chain: identity.chain.map(\.derEncoded), key: try coreKeyHandle(for: identity.key))
         }
         for (index, identity) in configuration.identities.enumerated() {
+            if let source = identity.ocspStapleSource {
+                guard source.identity.leaf == identity.leaf else {
+                    throw GnuTLSError(.invalidArgument, "the OCSP staple source of '\(identity.leaf.subject)' is about another certificate, '\(source.identity.leaf.subject)'")
+                }
+                settings.ocspStapleStores[index] = source.store
+                continue
+            }
             guard let response = identity.ocspResponse else { continue }
             try OCSPStapling.check(response, for: identity, trust: configuration.trustStore)
             settings.ocspStaples[index] = response.derEncoded
