@@ -32,7 +32,7 @@ public struct BenchmarkPKI: Sendable {
                               algorithm: KeyAlgorithm) throws -> TLSIdentity {
         let key = try KeyPair.generate(algorithm)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
-        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
+        return try TLSIdentity(chain: authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
     }
 
     /// A trust store holding the root.

@@ -91,29 +91,48 @@ public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertib
 }
 
 /// A certificate chain (leaf first, without the root) and its private key.
+///
+/// The chain always holds its leaf: an identity is built from a leaf, or from a chain that
+/// is checked not to be empty.
 public struct TLSIdentity: Hashable, Sendable {
-    /// Leaf first, then intermediates.
-    public var chain: [Certificate]
+    /// The leaf certificate: the one whose public key belongs to ``key``.
+    public var leaf: Certificate
+    /// The certificates after the leaf, each the issuer of the one before (without the root).
+    public var intermediates: [Certificate]
     /// The leaf's private key.
     public var key: KeyPair
     /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
     /// leaf's issuer or its delegated responder, current, good) or the context is not built.
     public var ocspResponse: OCSPResponse? = nil
 
-    /// An identity from values.
-    public init(chain: [Certificate], key: KeyPair) {
-        self.chain = chain
+    /// Leaf first, then intermediates; never empty.
+    public var chain: [Certificate] { [leaf] + intermediates }
+
+    /// An identity from a leaf, the intermediates that follow it, and its key.
+    public init(leaf: Certificate, intermediates: [Certificate] = [], key: KeyPair) {
+        self.leaf = leaf
+        self.intermediates = intermediates
         self.key = key
     }
 
-    /// Reads a PEM chain file (leaf first) and a (possibly passphrase-protected) key file.
-    public init(chainContentsOfFile chainPath: String, keyContentsOfFile keyPath: String, passphrase: String? = nil) throws {
-        self.chain = try Certificate.load(contentsOfFile: chainPath)
-        self.key = try KeyPair(contentsOfFile: keyPath, passphrase: passphrase)
+    /// An identity from a chain (leaf first) and its key.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `chain` is empty.
+    public init(chain: [Certificate], key: KeyPair) throws {
+        guard let leaf = chain.first else {
+            throw GnuTLSError(.invalidArgument, "a TLS identity needs a certificate chain, and the one given is empty")
+        }
+        self.init(leaf: leaf, intermediates: Array(chain.dropFirst()), key: key)
     }
 
-    /// The leaf certificate.
-    public var leaf: Certificate { chain[0] }
+    /// Reads a PEM chain file (leaf first) and a (possibly passphrase-protected) key file.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when the file holds no certificate.
+    public init(chainContentsOfFile chainPath: String, keyContentsOfFile keyPath: String, passphrase: String? = nil) throws {
+        let chain = try Certificate.load(contentsOfFile: chainPath)
+        guard !chain.isEmpty else {
+            throw GnuTLSError(.invalidArgument, "\(chainPath) holds no certificate: a TLS identity needs its certificate chain (leaf first)")
+        }
+        try self.init(chain: chain, key: try KeyPair(contentsOfFile: keyPath, passphrase: passphrase))
+    }
 }
 
 /// Everything a TLS client or server needs, as a value. Build it with a factory, adjust
@@ -279,9 +298,7 @@ public final class TLSContext: Sendable {
             throw GnuTLSError(.invalidArgument, "minimum TLS version \(configuration.minimumVersion) is above the maximum \(configuration.maximumVersion)")
         }
         for identity in configuration.identities {
-            guard let leaf = identity.chain.first else {
-                throw GnuTLSError(.invalidArgument, "an identity has an empty certificate chain")
-            }
+            let leaf = identity.leaf
             guard leaf.publicKey.keyIdentifier == identity.key.publicKey.keyIdentifier else {
                 throw GnuTLSError(.invalidArgument, "the private key does not match certificate '\(leaf.subject)'")
             }

@@ -154,7 +154,7 @@ func loadIdentity(certificate: String, key: String, passphraseFile: String?) thr
     let chain = try context("cannot load certificate chain \(certificate) (--cert)") { try Certificate.load(contentsOfFile: certificate) }
     guard !chain.isEmpty else { throw CLIError("\(certificate) (--cert) holds no certificate") }
     let keyPair = try Inputs.key(at: key, passphraseFile: passphraseFile, passphraseOption: "--passphrase-file")
-    return TLSIdentity(chain: chain, key: keyPair)
+    return try TLSIdentity(chain: chain, key: keyPair)
 }
 
 // MARK: - serve

@@ -32,6 +32,30 @@ struct APIHardeningTests {
         #expect(try DistinguishedName(parsed.description) == parsed)
     }
 
+    /// Before: `TLSIdentity(chain: [], key:)` was accepted and its `leaf` (`chain[0]`)
+    /// trapped (index out of range); an empty chain file reached the same trap.
+    @Test("a TLS identity always has a leaf: an empty chain is a typed error, never a trap")
+    func identityWithoutCertificate() throws {
+        let key = try KeyPair.generate(.ecdsaP256)
+        let error = #expect(throws: GnuTLSError.self) { try TLSIdentity(chain: [], key: key) }
+        #expect(error?.code == .invalidArgument && error?.description.contains("empty") == true, "\(String(describing: error))")
+
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let empty = try directory.write("", to: "empty-chain.pem")
+        let keyFile = try directory.write(try key.pemEncoded(), to: "key.pem")
+        #expect(throws: GnuTLSError.self) { try TLSIdentity(chainContentsOfFile: empty, keyContentsOfFile: keyFile) }
+
+        let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Identity Root"))
+        let request = try CertificateRequest.create(subject: try DistinguishedName("CN=identity.test"), key: key,
+                                                    alternativeNames: [.dnsName("identity.test")])
+        let chain = try root.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 1))
+        var identity = try TLSIdentity(chain: chain, key: key)
+        #expect(identity.leaf == chain[0] && identity.chain == chain && identity.intermediates == Array(chain.dropFirst()))
+        identity.intermediates = []
+        #expect(identity.chain == [chain[0]], "removing every intermediate leaves the leaf")
+    }
+
     @Test("AttributeValue(derEncoded:) takes exactly one complete DER element")
     func attributeValueDER() throws {
         for bad: [UInt8] in [[], [0x0C], [0x0C, 0x05, 0x61], [0x0C, 0x01, 0x61, 0x00], [0xFF, 0xFF]] {

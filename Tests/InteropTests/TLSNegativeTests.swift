@@ -448,7 +448,7 @@ func opensslIssuedLeaf(_ pki: TLSTestPKI, subject: String, notBefore: Date, notA
                          "-startdate", formatter.string(from: notBefore), "-enddate", formatter.string(from: notAfter),
                          "-extensions", "ext", "-out", leafPath])
     let leaf = try Certificate.load(contentsOfFile: leafPath)
-    return TLSIdentity(chain: leaf + [pki.issuing.certificate], key: key)
+    return try TLSIdentity(chain: leaf + [pki.issuing.certificate], key: key)
 }
 
 /// Plain TCP peers on 127.0.0.1 that are not TLS: a server that stays silent, sends random

@@ -62,7 +62,7 @@ struct TLSTestPKI: Sendable {
                       options: IssuanceOptions = IssuanceOptions(validityDays: 90)) throws -> TLSIdentity {
         let key = try KeyPair.generate(.ecdsaP256)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
-        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: options), key: key)
+        return try TLSIdentity(chain: authority.issueWithChain(request, profile: profile, options: options), key: key)
     }
 
     /// Writes `NAME.pem` (leaf), `NAME-chain.pem` (leaf and intermediates) and `NAME.key.pem`.
