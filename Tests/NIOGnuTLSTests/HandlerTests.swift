@@ -75,6 +75,8 @@ final class Gate: @unchecked Sendable {
 }
 
 /// Polls `condition` (short steps) until it holds or `timeout` passes; never a timing assertion.
+/// Only for kernel state that no event reports (the descriptors under /proc after channels
+/// closed on their event loops): a bounded poll with a generous safety-net deadline.
 func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
