@@ -336,7 +336,7 @@ import TestSupport
 /// after our handshake completes) on the first read. A write that fails because the server
 /// already closed is not the reason: the reason is read from the inbound stream. A
 /// connection that works is an error.
-func refusedConnection(port: Int, configuration: TLSConfiguration, timeout: Double = 30) async throws -> TLSError {
+func refusedConnection(port: Int, configuration: TLSConfiguration, timeout: Double = 120) async throws -> TLSError {
     let context = try TLSContext(configuration: configuration)
     return try await withDeadline(timeout, "a refused connection to 127.0.0.1:\(port)") {
         let channel: SecureChannel

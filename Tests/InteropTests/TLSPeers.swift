@@ -132,7 +132,7 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escap
 
 /// Runs a program to its end (`Tool.run`: it suspends, so a slow program never holds a
 /// thread the in-process server it talks to needs).
-func runTool(_ arguments: [String], input: String? = nil, timeout: TimeInterval = 30, package: String? = nil) async throws -> ProcessResult {
+func runTool(_ arguments: [String], input: String? = nil, timeout: TimeInterval = 120, package: String? = nil) async throws -> ProcessResult {
     try await Tool.run(arguments, input: input, timeout: timeout, package: package)
 }
 
@@ -167,14 +167,14 @@ final class PeerProcess: Sendable {
 
     /// Waits until the output contains `marker` (woken by each new output, and by the exit).
     @discardableResult
-    func waitForOutput(_ marker: String, timeout: Double = 30) async throws -> String {
+    func waitForOutput(_ marker: String, timeout: Double = 120) async throws -> String {
         try await process.waitForOutput(marker, timeout: timeout)
     }
 
     /// Waits until the program exits and its output is complete; `false` when it still
     /// runs after `timeout` (the safety net).
     @discardableResult
-    func waitForExit(timeout: Double = 30) async throws -> Bool {
+    func waitForExit(timeout: Double = 120) async throws -> Bool {
         await process.waitForExit(timeout: timeout) != nil
     }
 
@@ -237,7 +237,7 @@ func startGnuTLSServer(_ arguments: [String], in directory: TemporaryDirectory) 
 /// Polls until a TCP connection to 127.0.0.1:`port` succeeds (closing it at once). A
 /// bounded poll, because no event exists: gnutls-serv prints its `listening` line before it
 /// calls listen() in some versions, and another process starting to listen tells nobody.
-func waitUntilAccepting(port: Int, timeout: Double = 30) async throws {
+func waitUntilAccepting(port: Int, timeout: Double = 120) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -341,13 +341,13 @@ final class RunningServer: Sendable {
 
     /// Waits until `count` connections were accepted and verified.
     @discardableResult
-    func waitForConnections(_ count: Int, timeout: Double = 30) async throws -> [ConnectionInfo] {
+    func waitForConnections(_ count: Int, timeout: Double = 120) async throws -> [ConnectionInfo] {
         try await waitFor(connections, count, "\(count) verified connection(s)", timeout: timeout)
     }
 
     /// Waits until `count` handshakes failed.
     @discardableResult
-    func waitForFailures(_ count: Int, timeout: Double = 30) async throws -> [TLSError] {
+    func waitForFailures(_ count: Int, timeout: Double = 120) async throws -> [TLSError] {
         try await waitFor(failures, count, "\(count) failed handshake(s)", timeout: timeout)
     }
 
@@ -375,7 +375,7 @@ final class RunningServer: Sendable {
 /// Connects with `context`, writes `message`, and reads until the reply contains
 /// `terminator` or the server closes; the channel is closed afterwards.
 func exchange(host: String = "127.0.0.1", port: Int, context: TLSContext, message: String, terminator: String = "\n",
-              timeout: Double = 30) async throws -> (info: ConnectionInfo, reply: String) {
+              timeout: Double = 120) async throws -> (info: ConnectionInfo, reply: String) {
     try await withDeadline(timeout, "connecting to \(host):\(port) and exchanging a message") {
         let channel = try await SecureChannel.connect(host: host, port: port, context: context)
         let reply = try await channel.executeThenClose { inbound, outbound in

@@ -35,7 +35,7 @@ struct OCSPCommandTests {
         #expect(good.exitCode == 0, "\(good)")
         #expect(good.standardOutput.hasPrefix("CN=leaf.example.com (serial "), "\(good)")
         #expect(good.standardOutput.contains("): good\n"), "\(good)")
-        let logLine = await server.waitForLine(prefix: "POST serial=", timeout: 30)
+        let logLine = await server.waitForLine(prefix: "POST serial=", timeout: 120)
         #expect(logLine?.contains("status=good") == true, "\(server)")
         #expect(logLine?.contains("latency=") == true, "\(server)")
 

@@ -42,7 +42,7 @@ struct TLSCommandTests {
         func connect(_ port: Int, _ extra: [String], input: String? = nil) async throws -> ProcessResult {
             let binary = BuiltProducts.tlsctl
             guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
-            return try await Tool.run([binary, "connect", "127.0.0.1:\(port)"] + extra, input: input, timeout: 30, directory: work.path)
+            return try await Tool.run([binary, "connect", "127.0.0.1:\(port)"] + extra, input: input, timeout: 120, directory: work.path)
         }
 
         static let clientCertificate = ["--cert", "client-chain.pem", "--key", "client.key.pem"]
@@ -69,7 +69,7 @@ struct TLSCommandTests {
                 #expect(result.standardError.contains(line), "stderr lacks \(line): \(result)")
             }
 
-            #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+            #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
             let accepted = try #require(server.lines.first { $0.hasPrefix("accepted #1 ") }, "\(server)")
             #expect(accepted.contains("version=TLS\(version)"), "\(accepted)")
             #expect(TLSCommandTests.field("subject", in: accepted) == pki.clientSubject.description, "\(accepted)")
@@ -89,7 +89,7 @@ struct TLSCommandTests {
             #expect(result.standardError.contains("alpn: http/1.1"), "\(result)")
             #expect(result.standardError.contains("verification: ok (chain to the CAs in root/ca.pem, host name server.test"), "\(result)")
 
-            #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+            #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
             let accepted = try #require(server.lines.first { $0.hasPrefix("accepted #1 ") }, "\(server)")
             #expect(accepted.contains("alpn=http/1.1") && accepted.contains("sni=server.test") && accepted.hasSuffix("client=anonymous"), "\(accepted)")
         }
@@ -103,7 +103,7 @@ struct TLSCommandTests {
             let named = try await pki.connect(port, ["--ca", "root/ca.pem"] + PKI.clientCertificate, input: "two\n")
             #expect(named.exitCode == 0 && named.standardOutput == "two\n", "\(named)")
 
-            #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+            #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
             let accepted = server.lines.filter { $0.hasPrefix("accepted #") }
             #expect(accepted.count == 2, "\(server)")
             #expect(accepted.contains { $0.hasSuffix("client=anonymous") }, "\(server)")
@@ -121,7 +121,7 @@ struct TLSCommandTests {
             #expect(result.standardError.contains("wrong.test"), "\(result)")
             #expect(!result.standardError.contains("verification: ok"), "\(result)")
 
-            #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+            #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
             #expect(server.lines.contains { $0.hasPrefix("refused #1: TLS ") }, "\(server)")
             #expect(!server.lines.contains { $0.hasPrefix("accepted") }, "\(server)")
         }
@@ -138,7 +138,7 @@ struct TLSCommandTests {
             let lastLine = result.standardError.split(separator: "\n").last.map(String.init) ?? ""
             #expect(lastLine == "tlsctl: TLS peerCertificateRequired: the server requires a client certificate, and none is configured", "\(result)")
 
-            #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+            #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
             let refused = try #require(server.lines.first { $0.hasPrefix("refused #1: ") }, "\(server)")
             #expect(refused.hasPrefix("refused #1: TLS peerCertificateRequired: "), "\(refused)")
         }
@@ -154,7 +154,7 @@ struct TLSCommandTests {
         defer { server.terminate() }
         let result = try await pki.connect(try await server.port(), ["--ca", "root/ca.pem"] + PKI.clientCertificate)
         #expect(result.exitCode == 1 && result.standardOutput.isEmpty, "\(result)")
-        #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+        #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
         let refused = try #require(server.lines.first { $0.hasPrefix("refused #1: ") }, "\(server)")
         #expect(refused.hasPrefix("refused #1: TLS verificationFailed: [0] revoked: "), "\(refused)")
         #expect(refused.contains("keyCompromise"), "\(refused)")
@@ -168,7 +168,7 @@ struct TLSCommandTests {
             let insecure = try await pki.connect(port, ["--insecure-no-verify"], input: "y\n")
             #expect(insecure.exitCode == 0 && insecure.standardOutput == "y\n", "\(insecure)")
             #expect(insecure.standardError.contains("verification: DISABLED (--insecure-no-verify)"), "\(insecure)")
-            #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+            #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
         }
     }
 
@@ -182,13 +182,13 @@ struct TLSCommandTests {
         // A client whose stdin stays open: the connection is still up when the signal comes.
         let client = try await BackgroundTLSCtl(["connect", "127.0.0.1:\(port)", "--ca", "root/ca.pem"], directory: pki.work.path, holdStandardInput: true)
         defer { client.terminate() }
-        #expect(await server.waitForLine(prefix: "accepted #1 ", timeout: 30) != nil, "\(server)")
+        #expect(await server.waitForLine(prefix: "accepted #1 ", timeout: 120) != nil, "\(server)")
 
         kill(server.pid, SIGTERM)
-        #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+        #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
         #expect(server.standardError.contains("SIGTERM: closing the listener"), "\(server)")
         #expect(server.lines.contains("closed #1: echoed 0 bytes"), "\(server)")
-        #expect(await client.waitForExit(timeout: 10) == 0, "the client saw close_notify: \(client)")
+        #expect(await client.waitForExit(timeout: 120) == 0, "the client saw close_notify: \(client)")
     }
 
     @Test("SIGINT stops an idle server at once (exit 0)")
@@ -199,7 +199,7 @@ struct TLSCommandTests {
         defer { server.terminate() }
         _ = try await server.port()
         kill(server.pid, SIGINT)
-        #expect(await server.waitForExit(timeout: 10) == 0, "\(server)")
+        #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
         #expect(server.standardError.contains("SIGINT: closing the listener"), "\(server)")
     }
 
@@ -235,7 +235,7 @@ struct TLSCommandTests {
         defer { server.terminate() }
         let result = try await pki.connect(try await server.port(), ["--ca", "root/ca.pem"], input: "unlocked\n")
         #expect(result.exitCode == 0 && result.standardOutput == "unlocked\n", "\(result)")
-        #expect(await server.waitForExit(timeout: 15) == 0, "\(server)")
+        #expect(await server.waitForExit(timeout: 120) == 0, "\(server)")
     }
 
     @Test("--help lists every serve and connect option")
@@ -313,7 +313,7 @@ final class BackgroundTLSCtl: Sendable, CustomStringConvertible {
     var lines: [String] { process.lines }
 
     /// The port from the first line, `listening on 127.0.0.1:PORT` (woken by each output).
-    func port(timeout: TimeInterval = 30) async throws -> Int {
+    func port(timeout: TimeInterval = 120) async throws -> Int {
         let first: String
         do {
             first = try await process.waitFor("a first line", timeout: timeout) { $0.lines.first }

@@ -138,7 +138,7 @@ public final class BackgroundProcess: Sendable, CustomStringConvertible {
     ///
     /// - Throws: ``BackgroundProcessError`` when the program exited without `probe`
     ///   succeeding, ``WaitTimedOut`` when `timeout` seconds (the safety net) passed.
-    public func waitFor<T: Sendable>(_ what: String, timeout: Double = 30,
+    public func waitFor<T: Sendable>(_ what: String, timeout: Double = 120,
                                      _ probe: @escaping @Sendable (BackgroundProcess) -> T?) async throws -> T {
         do {
             return try await changes.wait(for: "\(what) from `\(command.joined(separator: " "))`", timeout: timeout) {
@@ -153,7 +153,7 @@ public final class BackgroundProcess: Sendable, CustomStringConvertible {
 
     /// Waits until standard output or error contains `marker`; returns both.
     @discardableResult
-    public func waitForOutput(_ marker: String, timeout: Double = 30) async throws -> String {
+    public func waitForOutput(_ marker: String, timeout: Double = 120) async throws -> String {
         try await waitFor("'\(marker)' in its output", timeout: timeout) { process in
             let text = process.output
             return text.contains(marker) ? text : nil
@@ -163,7 +163,7 @@ public final class BackgroundProcess: Sendable, CustomStringConvertible {
     /// Waits until the program exits and its output is complete; its exit code, or nil
     /// when it still runs after `timeout` seconds (the safety net).
     @discardableResult
-    public func waitForExit(timeout: Double = 30) async -> Int32? {
+    public func waitForExit(timeout: Double = 120) async -> Int32? {
         try? await changes.wait(for: "exit", timeout: timeout) { [state] in state.withLock { $0.finished ? $0.exit?.code : nil } }
     }
 

@@ -34,7 +34,7 @@ public final class ChangeSignal: Sendable {
     /// - Throws: what `probe` throws, or ``WaitTimedOut`` when `timeout` seconds passed
     ///   without it succeeding (looked at once more after the timeout, so a starved waiter
     ///   never misses a change that came in time).
-    public func wait<T: Sendable>(for what: String, timeout: Double = 30,
+    public func wait<T: Sendable>(for what: String, timeout: Double = 120,
                                   _ probe: @escaping @Sendable () throws -> T?) async throws -> T {
         let outcome: T? = try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
@@ -104,7 +104,7 @@ public final class RecordedValues<Value: Sendable>: Sendable {
 
     /// Waits until at least `count` values were recorded; returns them all.
     @discardableResult
-    public func waitForCount(_ count: Int, _ what: String, timeout: Double = 30) async throws -> [Value] {
+    public func waitForCount(_ count: Int, _ what: String, timeout: Double = 120) async throws -> [Value] {
         try await changes.wait(for: what, timeout: timeout) { [items] in
             let values = items.withLock { $0 }
             return values.count >= count ? values : nil
