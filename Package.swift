@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "GnuTLS", targets: ["GnuTLS"]),
         .library(name: "NIOGnuTLS", targets: ["NIOGnuTLS"]),
+        .library(name: "GnuTLSAuthority", targets: ["GnuTLSAuthority"]),
+        .library(name: "NIOGnuTLSAuthority", targets: ["NIOGnuTLSAuthority"]),
         .executable(name: "tlsctl", targets: ["tlsctl"]),
     ],
     dependencies: [
@@ -36,11 +38,21 @@ let package = Package(
             name: "GnuTLSCore",
             dependencies: ["CGnuTLS"]
         ),
-        // The public API: keys, names, requests, certificates, authorities.
+        // The public API: keys, names, requests, certificates, revocation lists, OCSP
+        // checking, trust stores and verification, TLS configuration and context.
         .target(
             name: "GnuTLS",
             dependencies: [
                 "GnuTLSCore",
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // The certificate authority on top of `GnuTLS`: issuance and its policy, the ledger
+        // (SQLite through GRDB, so a TLS-only user links no database) and OCSP response signing.
+        .target(
+            name: "GnuTLSAuthority",
+            dependencies: [
+                "GnuTLS",
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
@@ -50,10 +62,22 @@ let package = Package(
             name: "NIOGnuTLS",
             dependencies: [
                 "GnuTLS",
-                "GnuTLSCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                // The OCSP responder and the OCSP/CRL fetch client.
+                // The OCSP/CRL fetch client.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The authority's OCSP responder over HTTP on SwiftNIO: kept out of `GnuTLSAuthority`
+        // so a CA that only issues links no event loop, and out of `NIOGnuTLS` so a TLS user
+        // links no ledger.
+        .target(
+            name: "NIOGnuTLSAuthority",
+            dependencies: [
+                "GnuTLS",
+                "GnuTLSAuthority",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
@@ -61,7 +85,9 @@ let package = Package(
             name: "tlsctl",
             dependencies: [
                 "GnuTLS",
+                "GnuTLSAuthority",
                 "NIOGnuTLS",
+                "NIOGnuTLSAuthority",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -76,14 +102,14 @@ let package = Package(
         ),
         .testTarget(
             name: "GnuTLSTests",
-            dependencies: ["GnuTLS", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["GnuTLS", "GnuTLSAuthority", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         // Cross-checks against independent programs: openssl, certtool, pkilint.
         // The TLS engine back to back in memory, and NIOGnuTLS channels on 127.0.0.1.
         .testTarget(
             name: "NIOGnuTLSTests",
             dependencies: [
-                "NIOGnuTLS", "GnuTLS", "GnuTLSCore", "TestSupport",
+                "NIOGnuTLS", "GnuTLS", "GnuTLSAuthority", "GnuTLSCore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -92,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "InteropTests",
             dependencies: [
-                "GnuTLS", "NIOGnuTLS", "TestSupport",
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS", "NIOGnuTLSAuthority", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
@@ -105,7 +131,7 @@ let package = Package(
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(
             name: "TLSCtlTests",
-            dependencies: ["tlsctl", "GnuTLS", "TestSupport"]
+            dependencies: ["tlsctl", "GnuTLS", "GnuTLSAuthority", "TestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

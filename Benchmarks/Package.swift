@@ -27,6 +27,7 @@ let package = Package(
             dependencies: [
                 "CRawGnuTLS",
                 .product(name: "GnuTLS", package: "swift-gnutls"),
+                .product(name: "GnuTLSAuthority", package: "swift-gnutls"),
                 .product(name: "NIOGnuTLS", package: "swift-gnutls"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -46,6 +47,7 @@ let package = Package(
                 "TLSScenarios",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "GnuTLS", package: "swift-gnutls"),
+                .product(name: "GnuTLSAuthority", package: "swift-gnutls"),
             ],
             path: "Benchmarks/TLSBenchmarks",
             // The framework's closures predate strict concurrency checking.

@@ -23,12 +23,13 @@ import PackageDescription
 let package = Package(
     name: "bench-crl",
     dependencies: [.package(name: "swift-gnutls", path: "$ROOT")],
-    targets: [.executableTarget(name: "bench-crl", dependencies: [.product(name: "GnuTLS", package: "swift-gnutls")])]
+    targets: [.executableTarget(name: "bench-crl", dependencies: [.product(name: "GnuTLS", package: "swift-gnutls"), .product(name: "GnuTLSAuthority", package: "swift-gnutls")])]
 )
 SWIFT
 cat > "$WORK/Sources/bench-crl/main.swift" <<'SWIFT'
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 let count = Int(CommandLine.arguments.dropFirst().first ?? "100000") ?? 100_000
 func time<T>(_ label: String, _ body: () throws -> T) rethrows -> T {

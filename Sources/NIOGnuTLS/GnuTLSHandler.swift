@@ -1,5 +1,4 @@
 import GnuTLS
-import GnuTLSCore
 import NIOCore
 #if canImport(Glibc)
 import Glibc

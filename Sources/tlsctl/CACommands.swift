@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 /// `tlsctl ca …`: a certificate authority kept in a directory (`ca.pem`, `ca.key.pem`,
 /// `chain.pem`, as ``LocalAuthority/save(to:passphrase:)`` writes them).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 /// `tlsctl demo`: builds root -> intermediate -> server and client certificates in a
 /// directory, printing each step, then checks the chains with the library.

@@ -1,5 +1,7 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
+import NIOGnuTLSAuthority
 import NIOGnuTLS
 
 /// The demo's OCSP act: the issuing CA's responder on 127.0.0.1, a server stapling its

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
+import NIOGnuTLSAuthority
 import NIOCore
 import NIOGnuTLS
 

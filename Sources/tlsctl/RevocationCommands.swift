@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 // `tlsctl ca revoke` and `tlsctl ca crl`: revocation through the CA directory's ledger
 // (`ledger.sqlite`, which `LocalAuthority.load(from:passphrase:)` opens).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 /// `tlsctl show FILE`: a key, request, certificate or chain in a readable form.
 struct ShowCommand: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 /// `tlsctl`: keys, certificate requests and a small certificate authority on the command
 /// line. Every action is a call into the `GnuTLS` library; this target never touches GnuTLS

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GnuTLS
+@testable import GnuTLSAuthority
 import TestSupport
 
 @Suite struct CRLTests {

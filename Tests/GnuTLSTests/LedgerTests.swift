@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GnuTLS
+@testable import GnuTLSAuthority
 import TestSupport
 
 /// A ledger that refuses the first `refusals` serial claims, as if they had been used before:

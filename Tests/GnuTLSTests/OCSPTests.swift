@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GnuTLS
+@testable import GnuTLSAuthority
 import TestSupport
 
 /// A CA with a ledger in a temporary directory, and certificates it issued.

@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 import PropertyBased
 import Testing
 

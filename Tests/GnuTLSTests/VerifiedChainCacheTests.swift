@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Benchmarks) import GnuTLS
+@_spi(Benchmarks) import GnuTLSAuthority
 import Testing
 
 // The verified-chain cache: a repeat of an identical verification is served from it, and

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GnuTLS
+@testable import GnuTLSAuthority
 import TestSupport
 
 /// Our CRLs against independent implementations (OpenSSL, GnuTLS's certtool, pkilint), and

@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 import Testing
 import TestSupport
 

@@ -1,5 +1,7 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
+import NIOGnuTLSAuthority
 import NIOCore
 import NIOGnuTLS
 import Testing

@@ -1,4 +1,5 @@
 import GnuTLS
+import GnuTLSAuthority
 import GnuTLSCore
 import Testing
 

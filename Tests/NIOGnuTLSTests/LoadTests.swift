@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 import NIOCore
 import NIOGnuTLS
 import NIOPosix

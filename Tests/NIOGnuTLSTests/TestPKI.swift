@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 
 /// A run-time PKI for TLS tests: root -> issuing CA -> server and client leaves.
 struct TestPKI: Sendable {

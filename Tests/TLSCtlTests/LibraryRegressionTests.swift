@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSAuthority
 import Testing
 
 /// Library bugs found while building tlsctl, pinned here by the tlsctl developer.

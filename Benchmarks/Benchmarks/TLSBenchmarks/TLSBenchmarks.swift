@@ -1,6 +1,7 @@
 import Benchmark
 import Foundation
 @_spi(Benchmarks) import GnuTLS
+@_spi(Benchmarks) import GnuTLSAuthority
 @_spi(Benchmarks) import TLSScenarios
 
 // The ordo-one/benchmark scenarios: each handshake and transfer scenario by our engine pair

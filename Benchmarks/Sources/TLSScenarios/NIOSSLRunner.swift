@@ -1,4 +1,5 @@
 @_spi(Benchmarks) import GnuTLS
+@_spi(Benchmarks) import GnuTLSAuthority
 import NIOCore
 import NIOEmbedded
 import NIOSSL

@@ -1,6 +1,7 @@
 import CRawGnuTLS
 import Foundation
 @_spi(Benchmarks) import GnuTLS
+@_spi(Benchmarks) import GnuTLSAuthority
 
 /// Two raw GnuTLS sessions in C, set up as our engine sets up its own.
 final class RawRunner: ScenarioRunner {

@@ -1,5 +1,6 @@
 import Foundation
 @_spi(Benchmarks) import GnuTLS
+@_spi(Benchmarks) import GnuTLSAuthority
 
 /// One benchmark scenario, named in the rustls `ci-bench` style.
 public struct Scenario: Sendable, Hashable {

@@ -263,91 +263,6 @@ public struct TLSConfiguration: Hashable, Sendable {
     }
 }
 
-/// Connection-independent TLS state built once from a ``TLSConfiguration``: GnuTLS
-/// credentials (identities, trust list, CRLs), the priority cache, the session-ticket key
-/// and the chain verifier. Share one context across every connection it serves.
-public final class TLSContext: Sendable {
-    /// The configuration this context was built from.
-    public let configuration: TLSConfiguration
-    package let handle: TLSContextHandle
-    /// The Swift verifier run on every peer chain (nil when verification is off).
-    public let verifier: Verifier?
-    /// CRLs with more entries than this are checked by ``verifier`` only, not handed to
-    /// GnuTLS's trust list too (whose import is quadratic in the entries).
-    package static let gnutlsCRLEntryLimit = 1_000
-    /// Client-side resumption data by server name and port.
-    package let sessionCache: SessionCache
-    /// OCSP checks of peer chains, with the online answers cache they share.
-    public let revocationChecker: RevocationChecker
-    /// What the configuration means to GnuTLS and to the Swift verifier.
-    let mapping: TLSPolicyMapping
-    /// The chains the Swift verifier accepted (nil when verification or the cache is off).
-    public let verifiedChainCache: VerifiedChainCache?
-    /// Identifies the anchors and CRLs in the verified-chain cache's keys.
-    let trustDigest: [UInt8]
-
-    /// Validates `configuration` (keys match certificates, chains are in order, a server has
-    /// an identity) and builds the GnuTLS objects.
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` naming what is wrong.
-    public init(configuration: TLSConfiguration) throws {
-        self.configuration = configuration
-        if configuration.role == .server && configuration.identities.isEmpty {
-            throw GnuTLSError(.invalidArgument, "a TLS server configuration needs at least one identity (certificate chain and key)")
-        }
-        guard configuration.minimumVersion <= configuration.maximumVersion else {
-            throw GnuTLSError(.invalidArgument, "minimum TLS version \(configuration.minimumVersion) is above the maximum \(configuration.maximumVersion)")
-        }
-        for identity in configuration.identities {
-            let leaf = identity.leaf
-            guard leaf.publicKey.keyIdentifier == identity.key.publicKey.keyIdentifier else {
-                throw GnuTLSError(.invalidArgument, "the private key does not match certificate '\(leaf.subject)'")
-            }
-            for (child, parent) in zip(identity.chain, identity.chain.dropFirst()) where !parent.subject.matches(child.issuer) {
-                throw GnuTLSError(.invalidArgument, "the certificate chain is out of order: '\(child.subject)' is issued by '\(child.issuer)', but the next certificate is '\(parent.subject)'")
-            }
-        }
-        let mapping = try TLSPolicyMapping(configuration)
-        var settings = CoreTLSSettings(role: configuration.role.core, priority: mapping.priority)
-        settings.identities = configuration.identities.map { identity in
-            (chainPEM: identity.chain.map(\.pemEncoded).joined(), key: identity.key.handle)
-        }
-        for (index, identity) in configuration.identities.enumerated() {
-            guard let response = identity.ocspResponse else { continue }
-            try OCSPStapling.check(response, for: identity, trust: configuration.trustStore)
-            settings.ocspStaples[index] = response.derEncoded
-        }
-        let trust = configuration.trustStore ?? TrustStore.system
-        if mapping.verifiesPeer {
-            settings.trustAnchors = trust.certificates.map(\.derEncoded)
-            // Revocation is decided by the Swift verifier (`verifier` below), which runs on every
-            // handshake, resumed ones included, before any application byte is released, from
-            // the CRLs parsed once into dictionaries. GnuTLS's trust list gets only small CRLs
-            // as a second opinion: its importer is quadratic in the entries (100,000 would take
-            // minutes in every context built).
-            settings.crls = configuration.revocation == .disabledInsecure
-                ? [] : trust.crls.filter { $0.entries.count <= Self.gnutlsCRLEntryLimit }.map(\.derEncoded)
-            settings.systemTrust = trust.includesSystemTrust
-        }
-        settings.clientCertificates = configuration.clientCertificates.core
-        settings.alpn = configuration.applicationProtocols
-        settings.sessionTickets = configuration.sessionResumption
-        settings.profile = mapping.profile
-        self.handle = try TLSContextHandle(settings)
-        self.verifier = mapping.verifiesPeer ? try Verifier(trustStore: trust) : nil
-        self.mapping = mapping
-        self.sessionCache = SessionCache()
-        self.revocationChecker = RevocationChecker(mode: configuration.ocspRevocation)
-        self.verifiedChainCache = verifier == nil ? nil : configuration.chainCache.makeCache()
-        self.trustDigest = verifiedChainCache == nil ? [] : TLSContext.trustDigest(verifier)
-    }
-
-    /// The policy peers are verified with: for a client, the server's purpose and name;
-    /// for a server, the client purpose.
-    public func verificationPolicy(forHost host: String?) -> VerificationPolicy {
-        mapping.verificationPolicy(forHost: host)
-    }
-}
-
 // MARK: - The one mapping from policy values to GnuTLS settings and the Swift verifier
 
 extension SecurityProfile {
@@ -450,35 +365,5 @@ struct TLSPolicyMapping: Hashable, Sendable {
             return (name, full ? name : nil, full ? ip?.bytes : nil, peerVerification.verifiesChain, ExtendedKeyUsage.serverAuth.rawValue)
         }
         return (nil, nil, nil, peerVerification.verifiesChain && clientCertificates == .required, ExtendedKeyUsage.clientAuth.rawValue)
-    }
-}
-
-/// Resumption data a client keeps per server, shared by the connections of one context.
-package final class SessionCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [String: [UInt8]] = [:]
-
-    package func data(for key: String) -> [UInt8]? {
-        lock.lock(); defer { lock.unlock() }
-        return entries[key]
-    }
-
-    package func store(_ data: [UInt8], for key: String) {
-        lock.lock(); defer { lock.unlock() }
-        if entries.count > 1024 { entries.removeAll() }
-        entries[key] = data
-    }
-}
-
-extension TLSContext {
-    /// A new engine for one connection. `host` is the name (or IP literal) a client
-    /// connects to; servers pass `nil`.
-    package func makeEngine(host: String?) throws -> TLSEngine {
-        let verification = mapping.engineVerification(host: host)
-        let resume = configuration.role == .client && configuration.sessionResumption
-        return try TLSEngine(
-            context: handle, serverName: verification.serverName, verifyHostname: verification.hostname,
-            verifyIP: verification.ip, verifyPeer: verification.verify, purposeOID: verification.purposeOID,
-            sessionData: resume ? verification.serverName.flatMap { sessionCache.data(for: $0) } : nil)
     }
 }

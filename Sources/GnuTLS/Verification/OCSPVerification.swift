@@ -183,3 +183,14 @@ enum OCSPStapling {
         throw GnuTLSError(.invalidArgument, "refusing to staple the OCSP response for '\(leaf.subject)': \(failure.map { "\($0)" } ?? "it does not verify")")
     }
 }
+
+/// Who may sign OCSP responses for a CA (RFC 6960 section 4.2.2.2).
+package enum OCSPSignerCheck {
+    /// `candidate` was issued (and signed) by `issuer` and carries the OCSP-signing purpose.
+    package static func isDelegatedResponder(_ candidate: Certificate, of issuer: Certificate) -> Bool {
+        guard candidate.issuer == issuer.subject, candidate.extendedKeyUsage?.contains(.ocspSigning) == true,
+              let crt = try? CertificateHandle(der: candidate.derEncoded), let ca = try? CertificateHandle(der: issuer.derEncoded)
+        else { return false }
+        return crt.isSigned(by: ca)
+    }
+}

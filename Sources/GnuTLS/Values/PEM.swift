@@ -109,7 +109,7 @@ package enum FileIO {
         return [UInt8](data)
     }
 
-    static func readText(_ path: String) throws -> String {
+    package static func readText(_ path: String) throws -> String {
         String(decoding: try read(path), as: UTF8.self)
     }
 
@@ -161,7 +161,7 @@ extension Array where Element == UInt8 {
     /// Lower-case hex, no separators.
     var hexString: String { map { String(format: "%02x", $0) }.joined() }
     /// Upper-case hex pairs joined by colons (fingerprints).
-    var colonHex: String { map { String(format: "%02X", $0) }.joined(separator: ":") }
+    package var colonHex: String { map { String(format: "%02X", $0) }.joined(separator: ":") }
 
     init?(hex: String) {
         let digits = Array(hex.utf8).filter { $0 != UInt8(ascii: ":") }

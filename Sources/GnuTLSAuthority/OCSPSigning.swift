@@ -1,5 +1,5 @@
 import Foundation
-import GnuTLSCore
+import GnuTLS
 import SwiftASN1
 
 // MARK: - Signing responses
@@ -258,16 +258,5 @@ final class OCSPResponseCache: @unchecked Sendable {
             if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
             entries[key] = (response, until)
         }
-    }
-}
-
-/// Who may sign OCSP responses for a CA (RFC 6960 section 4.2.2.2).
-enum OCSPSignerCheck {
-    /// `candidate` was issued (and signed) by `issuer` and carries the OCSP-signing purpose.
-    static func isDelegatedResponder(_ candidate: Certificate, of issuer: Certificate) -> Bool {
-        guard candidate.issuer == issuer.subject, candidate.extendedKeyUsage?.contains(.ocspSigning) == true,
-              let crt = try? CertificateHandle(der: candidate.derEncoded), let ca = try? CertificateHandle(der: issuer.derEncoded)
-        else { return false }
-        return crt.isSigned(by: ca)
     }
 }

@@ -105,7 +105,7 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
     public var isEmpty: Bool { rdns.isEmpty }
 
     /// The attributes as the certificate builder writes them (one RDN each).
-    var coreAttributes: [CoreNameAttribute] {
+    package var coreAttributes: [CoreNameAttribute] {
         get throws {
             guard rdns.allSatisfy({ $0.attributes.count == 1 }) else {
                 throw GnuTLSError(.invalidName, "multi-valued RDNs ('+') cannot be written into a certificate or request by GnuTLS: use one attribute per RDN")
@@ -500,7 +500,7 @@ extension DistinguishedName {
     /// too many attributes, a value over its X.520 upper bound, a value that is not a
     /// string, or one holding a control character (C0, DEL, C1) or a bidirectional
     /// override/embedding/isolate (which make a name display as another).
-    var issuanceProblem: String? {
+    package var issuanceProblem: String? {
         let attributes = self.attributes
         if attributes.count > Self.maximumAttributeCount {
             return "the subject has \(attributes.count) attributes: at most \(Self.maximumAttributeCount) are allowed"

@@ -124,8 +124,8 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Checks on alternative names before they are written.
-enum AlternativeNames {
-    static func validate(_ names: [GeneralName]) throws {
+package enum AlternativeNames {
+    package static func validate(_ names: [GeneralName]) throws {
         for name in names {
             switch name {
             case .dnsName(let dns):
@@ -153,7 +153,7 @@ enum AlternativeNames {
         }
     }
 
-    static func isValidDNSName(_ name: String) -> Bool {
+    package static func isValidDNSName(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 253, !name.hasSuffix(".") else { return false }
         let labels = name.split(separator: ".", omittingEmptySubsequences: false)
         for (index, label) in labels.enumerated() {

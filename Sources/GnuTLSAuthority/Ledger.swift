@@ -1,4 +1,5 @@
 import Foundation
+import GnuTLS
 
 /// What an authority issued and revoked, and the CRL numbers it handed out.
 ///

@@ -1,4 +1,5 @@
 import Foundation
+import GnuTLS
 
 /// The ledger a ``LocalAuthority`` records into; set once more when the authority is saved
 /// to a directory. A lock guards the reference (the ledger itself is `Sendable`).

@@ -107,7 +107,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
     /// Whether the request carries a signature (this library neither makes nor checks them).
     public let isSigned: Bool
     /// The `extnValue` of the nonce extension as sent, echoed verbatim by responders.
-    let nonceExtensionValue: [UInt8]?
+    package let nonceExtensionValue: [UInt8]?
 
     /// The most certificate IDs a parsed request may hold.
     public static let maximumCertificateIDs = 64
@@ -435,14 +435,14 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The DER of OCSP requests and responses, written and read with swift-asn1 (RFC 6960).
-enum OCSPEncoding {
-    static let basicOID: ASN1ObjectIdentifier = [1, 3, 6, 1, 5, 5, 7, 48, 1, 1]
-    static let nonceOID: ASN1ObjectIdentifier = [1, 3, 6, 1, 5, 5, 7, 48, 1, 2]
+package enum OCSPEncoding {
+    package static let basicOID: ASN1ObjectIdentifier = [1, 3, 6, 1, 5, 5, 7, 48, 1, 1]
+    package static let nonceOID: ASN1ObjectIdentifier = [1, 3, 6, 1, 5, 5, 7, 48, 1, 2]
     /// id-pkix-ocsp-nocheck (RFC 6960 section 4.2.2.2.1).
-    static let noCheckOID = "1.3.6.1.5.5.7.48.1.5"
+    package static let noCheckOID = "1.3.6.1.5.5.7.48.1.5"
     /// TLS feature (RFC 7633), value `SEQUENCE { INTEGER 5 }` = status_request: "must staple".
-    static let tlsFeatureOID = "1.3.6.1.5.5.7.1.24"
-    static let mustStapleValue: [UInt8] = [0x30, 0x03, 0x02, 0x01, 0x05]
+    package static let tlsFeatureOID = "1.3.6.1.5.5.7.1.24"
+    package static let mustStapleValue: [UInt8] = [0x30, 0x03, 0x02, 0x01, 0x05]
 
     static func malformed(_ message: String) -> GnuTLSError { GnuTLSError(.malformedDER, message) }
 
@@ -459,7 +459,7 @@ enum OCSPEncoding {
         return try ASN1ObjectIdentifier(derEncoded: first).description
     }
 
-    static func certID(_ id: OCSPCertificateID, into coder: inout DER.Serializer) throws {
+    package static func certID(_ id: OCSPCertificateID, into coder: inout DER.Serializer) throws {
         try coder.appendConstructedNode(identifier: .sequence) { coder in
             try CRLEncoding.algorithmIdentifier(id.hashAlgorithm.oid, nullParameters: true, into: &coder)
             try coder.serialize(ASN1OctetString(contentBytes: id.issuerNameHash[...]))
@@ -552,7 +552,7 @@ enum OCSPEncoding {
     }
 
     /// A whole-second GeneralizedTime (RFC 6960 / RFC 5280: no fractional seconds, Zulu).
-    static func generalizedTime(_ date: Date) throws -> GeneralizedTime {
+    package static func generalizedTime(_ date: Date) throws -> GeneralizedTime {
         let c = utc.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
         guard let year = c.year, let month = c.month, let day = c.day, let hours = c.hour, let minutes = c.minute, let seconds = c.second else {
             throw GnuTLSError(.invalidArgument, "date \(date) cannot be written as a GeneralizedTime")

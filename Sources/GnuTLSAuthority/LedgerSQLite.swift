@@ -1,4 +1,5 @@
 import Foundation
+import GnuTLS
 import GRDB
 
 /// The default ``CertificateLedger``: an SQLite database (through GRDB) in the CA

@@ -289,7 +289,7 @@ private final class SignatureCache: @unchecked Sendable {  // guarded by `lock`
 }
 
 /// The DER of CRLs, written and read with swift-asn1 (RFC 5280 section 5.1).
-enum CRLEncoding {
+package enum CRLEncoding {
     static let reasonCodeOID: ASN1ObjectIdentifier = [2, 5, 29, 21]
     static let crlNumberOID: ASN1ObjectIdentifier = [2, 5, 29, 20]
     static let authorityKeyIdentifierOID: ASN1ObjectIdentifier = [2, 5, 29, 35]
@@ -319,7 +319,7 @@ enum CRLEncoding {
         }
     }
 
-    static func algorithmIdentifier(_ oid: String, nullParameters: Bool, into coder: inout DER.Serializer) throws {
+    package static func algorithmIdentifier(_ oid: String, nullParameters: Bool, into coder: inout DER.Serializer) throws {
         try coder.appendConstructedNode(identifier: .sequence) { coder in
             try coder.serialize(ASN1ObjectIdentifier(dotRepresentation: oid))
             if nullParameters { try coder.serialize(ASN1Null()) }
@@ -328,7 +328,7 @@ enum CRLEncoding {
 
     /// `Extension ::= SEQUENCE { extnID, critical DEFAULT FALSE, extnValue OCTET STRING }`,
     /// non-critical (the DEFAULT is omitted, as DER requires).
-    static func nonCriticalExtension(_ oid: ASN1ObjectIdentifier, value: (inout DER.Serializer) throws -> Void,
+    package static func nonCriticalExtension(_ oid: ASN1ObjectIdentifier, value: (inout DER.Serializer) throws -> Void,
                                      into coder: inout DER.Serializer) throws {
         var inner = DER.Serializer()
         try value(&inner)

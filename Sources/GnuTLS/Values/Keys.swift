@@ -149,7 +149,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(keyDescription) public key \(sha256Fingerprint.colonHex.prefix(23))…" }
 
     /// The contents of the `subjectPublicKey` BIT STRING (without the unused-bits byte).
-    static func subjectPublicKeyBits(_ spki: [UInt8]) -> [UInt8]? {
+    package static func subjectPublicKeyBits(_ spki: [UInt8]) -> [UInt8]? {
         guard let node = try? DERReader.children(of: spki), node.count == 2,
               node[1].tag == 0x03, let first = node[1].content.first, first == 0 else { return nil }
         return Array(node[1].content.dropFirst())
@@ -168,7 +168,7 @@ public protocol SigningKey: Sendable {
 
 /// The opaque signing operation behind a ``SigningKey``.
 public final class SigningBackend: Sendable {
-    let handle: PrivateKeyHandle
+    package let handle: PrivateKeyHandle
     init(handle: PrivateKeyHandle) { self.handle = handle }
 }
 

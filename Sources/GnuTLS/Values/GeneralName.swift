@@ -155,7 +155,7 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    var core: CoreGeneralName {
+    package var core: CoreGeneralName {
         switch self {
         case .dnsName(let name): return .dns(name)
         case .ipAddress(let address): return .ip(address.bytes)

@@ -1,0 +1,141 @@
+import Foundation
+import GnuTLSCore
+
+/// One verification: path building with a bounded budget, then the checks of each path.
+struct PathValidation {
+    let anchors: [Certificate]
+    let candidates: [Certificate]
+    let crls: [CertificateRevocationList]
+    let policy: VerificationPolicy
+    let now: Date
+    /// Limits against pathological inputs (x509-limbo's `pathological::` cases).
+    var budget = 2_000
+    let maxDepth: Int
+    var signatureCache: [SignatureKey: CoreSignature.Outcome] = [:]
+    var bestFailure: VerificationError?
+
+    struct SignatureKey: Hashable {
+        var child: [UInt8]
+        var issuerKey: [UInt8]
+    }
+
+    init(anchors: [Certificate], intermediates: [Certificate], crls: [CertificateRevocationList], policy: VerificationPolicy) {
+        self.anchors = anchors
+        var unique: [Certificate] = []
+        for certificate in intermediates where !unique.contains(certificate) && !anchors.contains(certificate) {
+            unique.append(certificate)
+        }
+        self.candidates = unique
+        self.crls = crls
+        self.policy = policy
+        self.now = policy.time ?? Date()
+        self.maxDepth = min(16, (policy.maximumIntermediates.map { $0 + 2 } ?? 16) + 4)
+    }
+
+    mutating func findPath(from leaf: Certificate) -> Result<[Certificate], VerificationError> {
+        if anchors.contains(leaf) {
+            // The leaf itself is trusted (a pinned, often self-signed, certificate): no
+            // issuer to check, but its own validity, key, purpose and names still count.
+            let problems = validate([leaf])
+            if problems.isEmpty { return .success([leaf]) }
+            record(VerificationError(problems: problems), depth: 1_000)
+        }
+        if let path = extend([leaf]) { return .success(path) }
+        return .failure(bestFailure ?? VerificationError(problems: [
+            VerificationError.Problem(.untrustedIssuer, "no chain from '\(leaf.subject)' to a trusted certificate was found", position: 0, subject: leaf.subject),
+        ]))
+    }
+
+    /// Depth-first search over issuers, anchors first; returns the first path that passes.
+    private mutating func extend(_ path: [Certificate]) -> [Certificate]? {
+        budget -= 1
+        guard budget > 0 else { return nil }
+        let current = path[path.count - 1]
+        var issuers: [(Certificate, Bool)] = []
+        for anchor in anchors where Self.mayIssue(anchor, current) { issuers.append((anchor, true)) }
+        if path.count < maxDepth {
+            for candidate in candidates where Self.mayIssue(candidate, current) && !path.contains(where: { $0 == candidate || ($0.subject == candidate.subject && $0.publicKey == candidate.publicKey) }) {
+                issuers.append((candidate, false))
+            }
+        }
+        if issuers.isEmpty {
+            record(VerificationError(problems: [VerificationError.Problem(
+                .untrustedIssuer, "issuer '\(current.issuer)' of '\(current.subject)' is not trusted and no intermediate for it was given",
+                position: path.count - 1, subject: current.subject)]), depth: path.count)
+            return nil
+        }
+        for (issuer, isAnchor) in issuers {
+            guard budget > 0 else { return nil }
+            // Prune on a bad signature: this link cannot be part of any valid path.
+            if signatureOutcome(of: current, by: issuer) != .valid {
+                record(VerificationError(problems: [signatureProblem(current, issuer, position: path.count - 1)]), depth: path.count)
+                continue
+            }
+            let next = path + [issuer]
+            if isAnchor {
+                let problems = validate(next)
+                if problems.isEmpty { return next }
+                record(VerificationError(problems: problems), depth: next.count + 100)
+            } else if let found = extend(next) {
+                return found
+            }
+        }
+        return nil
+    }
+
+    /// Keeps the failure of the candidate path that got furthest (complete paths rank above
+    /// incomplete ones), so the error describes the chain the caller most likely meant.
+    private mutating func record(_ failure: VerificationError, depth: Int) {
+        if bestFailure == nil || depth > bestDepth {
+            bestFailure = failure
+            bestDepth = depth
+        }
+    }
+    private var bestDepth = -1
+
+    /// Whether `issuer`'s subject names `child`'s issuer (and their key identifiers agree).
+    static func mayIssue(_ issuer: Certificate, _ child: Certificate) -> Bool {
+        guard issuer.subject.matches(child.issuer) else { return false }
+        if let aki = child.authorityKeyIdentifier, let ski = issuer.subjectKeyIdentifier, aki != ski { return false }
+        return true
+    }
+
+    private mutating func signatureOutcome(of child: Certificate, by issuer: Certificate) -> CoreSignature.Outcome {
+        let key = SignatureKey(child: child.sha256Fingerprint, issuerKey: issuer.publicKey.derEncoded)
+        if let cached = signatureCache[key] { return cached }
+        let outcome: CoreSignature.Outcome
+        if let parts = SignedParts(child.derEncoded) {
+            outcome = CoreSignature.verify(spki: issuer.publicKey.derEncoded, algorithmOID: child.signatureAlgorithm.oid, data: parts.tbs, signature: parts.signature)
+        } else {
+            outcome = .invalid
+        }
+        signatureCache[key] = outcome
+        return outcome
+    }
+
+    private func signatureProblem(_ child: Certificate, _ issuer: Certificate, position: Int) -> VerificationError.Problem {
+        VerificationError.Problem(.signatureInvalid, "signature of '\(child.subject)' does not verify with the key of '\(issuer.subject)'", position: position, subject: child.subject)
+    }
+}
+
+/// The signed part of a certificate or CRL, split with SwiftASN1:
+/// `SEQUENCE { tbs, signatureAlgorithm, signatureValue }`.
+struct SignedParts {
+    var tbs: [UInt8]
+    var outerAlgorithm: [UInt8]
+    var innerAlgorithm: [UInt8]
+    var signature: [UInt8]
+
+    init?(_ der: [UInt8]) {
+        guard let top = try? DERReader.children(of: der), top.count == 3, top[2].tag == 0x03 else { return nil }
+        tbs = top[0].encoded
+        outerAlgorithm = top[1].encoded
+        let content = top[2].content
+        guard content.first == 0 else { return nil }
+        signature = Array(content.dropFirst())
+        // TBSCertificate: [0] version?, serialNumber, signature, … ; TBSCertList: version?, signature, …
+        let fields = top[0].children
+        guard let algorithm = fields.first(where: { $0.tag == 0x30 }) else { return nil }
+        innerAlgorithm = algorithm.encoded
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import GnuTLSCore
+
+/// Verifies certificate chains against a ``TrustStore`` under a ``VerificationPolicy``.
+///
+/// Path building and every RFC 5280 / CA-Browser-Forum check run in Swift, leaf to anchor,
+/// over any order of untrusted intermediates (extras, duplicates and cycles allowed); a
+/// path the Swift checks accept is then verified by GnuTLS too
+/// (`gnutls_x509_trust_list_verify_crt2`), so the result is never weaker than GnuTLS.
+///
+/// Build a verifier once and reuse it: the GnuTLS trust list is built in `init`.
+///
+/// ```swift
+/// let verifier = try Verifier(trustStore: TrustStore(certificates: [root]))
+/// let chain = try verifier.verify(leaf, intermediates: [issuing], policy: .server(host: "api.example.com"))
+/// ```
+public final class Verifier: Sendable {
+    /// The trust this verifier was built from.
+    public let trustStore: TrustStore
+    /// The policy used when a call gives none.
+    public let defaultPolicy: VerificationPolicy
+    let trustList: TrustListHandle
+    let anchors: [Certificate]
+
+    /// Builds the GnuTLS trust list for `trustStore`.
+    public init(trustStore: TrustStore, policy: VerificationPolicy = VerificationPolicy()) throws {
+        self.trustStore = trustStore
+        self.defaultPolicy = policy
+        (trustList, anchors) = try trustStore.prepare()
+    }
+
+    /// Verifies `leaf` with the help of `intermediates` (any order).
+    ///
+    /// - Returns: the validated chain, leaf first.
+    /// - Throws: ``VerificationError`` naming every problem and its chain position.
+    @discardableResult
+    public func verify(_ leaf: Certificate, intermediates: [Certificate] = [], policy: VerificationPolicy? = nil) throws -> VerifiedChain {
+        try verify(leaf, intermediates: intermediates, policy: policy, consultGnuTLS: true)
+    }
+
+    /// As ``verify(_:intermediates:policy:)``; `consultGnuTLS: false` skips GnuTLS's second
+    /// opinion, for callers that already had GnuTLS verify the same chain (a TLS handshake).
+    package func verify(_ leaf: Certificate, intermediates: [Certificate], policy: VerificationPolicy?, consultGnuTLS: Bool) throws -> VerifiedChain {
+        let policy = policy ?? defaultPolicy
+        var run = PathValidation(anchors: anchors, intermediates: intermediates, crls: trustStore.crls, policy: policy)
+        let path: [Certificate]
+        switch run.findPath(from: leaf) {
+        case .success(let found): path = found
+        case .failure(let error): throw error
+        }
+        guard consultGnuTLS else { return VerifiedChain(certificates: path) }
+        // Second opinion: GnuTLS on the same ordered path (anchor excluded), time checks
+        // off because the time was checked against the caller's clock.
+        let chain = path.count > 1 ? Array(path.dropLast()) : path
+        let purpose = policy.purposes.first(where: { $0 != .any })?.rawValue
+        // SHA-1 signatures passed the Swift checks only where the profile allows them
+        // (low); GnuTLS 3.7 refuses them at every profile unless told otherwise.
+        let verdict = try trustList.verify(chain: chain.map(\.derEncoded), purposeOID: purpose, profile: policy.securityProfile.core,
+                                           allowSHA1: policy.securityProfile.allowsSHA1)
+        // GnuTLS 3.7.9 counts self-issued intermediates against path-length limits and
+        // cannot parse name constraints on forms it does not know (otherName); both are
+        // checked above per RFC 5280, so a constraints-only objection is not a veto.
+        guard verdict.status == 0 || TrustListHandle.isOnlyConstraintFailure(verdict.status) else {
+            throw VerificationError(problems: [VerificationError.Problem(.rejectedByGnuTLS, "GnuTLS rejected the chain: \(verdict.text)")])
+        }
+        return VerifiedChain(certificates: path)
+    }
+}
