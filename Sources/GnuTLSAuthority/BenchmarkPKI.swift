@@ -35,7 +35,7 @@ public struct BenchmarkPKI: Sendable {
                               algorithm: KeyAlgorithm) throws -> TLSIdentity {
         let key = try KeyPair.generate(algorithm)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
-        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
+        return try TLSIdentity(chain: authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
     }
 
     private static func keyPair(_ identity: TLSIdentity) -> KeyPair {

@@ -45,7 +45,7 @@ enum DemoOCSP {
         client.ocspRevocation = .hardFail
 
         // Server: staple `auto` (fetched from the certificate's OCSP URL).
-        var identity = TLSIdentity(chain: chain, key: key)
+        var identity = try TLSIdentity(chain: chain, key: key)
         identity.ocspResponse = try await OCSPClient.fetch(try OCSPRequest(certificate: leaf, issuer: ca.certificate), from: url)
         let server = try await DemoServer.start(.makeServerConfiguration(identity: identity))
         log.detail("server: staples the good answer it fetched from \(url)")

@@ -20,8 +20,8 @@ enum DemoTLS {
     static func run(_ pki: DemoPKI, workspace: DemoWorkspace, log: inout DemoLog) async throws {
         let root = pki.root.certificate
         let intermediate = pki.intermediate.certificate
-        let serverIdentity = TLSIdentity(chain: pki.server.chain, key: pki.server.key)
-        let clientIdentity = TLSIdentity(chain: pki.client.chain, key: pki.client.key)
+        let serverIdentity = try TLSIdentity(chain: pki.server.chain, key: pki.server.key)
+        let clientIdentity = try TLSIdentity(chain: pki.client.chain, key: pki.client.key)
         let demoTrust = TrustStore(certificates: [root])
 
         // MARK: Mutual TLS
@@ -158,7 +158,7 @@ enum DemoTLS {
         let chain = try pki.intermediate.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(notValidAfter: end))
         try Outputs.write(chain.map(\.pemEncoded).joined(), to: workspace.file("expired-server-chain.pem"))
         log.detail("issued by the demo's issuing CA with IssuanceOptions(notValidAfter: one minute ago): valid \(Format.date(chain[0].notValidBefore)) to \(Format.date(chain[0].notValidAfter)), written to \(workspace.file("expired-server-chain.pem"))")
-        return TLSIdentity(chain: chain, key: key)
+        return try TLSIdentity(chain: chain, key: key)
     }
 
     /// A server certificate for the demo's names from a root the client has never seen.
@@ -169,7 +169,7 @@ enum DemoTLS {
             subject: try DistinguishedName("CN=server.demo.test,O=somewhere else"), key: key, alternativeNames: DemoPKI.serverNames)
         let chain = try strangerRoot.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 7))
         log.detail("a new root '\(strangerRoot.certificate.subject)' issued a server certificate for \(serverName) and \(host)")
-        return TLSIdentity(chain: chain, key: key)
+        return try TLSIdentity(chain: chain, key: key)
     }
 
     /// Connects, sends `message` and a newline, and reads the reply until the server closes.

@@ -261,7 +261,7 @@ enum OCSPStapleOption {
         var identity = configuration.identities[0]
         if let issuerFile {
             let issuer = try context("cannot load issuer certificate \(issuerFile) (--ocsp-issuer)") { try Certificate.load(contentsOfFile: issuerFile)[0] }
-            if !identity.chain.contains(issuer) { identity.chain.append(issuer) }
+            if !identity.chain.contains(issuer) { identity.intermediates.append(issuer) }
         }
         let leaf = identity.leaf
         let response: OCSPResponse

@@ -177,7 +177,7 @@ func loadIdentity(certificate: String, key: String, passphraseFile: String?, pin
     let chain = try context("cannot load certificate chain \(certificate) (--cert)") { try Certificate.load(contentsOfFile: certificate) }
     guard !chain.isEmpty else { throw CLIError("\(certificate) (--cert) holds no certificate") }
     let signingKey = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, passphraseOption: "--passphrase-file")
-    return TLSIdentity(chain: chain, key: signingKey)
+    return try TLSIdentity(chain: chain, key: signingKey)
 }
 
 extension Endpoint {

@@ -33,6 +33,30 @@ struct APIHardeningTests {
         #expect(try DistinguishedName(parsed.description) == parsed)
     }
 
+    /// Before: `TLSIdentity(chain: [], key:)` was accepted and its `leaf` (`chain[0]`)
+    /// trapped (index out of range); an empty chain file reached the same trap.
+    @Test("a TLS identity always has a leaf: an empty chain is a typed error, never a trap")
+    func identityWithoutCertificate() throws {
+        let key = try KeyPair.generate(.ecdsaP256)
+        let error = #expect(throws: GnuTLSError.self) { try TLSIdentity(chain: [], key: key) }
+        #expect(error?.code == .invalidArgument && error?.description.contains("empty") == true, "\(String(describing: error))")
+
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let empty = try directory.write("", to: "empty-chain.pem")
+        let keyFile = try directory.write(try key.pemEncoded(), to: "key.pem")
+        #expect(throws: GnuTLSError.self) { try TLSIdentity(chainContentsOfFile: empty, keyContentsOfFile: keyFile) }
+
+        let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Identity Root"))
+        let request = try CertificateRequest.create(subject: try DistinguishedName("CN=identity.test"), key: key,
+                                                    alternativeNames: [.dnsName("identity.test")])
+        let chain = try root.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 1))
+        var identity = try TLSIdentity(chain: chain, key: key)
+        #expect(identity.leaf == chain[0] && identity.chain == chain && identity.intermediates == Array(chain.dropFirst()))
+        identity.intermediates = []
+        #expect(identity.chain == [chain[0]], "removing every intermediate leaves the leaf")
+    }
+
     @Test("AttributeValue(derEncoded:) takes exactly one complete DER element")
     func attributeValueDER() throws {
         for bad: [UInt8] in [[], [0x0C], [0x0C, 0x05, 0x61], [0x0C, 0x01, 0x61, 0x00], [0xFF, 0xFF]] {
@@ -47,35 +71,35 @@ struct APIHardeningTests {
     /// refuses an encrypted key without them.
     @Test("an encrypted key carries hmacWithSHA256 with NULL parameters, and openssl and GnuTLS read it",
           arguments: [KeyAlgorithm.ecdsaP256, .ed25519, .rsa2048])
-    func encryptedKeyPRFParameters(_ algorithm: KeyAlgorithm) throws {
+    func encryptedKeyPRFParameters(_ algorithm: KeyAlgorithm) async throws {
         let key = try KeyPair.generate(algorithm)
         let pem = try key.pemEncoded(passphrase: "correct horse")
         #expect(try KeyPair(pemEncoded: pem, passphrase: "correct horse").publicKey == key.publicKey)
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             let path = try directory.write(pem, to: "key.pem")
-            let dump = try Tool.runChecked(["openssl", "asn1parse", "-in", path], package: "openssl").standardOutput
+            let dump = try await Tool.runChecked(["openssl", "asn1parse", "-in", path], package: "openssl").standardOutput
             let lines = dump.split(separator: "\n")
             guard let prf = lines.firstIndex(where: { $0.contains(":hmacWithSHA256") }) else {
                 Issue.record("no hmacWithSHA256 in\n\(dump)")
                 return
             }
             #expect(lines.indices.contains(prf + 1) && lines[prf + 1].contains("NULL"), "\(dump)")
-            let plain = try Tool.runChecked(["openssl", "pkey", "-in", path, "-passin", "pass:correct horse", "-pubout"], package: "openssl")
+            let plain = try await Tool.runChecked(["openssl", "pkey", "-in", path, "-passin", "pass:correct horse", "-pubout"], package: "openssl")
             #expect(try PublicKey(pemEncoded: plain.standardOutput) == key.publicKey)
         }
     }
 
     @Test("a malformed IP SAN (5 bytes) is .invalidIPAddress, not a fake otherName, and verification refuses it")
-    func malformedIPAddressSAN() throws {
-        try withTemporaryDirectory { directory in
-            let rootKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("root.key.pem"))
-            let rootPath = try OpenSSLIssuer.selfSigned(key: rootKey, subject: "/CN=Hardening Root", extensions: OpenSSLIssuer.caExtensions(),
+    func malformedIPAddressSAN() async throws {
+        try await withTemporaryDirectory { directory in
+            let rootKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("root.key.pem"))
+            let rootPath = try await OpenSSLIssuer.selfSigned(key: rootKey, subject: "/CN=Hardening Root", extensions: OpenSSLIssuer.caExtensions(),
                                                         out: directory.file("root.pem"), in: directory)
-            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+            let leafKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
             var extensions = OpenSSLIssuer.serverExtensions(names: [])
             // SEQUENCE { [2] "a.example.com", [7] 01 02 03 04 05 }
             extensions.append("subjectAltName = DER:3016820d612e6578616d706c652e636f6d87050102030405")
-            let leafPath = try OpenSSLIssuer.issue(key: leafKey, subject: "/CN=a.example.com", issuerCertificate: rootPath, issuerKey: rootKey,
+            let leafPath = try await OpenSSLIssuer.issue(key: leafKey, subject: "/CN=a.example.com", issuerCertificate: rootPath, issuerKey: rootKey,
                                                    extensions: extensions, out: directory.file("leaf.pem"), in: directory)
             let leaf = try Certificate.load(contentsOfFile: leafPath)[0]
             #expect(leaf.subjectAlternativeNames == [.dnsName("a.example.com"), .invalidIPAddress([1, 2, 3, 4, 5])])

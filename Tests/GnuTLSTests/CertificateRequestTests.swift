@@ -109,10 +109,10 @@ struct CertificateRequestTests {
     }
 
     @Test("requests made by openssl req are parsed field by field")
-    func opensslRequest() throws {
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("ec:P-384", to: directory.file("key.pem"))
-            let request = try GnuTLSTests.opensslRequest(
+    func opensslRequest() async throws {
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("ec:P-384", to: directory.file("key.pem"))
+            let request = try await GnuTLSTests.opensslRequest(
                 key: keyPath, subject: "/C=DE/O=Beispiel GmbH/CN=dienst.example.de", extra: [
                     "-addext", "subjectAltName=DNS:dienst.example.de,IP:2001:db8::7,email:a@example.de,URI:spiffe://example.de/x",
                     "-addext", "keyUsage=critical,digitalSignature",
@@ -132,10 +132,10 @@ struct CertificateRequestTests {
     }
 
     @Test("requests made by certtool --generate-request are parsed field by field")
-    func certtoolRequest() throws {
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("rsa:2048", to: directory.file("key.pem"))
-            let output = try CertTool.generateRequest(key: keyPath, template: """
+    func certtoolRequest() async throws {
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("rsa:2048", to: directory.file("key.pem"))
+            let output = try await CertTool.generateRequest(key: keyPath, template: """
                 cn = "tool.example.com"
                 organization = "Example"
                 dns_name = "tool.example.com"

@@ -98,12 +98,12 @@ struct CertificateTests {
     }
 
     @Test("serial and fingerprint match the encoding")
-    func serialAndFingerprint() throws {
+    func serialAndFingerprint() async throws {
         let fixture = try Fixture()
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             let path = try directory.write(fixture.leaf.derEncoded, to: "leaf.der")
-            #expect(hex(fixture.leaf.sha256Fingerprint) == (try OpenSSL.sha256Hex(ofFile: path)))
-            let serial = try Tool.runChecked(["openssl", "x509", "-inform", "DER", "-in", path, "-noout", "-serial"]).standardOutput
+            #expect(hex(fixture.leaf.sha256Fingerprint) == (try await OpenSSL.sha256Hex(ofFile: path)))
+            let serial = try await Tool.runChecked(["openssl", "x509", "-inform", "DER", "-in", path, "-noout", "-serial"]).standardOutput
             #expect(serial.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
                     == "serial=" + fixture.leaf.serialNumber.hexString)
         }
@@ -134,12 +134,12 @@ struct CertificateTests {
     }
 
     @Test("openssl's TRUSTED CERTIFICATE form and a byte order mark are read")
-    func otherPEMForms() throws {
+    func otherPEMForms() async throws {
         let fixture = try Fixture()
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             let path = try directory.write(fixture.root.certificate.pemEncoded, to: "root.pem")
             let trusted = directory.file("trusted.pem")
-            try Tool.runChecked(["openssl", "x509", "-in", path, "-trustout", "-addtrust", "serverAuth", "-out", trusted])
+            try await Tool.runChecked(["openssl", "x509", "-in", path, "-trustout", "-addtrust", "serverAuth", "-out", trusted])
             #expect(try directory.read("trusted.pem").hasPrefix("-----BEGIN TRUSTED CERTIFICATE-----"))
             #expect(try Certificate.load(contentsOfFile: trusted) == [fixture.root.certificate])
             let withBOM = try directory.write([0xEF, 0xBB, 0xBF] + Array(fixture.leaf.pemEncoded.utf8), to: "bom.pem")
@@ -186,11 +186,11 @@ struct CertificateTests {
     }
 
     @Test("a version 1 certificate (no extensions) parses, and is refused as a CA")
-    func versionOne() throws {
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
-            try Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", "/CN=Old Style", "-out", directory.file("req.pem")])
-            try Tool.runChecked(["openssl", "x509", "-req", "-in", directory.file("req.pem"), "-key", keyPath, "-days", "2",
+    func versionOne() async throws {
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
+            try await Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", "/CN=Old Style", "-out", directory.file("req.pem")])
+            try await Tool.runChecked(["openssl", "x509", "-req", "-in", directory.file("req.pem"), "-key", keyPath, "-days", "2",
                                  "-out", directory.file("v1.pem")])
             let certificate = try #require(try Certificate.load(contentsOfFile: directory.file("v1.pem")).first)
             #expect(certificate.version == 1)
@@ -205,11 +205,11 @@ struct CertificateTests {
     }
 
     @Test("certificates made by openssl parse, including their extensions")
-    func opensslCertificate() throws {
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("ed25519", to: directory.file("key.pem"))
+    func opensslCertificate() async throws {
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("ed25519", to: directory.file("key.pem"))
             let path = directory.file("cert.pem")
-            try Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", keyPath, "-subj", "/O=Tool/CN=tool.example.net", "-days", "3",
+            try await Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", keyPath, "-subj", "/O=Tool/CN=tool.example.net", "-days", "3",
                                  "-set_serial", "0x0123456789abcdef01",
                                  "-addext", "subjectAltName=DNS:tool.example.net,IP:192.0.2.1",
                                  "-addext", "basicConstraints=critical,CA:TRUE,pathlen:2",

@@ -22,17 +22,17 @@ struct IssuancePolicyTests {
     }
 
     @Test("a request asking for CA:TRUE under a leaf profile: certificateAuthorityNotAllowed", arguments: ["openssl", "certtool"])
-    func requestAsksForCA(_ tool: String) throws {
+    func requestAsksForCA(_ tool: String) async throws {
         let root = try LocalAuthority.createRoot(subject: try name("CN=Root"))
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
             let request: CertificateRequest
             if tool == "openssl" {
-                request = try opensslRequest(key: keyPath, subject: "/CN=sneaky.example.com", extra: [
+                request = try await opensslRequest(key: keyPath, subject: "/CN=sneaky.example.com", extra: [
                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "subjectAltName=DNS:sneaky.example.com",
                 ], in: directory)
             } else {
-                request = try CertificateRequest(contentsOfFile: CertTool.generateRequest(
+                request = try await CertificateRequest(contentsOfFile: CertTool.generateRequest(
                     key: keyPath, template: "cn = \"sneaky.example.com\"\ndns_name = \"sneaky.example.com\"\nca\ncert_signing_key\n", in: directory))
             }
             #expect(request.requestsCertificateAuthority)
@@ -146,11 +146,11 @@ struct IssuancePolicyTests {
     }
 
     @Test("an RSA-1024 key made by openssl: weakKey")
-    func weakKey() throws {
+    func weakKey() async throws {
         let root = try LocalAuthority.createRoot(subject: try name("CN=Root"))
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("rsa:1024", to: directory.file("weak.pem"))
-            let request = try opensslRequest(key: keyPath, subject: "/CN=weak.example.com", extra: ["-addext", "subjectAltName=DNS:weak.example.com"], in: directory)
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("rsa:1024", to: directory.file("weak.pem"))
+            let request = try await opensslRequest(key: keyPath, subject: "/CN=weak.example.com", extra: ["-addext", "subjectAltName=DNS:weak.example.com"], in: directory)
             #expect(request.isSignatureValid)
             #expect(request.publicKey.keyDescription.bits == 1024)
             expectIssuanceError(.weakKey, mentioning: ["RSA-1024", "at least 2048"]) { try root.issue(request, profile: .tlsServer) }
@@ -159,34 +159,34 @@ struct IssuancePolicyTests {
     }
 
     @Test("keys and signatures the authority does not certify: unsupportedAlgorithm")
-    func unsupportedAlgorithm() throws {
+    func unsupportedAlgorithm() async throws {
         let root = try LocalAuthority.createRoot(subject: try name("CN=Root"))
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             // Ed448: a valid key GnuTLS parses, but not one this authority certifies.
-            let ed448 = try OpenSSL.generateKey("ed448", to: directory.file("ed448.pem"))
-            let ed448Request = try opensslRequest(key: ed448, subject: "/CN=ed448.example.com", extra: ["-addext", "subjectAltName=DNS:ed448.example.com"], in: directory, file: "ed448.csr")
+            let ed448 = try await OpenSSL.generateKey("ed448", to: directory.file("ed448.pem"))
+            let ed448Request = try await opensslRequest(key: ed448, subject: "/CN=ed448.example.com", extra: ["-addext", "subjectAltName=DNS:ed448.example.com"], in: directory, file: "ed448.csr")
             #expect(ed448Request.isSignatureValid)
             expectIssuanceError(.unsupportedAlgorithm, mentioning: ["only RSA, ECDSA", "Ed25519"]) { try root.issue(ed448Request, profile: .tlsServer) }
 
             // A curve GnuTLS knows but the authority does not certify (P-192).
-            let p192 = try OpenSSL.generateKey("ec:prime192v1", to: directory.file("p192.pem"))
-            let p192Request = try opensslRequest(key: p192, subject: "/CN=p192.example.com", extra: ["-addext", "subjectAltName=DNS:p192.example.com"], in: directory, file: "p192.csr")
+            let p192 = try await OpenSSL.generateKey("ec:prime192v1", to: directory.file("p192.pem"))
+            let p192Request = try await opensslRequest(key: p192, subject: "/CN=p192.example.com", extra: ["-addext", "subjectAltName=DNS:p192.example.com"], in: directory, file: "p192.csr")
             expectIssuanceError(.unsupportedAlgorithm, mentioning: ["SECP192R1", "only RSA, ECDSA (P-256/384/521)"]) { try root.issue(p192Request, profile: .tlsServer) }
 
             // A curve GnuTLS does not know: the request cannot even be read, and says why.
-            let k1 = try OpenSSL.generateKey("ec:secp256k1", to: directory.file("k1.pem"))
-            try Tool.runChecked(["openssl", "req", "-new", "-key", k1, "-subj", "/CN=k1.example.com", "-out", directory.file("k1.csr")])
+            let k1 = try await OpenSSL.generateKey("ec:secp256k1", to: directory.file("k1.pem"))
+            try await Tool.runChecked(["openssl", "req", "-new", "-key", k1, "-subj", "/CN=k1.example.com", "-out", directory.file("k1.csr")])
             expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["certificate request public key", "curve", "does not support"]) {
                 try CertificateRequest(contentsOfFile: directory.file("k1.csr"))
             }
-            try Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", k1, "-subj", "/CN=k1", "-days", "1", "-out", directory.file("k1.pem")])
+            try await Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", k1, "-subj", "/CN=k1", "-days", "1", "-out", directory.file("k1.pem")])
             expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["certificate public key", "does not support"]) {
                 try Certificate.load(contentsOfFile: directory.file("k1.pem"))
             }
 
             // A request signed with SHA-1.
-            let ec = try OpenSSL.generateKey("ec:P-256", to: directory.file("ec.pem"))
-            let sha1Request = try opensslRequest(key: ec, subject: "/CN=sha1.example.com", extra: ["-sha1", "-addext", "subjectAltName=DNS:sha1.example.com"], in: directory, file: "sha1.csr")
+            let ec = try await OpenSSL.generateKey("ec:P-256", to: directory.file("ec.pem"))
+            let sha1Request = try await opensslRequest(key: ec, subject: "/CN=sha1.example.com", extra: ["-sha1", "-addext", "subjectAltName=DNS:sha1.example.com"], in: directory, file: "sha1.csr")
             #expect(sha1Request.signatureAlgorithm.isInsecure)
             expectIssuanceError(.unsupportedAlgorithm, mentioning: ["SHA-1"]) { try root.issue(sha1Request, profile: .tlsServer) }
         }

@@ -74,11 +74,11 @@ struct KeyPairTests {
     }
 
     @Test("the encrypted export is PBES2 with AES-256, as openssl reads it")
-    func encryptionScheme() throws {
-        try withTemporaryDirectory { directory in
+    func encryptionScheme() async throws {
+        try await withTemporaryDirectory { directory in
             let key = try KeyPair.generate()
             let path = try directory.write(key.pemEncoded(passphrase: "s3cret"), to: "key.pem")
-            let dump = try Tool.runChecked(["openssl", "asn1parse", "-in", path]).standardOutput
+            let dump = try await Tool.runChecked(["openssl", "asn1parse", "-in", path]).standardOutput
             #expect(dump.contains("PBES2"))
             #expect(dump.contains("PBKDF2"))
             #expect(dump.contains("aes-256-cbc"))
@@ -88,16 +88,16 @@ struct KeyPairTests {
     /// Every format the issue names, made by openssl: PKCS#1 and SEC1 ("traditional"),
     /// PKCS#8, encrypted PKCS#8, each as PEM and DER.
     @Test("keys made by openssl import in every format", arguments: ["rsa:2048", "ec:P-256", "ec:P-384", "ec:P-521", "ed25519"])
-    func importOpenSSLFormats(_ spec: String) throws {
-        try withTemporaryDirectory { directory in
-            let pkcs8 = try OpenSSL.generateKey(spec, to: directory.file("pkcs8.pem"))
+    func importOpenSSLFormats(_ spec: String) async throws {
+        try await withTemporaryDirectory { directory in
+            let pkcs8 = try await OpenSSL.generateKey(spec, to: directory.file("pkcs8.pem"))
             let reference = try KeyPair(contentsOfFile: pkcs8)
             let expectedFamily = spec.hasPrefix("rsa") ? "RSA" : spec.hasPrefix("ec") ? "ECDSA" : "Ed25519"
             #expect(reference.keyDescription.family.rawValue == expectedFamily)
 
             // The public key openssl derives is ours, byte for byte.
             let publicDER = directory.file("pub.der")
-            try Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-pubout", "-outform", "DER", "-out", publicDER])
+            try await Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-pubout", "-outform", "DER", "-out", publicDER])
             #expect(reference.publicKey.derEncoded == [UInt8](try Data(contentsOf: URL(fileURLWithPath: publicDER))))
 
             var variants: [(String, [String], String?)] = [
@@ -113,7 +113,7 @@ struct KeyPairTests {
             }
             for (file, command, passphrase) in variants {
                 let path = directory.file(file)
-                try Tool.runChecked(command + ["-out", path])
+                try await Tool.runChecked(command + ["-out", path])
                 if file == "traditional.pem" {
                     let label = spec.hasPrefix("rsa") ? "RSA PRIVATE KEY" : "EC PRIVATE KEY"
                     #expect(try directory.read(file).contains("-----BEGIN \(label)-----"))
@@ -202,19 +202,19 @@ struct KeyPairTests {
     }
 
     @Test("keys GnuTLS cannot use say so: curves it lacks, encryption schemes it cannot decrypt")
-    func unsupportedKeys() throws {
-        try withTemporaryDirectory { directory in
+    func unsupportedKeys() async throws {
+        try await withTemporaryDirectory { directory in
             for curve in ["secp256k1", "brainpoolP256r1"] {
-                let pkcs8 = try OpenSSL.generateKey("ec:\(curve)", to: directory.file("\(curve).pem"))
+                let pkcs8 = try await OpenSSL.generateKey("ec:\(curve)", to: directory.file("\(curve).pem"))
                 let traditional = directory.file("\(curve)-sec1.der")
-                try Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-traditional", "-outform", "DER", "-out", traditional])
+                try await Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-traditional", "-outform", "DER", "-out", traditional])
                 for path in [pkcs8, traditional] {
                     expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["EC key on curve", "does not support", "P-256"]) {
                         try KeyPair(contentsOfFile: path)
                     }
                 }
                 let publicKey = directory.file("\(curve)-pub.der")
-                try Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-pubout", "-outform", "DER", "-out", publicKey])
+                try await Tool.runChecked(["openssl", "pkey", "-in", pkcs8, "-pubout", "-outform", "DER", "-out", publicKey])
                 expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["does not support"]) {
                     try PublicKey(derEncoded: [UInt8](Data(contentsOf: URL(fileURLWithPath: publicKey))))
                 }
@@ -226,9 +226,9 @@ struct KeyPairTests {
             expectGnuTLSError(.malformedDER) { try KeyPair(derEncoded: damaged) }
 
             // scrypt-encrypted PKCS#8: GnuTLS has no scrypt.
-            let plain = try OpenSSL.generateKey("ec:P-256", to: directory.file("plain.pem"))
+            let plain = try await OpenSSL.generateKey("ec:P-256", to: directory.file("plain.pem"))
             let scrypt = directory.file("scrypt.pem")
-            try Tool.runChecked(["openssl", "pkcs8", "-topk8", "-scrypt", "-in", plain, "-out", scrypt, "-passout", "pass:pw"])
+            try await Tool.runChecked(["openssl", "pkcs8", "-topk8", "-scrypt", "-in", plain, "-out", scrypt, "-passout", "pass:pw"])
             expectGnuTLSError(.passphraseRequired, mentioning: ["encrypted"]) { try KeyPair(contentsOfFile: scrypt) }
             expectGnuTLSError(.unsupportedAlgorithm, mentioning: ["scrypt", "-v2 aes256"]) { try KeyPair(contentsOfFile: scrypt, passphrase: "pw") }
         }
@@ -268,25 +268,25 @@ struct KeyPairTests {
 
     @Test("SPKI DER/PEM, SHA-256 fingerprint and key identifier agree with openssl",
           arguments: [KeyAlgorithm.ecdsaP256, .ecdsaP521, .rsa2048, .ed25519])
-    func publicKeyDerivations(_ algorithm: KeyAlgorithm) throws {
-        try withTemporaryDirectory { directory in
+    func publicKeyDerivations(_ algorithm: KeyAlgorithm) async throws {
+        try await withTemporaryDirectory { directory in
             let key = try KeyPair.generate(algorithm)
             let keyPath = try directory.write(key.pemEncoded(), to: "key.pem")
             let publicDER = directory.file("pub.der")
-            try Tool.runChecked(["openssl", "pkey", "-in", keyPath, "-pubout", "-outform", "DER", "-out", publicDER])
+            try await Tool.runChecked(["openssl", "pkey", "-in", keyPath, "-pubout", "-outform", "DER", "-out", publicDER])
             #expect(key.publicKey.derEncoded == [UInt8](try Data(contentsOf: URL(fileURLWithPath: publicDER))))
-            #expect(hex(key.publicKey.sha256Fingerprint) == (try OpenSSL.sha256Hex(ofFile: publicDER)))
+            #expect(hex(key.publicKey.sha256Fingerprint) == (try await OpenSSL.sha256Hex(ofFile: publicDER)))
 
             // PEM form of the SPKI, as openssl writes it.
-            let publicPEM = try Tool.runChecked(["openssl", "pkey", "-in", keyPath, "-pubout"]).standardOutput
+            let publicPEM = try await Tool.runChecked(["openssl", "pkey", "-in", keyPath, "-pubout"]).standardOutput
             #expect(key.publicKey.pemEncoded == publicPEM)
             #expect(try PublicKey(pemEncoded: publicPEM) == key.publicKey)
             #expect(try PublicKey(derEncoded: key.publicKey.derEncoded).keyDescription == key.keyDescription)
 
             // openssl's own subject key identifier (RFC 5280 method 1) for the same key.
             let selfSigned = directory.file("self.pem")
-            try Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", keyPath, "-subj", "/CN=ski", "-days", "1", "-out", selfSigned])
-            let ski = try Tool.runChecked(["openssl", "x509", "-in", selfSigned, "-noout", "-ext", "subjectKeyIdentifier"]).standardOutput
+            try await Tool.runChecked(["openssl", "req", "-x509", "-new", "-key", keyPath, "-subj", "/CN=ski", "-days", "1", "-out", selfSigned])
+            let ski = try await Tool.runChecked(["openssl", "x509", "-in", selfSigned, "-noout", "-ext", "subjectKeyIdentifier"]).standardOutput
             #expect(key.publicKey.keyIdentifier.count == 20)
             #expect(hex(key.publicKey.keyIdentifier) == OpenSSL.hexAfterHeader(ski))
         }

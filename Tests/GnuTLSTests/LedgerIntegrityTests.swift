@@ -113,13 +113,13 @@ final class InterleavingLedger: CertificateLedger, @unchecked Sendable {
         #expect(!FileManager.default.fileExists(atPath: ledgerPath + "-wal"))
     }
 
-    @Test func anotherDatabaseIsNotALedger() throws {
+    @Test func anotherDatabaseIsNotALedger() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let (path, _) = try Self.savedAuthority(dir)
         let ledgerPath = dir.file("ca/ledger.sqlite")
         try FileManager.default.removeItem(atPath: ledgerPath)
-        try Tool.runChecked(["sqlite3", ledgerPath, "CREATE TABLE notes (text TEXT)"])
+        try await Tool.runChecked(["sqlite3", ledgerPath, "CREATE TABLE notes (text TEXT)"])
         Self.ledgerError(.notALedger, mentioning: ["no CA ledger"]) { _ = try LocalAuthority.load(from: path, passphrase: nil) }
         try FileManager.default.removeItem(atPath: ledgerPath)
         _ = try dir.write("not a database, just text that is long enough to have a header", to: "ca/ledger.sqlite")
@@ -148,17 +148,17 @@ final class InterleavingLedger: CertificateLedger, @unchecked Sendable {
 
     // MARK: 3. A damaged ledger is never written to
 
-    @Test func aLedgerFailingTheIntegrityCheckIsRefused() throws {
+    @Test func aLedgerFailingTheIntegrityCheckIsRefused() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let (path, _) = try Self.savedAuthority(dir, leaves: 40)
         let ledgerPath = dir.file("ca/ledger.sqlite")
         // Zero the root page of the certificates' primary-key index: the tables still open,
         // but SQLite's integrity check fails.
-        let rootPage = try Tool.runChecked(["sqlite3", ledgerPath,
+        let rootPage = try await Tool.runChecked(["sqlite3", ledgerPath,
             "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_certificates_1'"]).standardOutput
         let page = try #require(Int(rootPage.trimmingCharacters(in: .whitespacesAndNewlines)))
-        let pageSize = try #require(Int(try Tool.runChecked(["sqlite3", ledgerPath, "PRAGMA page_size"]).standardOutput
+        let pageSize = try #require(Int(try await Tool.runChecked(["sqlite3", ledgerPath, "PRAGMA page_size"]).standardOutput
             .trimmingCharacters(in: .whitespacesAndNewlines)))
         var bytes = try #require(FileManager.default.contents(atPath: ledgerPath))
         bytes.replaceSubrange((page - 1) * pageSize..<page * pageSize, with: Data(count: pageSize))

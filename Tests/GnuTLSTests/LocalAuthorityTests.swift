@@ -44,15 +44,15 @@ struct LocalAuthorityTests {
     }
 
     @Test("root creation refuses an empty subject, a weak key and an empty validity")
-    func rootRefusals() throws {
+    func rootRefusals() async throws {
         expectIssuanceError(.missingIdentity, mentioning: ["non-empty subject"]) {
             try LocalAuthority.createRoot(subject: DistinguishedName([]))
         }
         expectIssuanceError(.invalidRequest, mentioning: ["at least one day"]) {
             try LocalAuthority.createRoot(subject: try name("CN=r"), validityDays: 0)
         }
-        try withTemporaryDirectory { directory in
-            let weak = try KeyPair(contentsOfFile: OpenSSL.generateKey("rsa:1024", to: directory.file("weak.pem")))
+        try await withTemporaryDirectory { directory in
+            let weak = try await KeyPair(contentsOfFile: OpenSSL.generateKey("rsa:1024", to: directory.file("weak.pem")))
             expectIssuanceError(.weakKey, mentioning: ["RSA-1024", "2048"]) {
                 try LocalAuthority.createRoot(subject: try name("CN=weak"), key: weak)
             }
@@ -85,7 +85,7 @@ struct LocalAuthorityTests {
     }
 
     @Test("an intermediate from a CSR, with the intermediate-CA profile")
-    func intermediateFromRequest() throws {
+    func intermediateFromRequest() async throws {
         let root = try LocalAuthority.createRoot(subject: try name("CN=Root"), pathLength: 1)
         let (key, request) = try makeRequest("CN=Sub CA,O=Example", algorithm: .rsa2048)
         let certificate = try root.issue(request, profile: .intermediateCA(), options: IssuanceOptions(validityDays: 90))
@@ -96,9 +96,9 @@ struct LocalAuthorityTests {
         let subCA = try LocalAuthority(certificate: certificate, key: key, issuers: root.chain)
         #expect(subCA.chain == [certificate, root.certificate])
         // A request asking for CA:TRUE is fine under the intermediate profile.
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key"))
-            let asksCA = try opensslRequest(key: keyPath, subject: "/CN=Asks CA", extra: ["-addext", "basicConstraints=critical,CA:TRUE"], in: directory)
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key"))
+            let asksCA = try await opensslRequest(key: keyPath, subject: "/CN=Asks CA", extra: ["-addext", "basicConstraints=critical,CA:TRUE"], in: directory)
             #expect(asksCA.requestsCertificateAuthority)
             let issued = try root.issue(asksCA, profile: .intermediateCA(pathLength: 0))
             #expect(issued.basicConstraints?.description == "CA:TRUE, pathlen:0")
@@ -170,11 +170,11 @@ struct LocalAuthorityTests {
     }
 
     @Test("requested extensions are never copied: a CSR's own extensions do not reach the certificate")
-    func requestedExtensionsNotCopied() throws {
+    func requestedExtensionsNotCopied() async throws {
         let root = try LocalAuthority.createRoot(subject: try name("CN=Root"))
-        try withTemporaryDirectory { directory in
-            let keyPath = try OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
-            let request = try opensslRequest(key: keyPath, subject: "/CN=greedy.example.com", extra: [
+        try await withTemporaryDirectory { directory in
+            let keyPath = try await OpenSSL.generateKey("ec:P-256", to: directory.file("key.pem"))
+            let request = try await opensslRequest(key: keyPath, subject: "/CN=greedy.example.com", extra: [
                 "-addext", "subjectAltName=DNS:greedy.example.com",
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
                 "-addext", "extendedKeyUsage=codeSigning,serverAuth",

@@ -30,9 +30,40 @@ final class ProcessSigner: SigningKey {
         let input = try directory.write(data, to: "digest-\(n).bin")
         let output = directory.file("signature-\(n).bin")
         // For an EC key, `pkeyutl -sign` signs its input as a digest: a DER ECDSA-Sig-Value.
-        let result = try Tool.run(["openssl", "pkeyutl", "-sign", "-inkey", keyPath, "-in", input, "-out", output], timeout: 30)
-        guard result.succeeded else { throw GnuTLSError(.signerFailed, "openssl pkeyutl failed: \(result.standardError)") }
+        let errors = directory.file("pkeyutl-\(n).err")
+        let status = try Self.spawnAndWait(
+            ["openssl", "pkeyutl", "-sign", "-inkey", keyPath, "-in", input, "-out", output], standardError: errors)
+        guard status == 0 else {
+            let message = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+            throw GnuTLSError(.signerFailed, "openssl pkeyutl failed (status \(status)): \(message)")
+        }
         return Array(try Data(contentsOf: URL(fileURLWithPath: output)))
+    }
+
+    /// Runs `arguments` (looked up on PATH) and waits for it on the calling thread; its
+    /// standard error goes to the file `standardError`. `sign` is synchronous (GnuTLS calls
+    /// it inside its own call), so this cannot await the tests' swift-subprocess runner;
+    /// openssl's input and output are files, so no pipe is read, and the waits retry EINTR.
+    static func spawnAndWait(_ arguments: [String], standardError: String) throws -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, standardError, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, &argv, environ)
+        guard spawned == 0 else {
+            throw GnuTLSError(.signerFailed, "cannot start \(arguments[0]): \(String(cString: strerror(spawned)))")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { throw GnuTLSError(.signerFailed, "waitpid failed: \(String(cString: strerror(errno)))") }
+        }
+        // WIFEXITED / WEXITSTATUS, which Swift cannot import (macros).
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }
 
@@ -68,7 +99,7 @@ struct RemoteSignerFailure: Error, Equatable {
 @Suite("SigningKey: one seam for the CA and TLS")
 struct SigningKeyTests {
     @Test("a key in another process signs a root, a request and a leaf that openssl verifies")
-    func processSignerIssues() throws {
+    func processSignerIssues() async throws {
         let remote = try ProcessSigner()
         let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Remote Root"), key: remote)
         #expect(remote.count == 1)
@@ -81,7 +112,7 @@ struct SigningKeyTests {
         let directory = remote.directory
         let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
         let leafPath = try directory.write(leaf.pemEncoded, to: "leaf.pem")
-        let verify = try Tool.run(["openssl", "verify", "-CAfile", rootPath, leafPath], timeout: 30)
+        let verify = try await Tool.run(["openssl", "verify", "-CAfile", rootPath, leafPath], timeout: 30)
         #expect(verify.succeeded, "\(verify)")
     }
 
@@ -94,7 +125,7 @@ struct SigningKeyTests {
         let signaturesForRequest = remote.count
         var handshakes = 0
         for version in [TLSVersion.tls12, .tls13] {
-            var server = TLSConfiguration.makeServerConfiguration(identity: TLSIdentity(chain: chain, key: remote))
+            var server = TLSConfiguration.makeServerConfiguration(identity: try TLSIdentity(chain: chain, key: remote))
             server.minimumVersion = version
             server.maximumVersion = version
             server.sessionResumption = false
@@ -117,7 +148,7 @@ struct SigningKeyTests {
         let request = try CertificateRequest.create(subject: try DistinguishedName("CN=client"), key: signer, alternativeNames: [.uri("spiffe://example.org/c")])
         let chain = try pki.issuing.issueWithChain(request, profile: .tlsClient)
         let before = signer.count
-        let client = TLSConfiguration.makeClientConfiguration(trustStore: pki.trustStore, identity: TLSIdentity(chain: chain, key: signer))
+        let client = TLSConfiguration.makeClientConfiguration(trustStore: pki.trustStore, identity: try TLSIdentity(chain: chain, key: signer))
         let pair = try InMemoryTLSPair(client: try TLSContext(configuration: client),
                                        server: try TLSContext(configuration: pki.serverConfiguration(mutual: true)))
         try pair.handshake()
@@ -160,7 +191,7 @@ struct SigningKeyTests {
     }
 
     @Test("KeyPair.sign makes signatures that verify, for every scheme of its family", arguments: [KeyAlgorithm.ecdsaP256, .rsa2048, .ed25519])
-    func keyPairSigns(_ algorithm: KeyAlgorithm) throws {
+    func keyPairSigns(_ algorithm: KeyAlgorithm) async throws {
         let key = try KeyPair.generate(algorithm)
         // A certificate signed through an external wrapper of the same key verifies: the
         // bridge hands GnuTLS exactly what the key signed.
@@ -169,7 +200,7 @@ struct SigningKeyTests {
         #expect(wrapped.count == 1)
         let directory = try TemporaryDirectory(prefix: "wrapped-root")
         let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
-        let verify = try Tool.run(["openssl", "verify", "-CAfile", rootPath, rootPath], timeout: 30)
+        let verify = try await Tool.run(["openssl", "verify", "-CAfile", rootPath, rootPath], timeout: 30)
         #expect(verify.succeeded, "\(verify)")
         for scheme in key.signatureSchemes {
             let data = [UInt8](repeating: 7, count: scheme.digestLength ?? 100)
@@ -215,7 +246,7 @@ struct SigningKeyTests {
         let client = try TLSContext(configuration: pki.clientConfiguration(tickets: false))
         for delay in [UInt32(0), 5_000] {
             let signer = CountingSigner(inner, delayMicroseconds: delay)
-            var configuration = TLSConfiguration.makeServerConfiguration(identity: TLSIdentity(chain: chain, key: signer))
+            var configuration = TLSConfiguration.makeServerConfiguration(identity: try TLSIdentity(chain: chain, key: signer))
             configuration.sessionResumption = false
             let server = try TLSContext(configuration: configuration)
             let count = 40

@@ -65,12 +65,19 @@ func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) throws -> R) throws 
     return try body(directory)
 }
 
+/// Runs `body` (which runs programs) with a fresh temporary directory, removed afterwards.
+func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) async throws -> R) async throws -> R {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    return try await body(directory)
+}
+
 /// A request made by `openssl req` for the key at `keyPath`, with extra arguments
 /// (`-addext …`, `-sha1`), read back through the library.
 func opensslRequest(
     key keyPath: String, subject: String, extra: [String] = [], in directory: TemporaryDirectory, file: String = "req.pem"
-) throws -> CertificateRequest {
+) async throws -> CertificateRequest {
     let output = directory.file(file)
-    try Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", subject, "-out", output] + extra)
+    try await Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", subject, "-out", output] + extra)
     return try CertificateRequest(contentsOfFile: output)
 }

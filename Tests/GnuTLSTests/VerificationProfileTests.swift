@@ -24,7 +24,7 @@ private struct ProfilePKI {
         unaware = try LocalAuthority(certificate: issuing.certificate, key: issuingKey)
     }
 
-    func leaf(commonName: String, names: [GeneralName], profile: CertificateProfile = .tlsServer) throws -> Certificate {
+    func leaf(commonName: String, names: [GeneralName], profile: CertificateProfile = .tlsServer) async throws -> Certificate {
         let request = try CertificateRequest.create(
             subject: try DistinguishedName("CN=\(commonName),O=swift-gnutls tests"), key: KeyPair.generate(.ecdsaP256), alternativeNames: names)
         do {
@@ -32,13 +32,13 @@ private struct ProfilePKI {
         } catch let error as IssuanceError where error.reason == .commonNameNotInAlternativeNames {
             // Our CA refuses a server certificate whose host-name CN is not one of its SANs
             // (issue 8); other CAs issue them, and the verifier must judge them by profile.
-            return try Self.issueWithOpenSSL(commonName: commonName, names: names, issuer: issuing, issuerKey: issuingKey)
+            return try await Self.issueWithOpenSSL(commonName: commonName, names: names, issuer: issuing, issuerKey: issuingKey)
         }
     }
 
     /// A server certificate signed by `issuer` through `openssl x509 -req`, with exactly the
     /// extensions our CA would write (SANs, serverAuth, digitalSignature, key identifiers).
-    static func issueWithOpenSSL(commonName: String, names: [GeneralName], issuer: LocalAuthority, issuerKey key: KeyPair) throws -> Certificate {
+    static func issueWithOpenSSL(commonName: String, names: [GeneralName], issuer: LocalAuthority, issuerKey key: KeyPair) async throws -> Certificate {
         let directory = try TemporaryDirectory()
         let issuerCertificate = try directory.write(issuer.certificate.pemEncoded, to: "issuer.pem")
         let issuerKey = try directory.write(try key.pemEncoded(), to: "issuer-key.pem")
@@ -51,7 +51,7 @@ private struct ProfilePKI {
         let extensions = ["basicConstraints = critical, CA:FALSE", "keyUsage = critical, digitalSignature",
                           "extendedKeyUsage = serverAuth", "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always",
                           "subjectAltName = " + sans.joined(separator: ", ")]
-        let out = try OpenSSLIssuer.issue(key: leafKey, subject: "/CN=\(commonName)/O=swift-gnutls tests", issuerCertificate: issuerCertificate,
+        let out = try await OpenSSLIssuer.issue(key: leafKey, subject: "/CN=\(commonName)/O=swift-gnutls tests", issuerCertificate: issuerCertificate,
                                           issuerKey: issuerKey, extensions: extensions, out: directory.file("leaf.pem"), in: directory)
         return try #require(try Certificate.load(contentsOfFile: out).first)
     }
@@ -71,9 +71,9 @@ private func webPKI(_ policy: VerificationPolicy) -> VerificationPolicy {
 @Suite("Verification profiles: RFC 5280 + RFC 9525 by default, the Web PKI on request")
 struct VerificationProfileTests {
     @Test("default: a CN that is not among the SANs (a private-PKI pattern) is neither used nor judged")
-    func commonNameNotAmongSANs() throws {
+    func commonNameNotAmongSANs() async throws {
         let pki = try ProfilePKI()
-        let leaf = try pki.leaf(commonName: "api.internal.example", names: [.dnsName("svc.default.svc")])
+        let leaf = try await pki.leaf(commonName: "api.internal.example", names: [.dnsName("svc.default.svc")])
         #expect(VerificationPolicy().profile == .rfc5280)
         let chain = try pki.verify(leaf, .server(host: "svc.default.svc"))
         #expect(chain.certificates == [leaf, pki.issuing.certificate, pki.root.certificate])
@@ -84,43 +84,43 @@ struct VerificationProfileTests {
         let judged = #expect(throws: VerificationError.self) { try pki.verify(leaf, webPKI(.server(host: "svc.default.svc"))) }
         #expect(judged?.problems.contains { $0.reason == .malformedCertificate && $0.message.contains("7.1.4.3") } == true)
         // A leaf whose CN copies a SAN passes both.
-        let good = try pki.leaf(commonName: "svc.default.svc", names: [.dnsName("svc.default.svc")])
+        let good = try await pki.leaf(commonName: "svc.default.svc", names: [.dnsName("svc.default.svc")])
         #expect(throws: Never.self) { try pki.verify(good, webPKI(.server(host: "svc.default.svc"))) }
     }
 
     @Test("default: name constraints never apply to the CN when SANs exist (a host-name CN, an IP CN)")
-    func constraintsIgnoreCommonNameWithSANs() throws {
+    func constraintsIgnoreCommonNameWithSANs() async throws {
         let pki = try ProfilePKI(rootConstraints: NameConstraints(permittedDNSDomains: ["example.com"], permittedIPRanges: [IPNetwork("10.0.0.0/8")!]))
-        let hostCN = try pki.leaf(commonName: "outside.test", names: [.dnsName("www.example.com")])
+        let hostCN = try await pki.leaf(commonName: "outside.test", names: [.dnsName("www.example.com")])
         #expect(throws: Never.self) { try pki.verify(hostCN, .server(host: "www.example.com")) }
         // An IP-address CN was checked as a DNS name although the SAN holds the same IP.
-        let ipCN = try pki.leaf(commonName: "10.1.2.3", names: [.ipAddress(IPAddress("10.1.2.3")!)])
+        let ipCN = try await pki.leaf(commonName: "10.1.2.3", names: [.ipAddress(IPAddress("10.1.2.3")!)])
         #expect(throws: Never.self) { try pki.verify(ipCN, .server(host: "10.1.2.3")) }
         // The SANs themselves are still constrained.
-        let outside = try pki.leaf(commonName: "www.example.com", names: [.dnsName("www.example.org")])
+        let outside = try await pki.leaf(commonName: "www.example.com", names: [.dnsName("www.example.org")])
         let error = #expect(throws: VerificationError.self) { try pki.verify(outside, .server(host: "www.example.org")) }
         #expect(error?.contains(.nameConstraintViolated) == true)
     }
 
     @Test("a leaf without any SAN: its CN is constrained (a host name as DNS, an IP address as IP)")
-    func constraintsApplyToCommonNameWithoutSANs() throws {
+    func constraintsApplyToCommonNameWithoutSANs() async throws {
         let pki = try ProfilePKI(rootConstraints: NameConstraints(permittedDNSDomains: ["example.com"], permittedIPRanges: [IPNetwork("10.0.0.0/8")!]))
         // The authority issues client certificates without alternative names.
-        let outsideHost = try pki.leaf(commonName: "db.example.org", names: [], profile: .tlsClient)
+        let outsideHost = try await pki.leaf(commonName: "db.example.org", names: [], profile: .tlsClient)
         let error = #expect(throws: VerificationError.self) { try pki.verify(outsideHost, .client()) }
         #expect(error?.contains(.nameConstraintViolated) == true)
-        let outsideIP = try pki.leaf(commonName: "192.0.2.1", names: [], profile: .tlsClient)
+        let outsideIP = try await pki.leaf(commonName: "192.0.2.1", names: [], profile: .tlsClient)
         #expect(throws: VerificationError.self) { try pki.verify(outsideIP, .client()) }
-        let inside = try pki.leaf(commonName: "db.example.com", names: [], profile: .tlsClient)
+        let inside = try await pki.leaf(commonName: "db.example.com", names: [], profile: .tlsClient)
         #expect(throws: Never.self) { try pki.verify(inside, .client()) }
-        let insideIP = try pki.leaf(commonName: "10.9.9.9", names: [], profile: .tlsClient)
+        let insideIP = try await pki.leaf(commonName: "10.9.9.9", names: [], profile: .tlsClient)
         #expect(throws: Never.self) { try pki.verify(insideIP, .client()) }
     }
 
     @Test("web PKI: a leaf without SANs is refused; the default accepts it when no name is asked")
-    func webPKIRequiresSANs() throws {
+    func webPKIRequiresSANs() async throws {
         let pki = try ProfilePKI()
-        let bare = try pki.leaf(commonName: "alice", names: [], profile: .tlsClient)
+        let bare = try await pki.leaf(commonName: "alice", names: [], profile: .tlsClient)
         #expect(throws: Never.self) { try pki.verify(bare, .client()) }
         let error = #expect(throws: VerificationError.self) { try pki.verify(bare, webPKI(.client())) }
         #expect(error?.problems.contains { $0.message.contains("no subject alternative names") } == true)

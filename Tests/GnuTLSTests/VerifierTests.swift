@@ -54,14 +54,14 @@ private struct VerifierPKI {
     /// A CA below the root made by `openssl` with exactly `extensions` (what the authority
     /// refuses to make), and a server leaf for api.example.com below it, also by `openssl`.
     func opensslCA(subject: String, extensions: [String], in directory: TemporaryDirectory)
-        throws -> (ca: Certificate, leaf: Certificate, caPath: String, caKey: String) {
+        async throws -> (ca: Certificate, leaf: Certificate, caPath: String, caKey: String) {
         let keys = try writeKeys(to: directory)
         let rootPath = try directory.write(root.certificate.pemEncoded, to: "root.pem")
-        let caKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key.pem"))
-        let caPath = try OpenSSLIssuer.issue(key: caKey, subject: subject, issuerCertificate: rootPath, issuerKey: keys.root,
+        let caKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key.pem"))
+        let caPath = try await OpenSSLIssuer.issue(key: caKey, subject: subject, issuerCertificate: rootPath, issuerKey: keys.root,
                                              extensions: extensions, out: directory.file("ca.pem"), in: directory)
-        let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-        let leafPath = try OpenSSLIssuer.issue(
+        let leafKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+        let leafPath = try await OpenSSLIssuer.issue(
             key: leafKey, subject: "/CN=api.example.com", issuerCertificate: caPath, issuerKey: caKey,
             extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), out: directory.file("leaf.pem"), in: directory)
         return (try Certificate.load(contentsOfFile: caPath)[0], try Certificate.load(contentsOfFile: leafPath)[0], caPath, caKey)
@@ -406,7 +406,7 @@ struct VerifierChainTests {
     }
 
     @Test("no common-name fallback: CN=host without a DNS SAN does not match host")
-    func noCommonNameFallback() throws {
+    func noCommonNameFallback() async throws {
         let pki = try VerifierPKI()
         let verifier = try pki.verifier()
         // The authority issues client certificates without alternative names.
@@ -424,11 +424,11 @@ struct VerifierChainTests {
         }
 
         // A server certificate without SANs: the authority refuses to make one, openssl does not.
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             let keys = try pki.writeKeys(to: directory)
             let issuingPath = try directory.write(pki.issuing.certificate.pemEncoded, to: "issuing.pem")
-            let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-            let leafPath = try OpenSSLIssuer.issue(
+            let leafKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+            let leafPath = try await OpenSSLIssuer.issue(
                 key: leafKey, subject: "/CN=host.example.com/O=swift-gnutls tests", issuerCertificate: issuingPath, issuerKey: keys.issuing,
                 extensions: OpenSSLIssuer.serverExtensions(names: []), out: directory.file("leaf.pem"), in: directory)
             let server = try Certificate.load(contentsOfFile: leafPath)[0]
@@ -448,10 +448,10 @@ struct VerifierChainTests {
 @Suite("Verifier: CA constraints")
 struct VerifierConstraintTests {
     @Test("an intermediate with CA:FALSE (made by openssl): notCA at 1")
-    func caFalseIntermediate() throws {
+    func caFalseIntermediate() async throws {
         let pki = try VerifierPKI()
-        try withTemporaryDirectory { directory in
-            let (middle, leaf, _, middleKey) = try pki.opensslCA(
+        try await withTemporaryDirectory { directory in
+            let (middle, leaf, _, middleKey) = try await pki.opensslCA(
                 subject: "/CN=Not A CA/O=swift-gnutls tests",
                 extensions: ["basicConstraints = critical, CA:FALSE", "keyUsage = critical, digitalSignature",
                              "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"], in: directory)
@@ -466,10 +466,10 @@ struct VerifierConstraintTests {
     }
 
     @Test("a CA whose key usage lacks keyCertSign (made by openssl): keyUsageMissing at 1; a leaf lacking a required bit: keyUsageMissing at 0")
-    func keyUsageMissing() throws {
+    func keyUsageMissing() async throws {
         let pki = try VerifierPKI()
-        try withTemporaryDirectory { directory in
-            let (middle, leaf, _, _) = try pki.opensslCA(
+        try await withTemporaryDirectory { directory in
+            let (middle, leaf, _, _) = try await pki.opensslCA(
                 subject: "/CN=No CertSign CA/O=swift-gnutls tests",
                 extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, digitalSignature, cRLSign",
                              "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"], in: directory)
@@ -488,10 +488,10 @@ struct VerifierConstraintTests {
     }
 
     @Test("an intermediate whose EKU excludes the purpose (made by openssl): purposeMismatch at 1")
-    func intermediateEKUExcludesPurpose() throws {
+    func intermediateEKUExcludesPurpose() async throws {
         let pki = try VerifierPKI()
-        try withTemporaryDirectory { directory in
-            let (middle, leaf, _, _) = try pki.opensslCA(
+        try await withTemporaryDirectory { directory in
+            let (middle, leaf, _, _) = try await pki.opensslCA(
                 subject: "/CN=Client Only CA/O=swift-gnutls tests",
                 extensions: OpenSSLIssuer.caExtensions() + ["extendedKeyUsage = clientAuth"], in: directory)
             let error = expectRejected([(.purposeMismatch, 1)]) {
@@ -502,16 +502,16 @@ struct VerifierConstraintTests {
     }
 
     @Test("a path length exceeded (a CA below a pathlen:0 CA, made by openssl): pathLengthExceeded at 2")
-    func pathLengthExceeded() throws {
+    func pathLengthExceeded() async throws {
         let pki = try VerifierPKI(issuingPathLength: 0)
         #expect(pki.issuing.certificate.basicConstraints?.pathLengthConstraint == 0)
         // The authority will not create a CA below a pathlen:0 CA.
         #expect(throws: IssuanceError.self) { try pki.issuing.createIntermediate(subject: try DistinguishedName("CN=Too Deep")) }
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             let keys = try pki.writeKeys(to: directory)
             let issuingPath = try directory.write(pki.issuing.certificate.pemEncoded, to: "issuing.pem")
-            let deepKeyPath = try OpenSSL.generateKey("ec:P-256", to: directory.file("deep.key.pem"))
-            let deepPath = try OpenSSLIssuer.issue(
+            let deepKeyPath = try await OpenSSL.generateKey("ec:P-256", to: directory.file("deep.key.pem"))
+            let deepPath = try await OpenSSLIssuer.issue(
                 key: deepKeyPath, subject: "/CN=Too Deep CA/O=swift-gnutls tests", issuerCertificate: issuingPath, issuerKey: keys.issuing,
                 extensions: OpenSSLIssuer.caExtensions(), out: directory.file("deep.pem"), in: directory)
             let deep = try Certificate.load(contentsOfFile: deepPath)[0]
@@ -653,21 +653,21 @@ struct VerifierRevocationTests {
     }
 
     @Test("a CRL claiming to be the issuer's but signed by another key (openssl): revocationStatusUnknown at 0")
-    func crlSignedByWrongKey() throws {
+    func crlSignedByWrongKey() async throws {
         let pki = try VerifierPKI()
         let leaf = try pki.server([.dnsName("api.example.com")])
         let ski = try #require(pki.issuing.certificate.subjectKeyIdentifier)
-        try withTemporaryDirectory { directory in
+        try await withTemporaryDirectory { directory in
             // An impostor CA: the issuing CA's name and key identifier, another key.
-            let impostorKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("impostor.key.pem"))
-            let impostor = try OpenSSLIssuer.selfSigned(
+            let impostorKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("impostor.key.pem"))
+            let impostor = try await OpenSSLIssuer.selfSigned(
                 key: impostorKey, subject: "/O=swift-gnutls tests/CN=Verifier Issuing CA",  // RFC 4514 lists the RDNs in reverse
                 extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign",
                              "subjectKeyIdentifier = \(ski.map { String(format: "%02X", $0) }.joined(separator: ":"))"],
                 out: directory.file("impostor.pem"), in: directory)
             let ca = try OpenSSLIssuer.CADirectory(certificate: impostor, key: impostorKey, in: directory)
-            try ca.revoke(try directory.write(leaf.pemEncoded, to: "leaf.pem"), reason: "keyCompromise")
-            let crl = try CertificateRevocationList.load(contentsOfFile: ca.generateCRL(out: directory.file("forged.crl.pem")))[0]
+            try await ca.revoke(try directory.write(leaf.pemEncoded, to: "leaf.pem"), reason: "keyCompromise")
+            let crl = try await CertificateRevocationList.load(contentsOfFile: ca.generateCRL(out: directory.file("forged.crl.pem")))[0]
             #expect(crl.issuer == pki.issuing.certificate.subject)
             #expect(crl.authorityKeyIdentifier == ski)
             #expect(crl.entry(for: leaf.serialNumber) != nil)
@@ -684,14 +684,14 @@ struct VerifierRevocationTests {
     }
 
     @Test("a CRL from an issuer whose key usage lacks cRLSign (made by openssl) cannot be relied on: revocationStatusUnknown at 0")
-    func crlIssuerWithoutCRLSign() throws {
+    func crlIssuerWithoutCRLSign() async throws {
         let pki = try VerifierPKI()
-        try withTemporaryDirectory { directory in
-            let (ca, leaf, caPath, caKey) = try pki.opensslCA(
+        try await withTemporaryDirectory { directory in
+            let (ca, leaf, caPath, caKey) = try await pki.opensslCA(
                 subject: "/O=swift-gnutls tests/CN=No CRLSign CA",
                 extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign",
                              "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"], in: directory)
-            let crlPath = try OpenSSLIssuer.CADirectory(certificate: caPath, key: caKey, in: directory).generateCRL(out: directory.file("ca.crl.pem"))
+            let crlPath = try await OpenSSLIssuer.CADirectory(certificate: caPath, key: caKey, in: directory).generateCRL(out: directory.file("ca.crl.pem"))
             let crl = try CertificateRevocationList.load(contentsOfFile: crlPath)[0]
             #expect(crl.isSigned(by: ca))
             // Without the CRL the chain is fine; with it, revocation cannot be established.
@@ -759,14 +759,14 @@ struct VerifierRevocationTests {
 struct VerifierAlgorithmTests {
     /// An RSA-2048/SHA-256 root made by openssl and a leaf below it with `leafKey` signed
     /// with `digest`.
-    private func opensslChain(leafKey spec: String, digest: String, in directory: TemporaryDirectory) throws -> (root: Certificate, leaf: Certificate) {
-        let rootKey = try OpenSSL.generateKey("rsa:2048", to: directory.file("root.key.pem"))
-        let rootPath = try OpenSSLIssuer.selfSigned(
+    private func opensslChain(leafKey spec: String, digest: String, in directory: TemporaryDirectory) async throws -> (root: Certificate, leaf: Certificate) {
+        let rootKey = try await OpenSSL.generateKey("rsa:2048", to: directory.file("root.key.pem"))
+        let rootPath = try await OpenSSLIssuer.selfSigned(
             key: rootKey, subject: "/CN=OpenSSL Root/O=swift-gnutls tests",
             extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign", "subjectKeyIdentifier = hash"],
             out: directory.file("root.pem"), in: directory)
-        let leafKey = try OpenSSL.generateKey(spec, to: directory.file("leaf.key.pem"))
-        let leafPath = try OpenSSLIssuer.issue(
+        let leafKey = try await OpenSSL.generateKey(spec, to: directory.file("leaf.key.pem"))
+        let leafPath = try await OpenSSLIssuer.issue(
             key: leafKey, subject: "/CN=legacy.example.com", issuerCertificate: rootPath, issuerKey: rootKey,
             extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:legacy.example.com"]), digest: digest,
             out: directory.file("leaf.pem"), in: directory)
@@ -778,9 +778,9 @@ struct VerifierAlgorithmTests {
     }
 
     @Test("an RSA-1024 leaf: insecureAlgorithm at 0 under medium and high; accepted under low")
-    func rsa1024Leaf() throws {
-        try withTemporaryDirectory { directory in
-            let (root, leaf) = try opensslChain(leafKey: "rsa:1024", digest: "sha256", in: directory)
+    func rsa1024Leaf() async throws {
+        try await withTemporaryDirectory { directory in
+            let (root, leaf) = try await opensslChain(leafKey: "rsa:1024", digest: "sha256", in: directory)
             let verifier = try Verifier(trustStore: TrustStore(certificates: [root]))
             let error = expectRejected([(.insecureAlgorithm, 0)]) { try verifier.verify(leaf, policy: policy(.medium)) }
             #expect(error?.problems.first?.message.contains("1024") == true)
@@ -793,9 +793,9 @@ struct VerifierAlgorithmTests {
     }
 
     @Test("a SHA-1 signed leaf: insecureAlgorithm at 0 under medium; under low as the profile says")
-    func sha1Leaf() throws {
-        try withTemporaryDirectory { directory in
-            let (root, leaf) = try opensslChain(leafKey: "rsa:2048", digest: "sha1", in: directory)
+    func sha1Leaf() async throws {
+        try await withTemporaryDirectory { directory in
+            let (root, leaf) = try await opensslChain(leafKey: "rsa:2048", digest: "sha1", in: directory)
             #expect(leaf.signatureAlgorithm.oid == "1.2.840.113549.1.1.5")
             let verifier = try Verifier(trustStore: TrustStore(certificates: [root]))
             let error = expectRejected([(.insecureAlgorithm, 0)]) { try verifier.verify(leaf, policy: policy(.medium)) }
@@ -806,9 +806,9 @@ struct VerifierAlgorithmTests {
     }
 
     @Test("an RSA-2048 chain passes medium; high refuses every RSA-2048 key, the anchor's included")
-    func highProfile() throws {
-        try withTemporaryDirectory { directory in
-            let (root, leaf) = try opensslChain(leafKey: "rsa:2048", digest: "sha256", in: directory)
+    func highProfile() async throws {
+        try await withTemporaryDirectory { directory in
+            let (root, leaf) = try await opensslChain(leafKey: "rsa:2048", digest: "sha256", in: directory)
             let verifier = try Verifier(trustStore: TrustStore(certificates: [root]))
             expectAccepted([leaf, root]) { try verifier.verify(leaf, policy: policy(.medium)) }
             expectRejected([(.insecureAlgorithm, 0), (.insecureAlgorithm, 1)]) { try verifier.verify(leaf, policy: policy(.high)) }

@@ -39,21 +39,21 @@ import TestSupport
         }
     }
 
-    @Test func opensslVerifyHonoursOurCRL() throws {
+    @Test func opensslVerifyHonoursOurCRL() async throws {
         let pki = try PKI()
         defer { pki.dir.remove() }
         try pki.intermediate.revoke(pki.revokedLeaf, reason: .keyCompromise)
         let crl = try pki.intermediate.makeCRL()
         let crlPath = try pki.dir.write(crl.pemEncoded, to: "int.crl.pem")
 
-        func verify(_ leaf: String, extra: [String] = [], crls: [String] = [crlPath]) throws -> ProcessResult {
-            try Tool.run(["openssl", "verify", "-crl_check"] + extra + crls.flatMap { ["-CRLfile", $0] }
+        func verify(_ leaf: String, extra: [String] = [], crls: [String] = [crlPath]) async throws -> ProcessResult {
+            try await Tool.run(["openssl", "verify", "-crl_check"] + extra + crls.flatMap { ["-CRLfile", $0] }
                          + ["-CAfile", pki.dir.file("root.pem"), "-untrusted", pki.dir.file("int.pem"), pki.dir.file(leaf)])
         }
-        let revoked = try verify("revoked.pem")
+        let revoked = try await verify("revoked.pem")
         #expect(!revoked.succeeded, "\(revoked)")
         #expect(revoked.output.contains("certificate revoked"), "\(revoked)")
-        let good = try verify("good.pem")
+        let good = try await verify("good.pem")
         #expect(good.succeeded, "\(good)")
         #expect(good.standardOutput.contains(": OK"), "\(good)")
 
@@ -61,55 +61,55 @@ import TestSupport
         let rootCRL = try pki.root.makeCRL()
         #expect(rootCRL.entries.isEmpty)
         let rootCRLPath = try pki.dir.write(rootCRL.pemEncoded, to: "root.crl.pem")
-        let all = try verify("good.pem", extra: ["-crl_check_all"], crls: [crlPath, rootCRLPath])
+        let all = try await verify("good.pem", extra: ["-crl_check_all"], crls: [crlPath, rootCRLPath])
         #expect(all.succeeded, "\(all)")
         // Without the root's CRL, -crl_check_all cannot decide: openssl must not accept.
-        let missing = try verify("good.pem", extra: ["-crl_check_all"], crls: [crlPath])
+        let missing = try await verify("good.pem", extra: ["-crl_check_all"], crls: [crlPath])
         #expect(!missing.succeeded, "\(missing)")
         #expect(missing.output.contains("unable to get certificate CRL"), "\(missing)")
     }
 
-    @Test func opensslSeesOurEntriesAndReasons() throws {
+    @Test func opensslSeesOurEntriesAndReasons() async throws {
         let pki = try PKI()
         defer { pki.dir.remove() }
         try pki.intermediate.revoke(pki.revokedLeaf, reason: .cessationOfOperation)
         let crlPath = try pki.dir.write(try pki.intermediate.makeCRL().pemEncoded, to: "int.crl.pem")
-        let text = try Tool.run(["openssl", "crl", "-in", crlPath, "-noout", "-text"])
+        let text = try await Tool.run(["openssl", "crl", "-in", crlPath, "-noout", "-text"])
         #expect(text.succeeded, "\(text)")
         #expect(text.standardOutput.contains("Version 2"), "\(text)")
         #expect(text.standardOutput.contains("Serial Number: \(pki.revokedLeaf.serialNumber.hexString.uppercased())"), "\(text)")
         #expect(text.standardOutput.contains("Cessation Of Operation"), "\(text)")
         #expect(text.standardOutput.contains("X509v3 CRL Number"), "\(text)")
         #expect(text.standardOutput.contains("X509v3 Authority Key Identifier"), "\(text)")
-        let signature = try Tool.run(["openssl", "crl", "-in", crlPath, "-noout", "-CAfile", pki.dir.file("int.pem")])
+        let signature = try await Tool.run(["openssl", "crl", "-in", crlPath, "-noout", "-CAfile", pki.dir.file("int.pem")])
         #expect(signature.succeeded && signature.output.contains("verify OK"), "\(signature)")
     }
 
-    @Test func certtoolVerifyHonoursOurCRL() throws {
+    @Test func certtoolVerifyHonoursOurCRL() async throws {
         let pki = try PKI()
         defer { pki.dir.remove() }
         try pki.intermediate.revoke(serial: pki.revokedLeaf.serialNumber, reason: .superseded)
         let crlPath = try pki.dir.write(try pki.intermediate.makeCRL().pemEncoded, to: "int.crl.pem")
-        func verify(_ leaf: Certificate, _ name: String) throws -> ProcessResult {
+        func verify(_ leaf: Certificate, _ name: String) async throws -> ProcessResult {
             let chain = try pki.dir.write(leaf.pemEncoded + pki.intermediate.certificate.pemEncoded, to: "\(name)-chain.pem")
-            return try Tool.run(["certtool", "--verify", "--load-ca-certificate", pki.dir.file("root.pem"),
+            return try await Tool.run(["certtool", "--verify", "--load-ca-certificate", pki.dir.file("root.pem"),
                                  "--load-crl", crlPath, "--infile", chain], package: "gnutls-bin")
         }
-        let revoked = try verify(pki.revokedLeaf, "revoked")
+        let revoked = try await verify(pki.revokedLeaf, "revoked")
         #expect(!revoked.succeeded, "\(revoked)")
         #expect(revoked.output.contains("revoked"), "\(revoked)")
-        let good = try verify(pki.goodLeaf, "good")
+        let good = try await verify(pki.goodLeaf, "good")
         #expect(good.succeeded, "\(good)")
         #expect(good.output.contains("Chain verification output: Verified"), "\(good)")
     }
 
-    @Test func certtoolGeneratedCRLParses() throws {
+    @Test func certtoolGeneratedCRLParses() async throws {
         let pki = try PKI()
         defer { pki.dir.remove() }
         let keyPath = try pki.dir.write(try (pki.intermediate.key as! KeyPair).pemEncoded(), to: "int.key.pem")
         let template = try pki.dir.write("crl_next_update = 3\ncrl_number = 4242\n", to: "crl.tmpl")
         let out = pki.dir.file("certtool.crl.pem")
-        let result = try Tool.run(["certtool", "--generate-crl", "--load-ca-privkey", keyPath,
+        let result = try await Tool.run(["certtool", "--generate-crl", "--load-ca-privkey", keyPath,
                                    "--load-ca-certificate", pki.dir.file("int.pem"),
                                    "--load-certificate", pki.dir.file("revoked.pem"),
                                    "--template", template, "--outfile", out], package: "gnutls-bin")
@@ -129,7 +129,7 @@ import TestSupport
         #expect(!crl.isSigned(by: pki.root.certificate))
     }
 
-    @Test func opensslCAGeneratedCRLParsesWithReasons() throws {
+    @Test func opensslCAGeneratedCRLParsesWithReasons() async throws {
         let pki = try PKI()
         defer { pki.dir.remove() }
         let ca = pki.dir.file("osca")
@@ -168,11 +168,11 @@ import TestSupport
         }
         for (index, (certificate, _, name)) in revoked.enumerated() {
             let path = try pki.dir.write(certificate.pemEncoded, to: "osca/revoke\(index).pem")
-            let result = try Tool.run(["openssl", "ca", "-config", config, "-revoke", path] + (name.map { ["-crl_reason", $0] } ?? []))
+            let result = try await Tool.run(["openssl", "ca", "-config", config, "-revoke", path] + (name.map { ["-crl_reason", $0] } ?? []))
             #expect(result.succeeded, "\(result)")
         }
         let out = pki.dir.file("osca/crl.pem")
-        let result = try Tool.run(["openssl", "ca", "-config", config, "-gencrl", "-out", out])
+        let result = try await Tool.run(["openssl", "ca", "-config", config, "-gencrl", "-out", out])
         #expect(result.succeeded, "\(result)")
 
         let crl = try #require(try CertificateRevocationList.load(contentsOfFile: out).first)
@@ -191,7 +191,7 @@ import TestSupport
     }
 
     @Test(arguments: [KeyAlgorithm.ecdsaP256, .ecdsaP384, .rsa2048, .ed25519])
-    func pkilintFindsNothingInOurCRLs(algorithm: KeyAlgorithm) throws {
+    func pkilintFindsNothingInOurCRLs(algorithm: KeyAlgorithm) async throws {
         let pki = try PKI(algorithm: algorithm)
         defer { pki.dir.remove() }
         let empty = try pki.dir.write(try pki.intermediate.makeCRL().pemEncoded, to: "empty.crl.pem")
@@ -200,7 +200,7 @@ import TestSupport
         let full = try pki.dir.write(try pki.intermediate.makeCRL(nextUpdateIn: 30).pemEncoded, to: "full.crl.pem")
         let rootCRL = try pki.dir.write(try pki.root.makeCRL().pemEncoded, to: "root.crl.pem")
         for path in [empty, full, rootCRL] {
-            let lint = try Tool.run(["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", path], package: "pkilint")
+            let lint = try await Tool.run(["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", path], package: "pkilint")
             #expect(lint.succeeded, "\(lint)")
             #expect(lint.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(lint)")
         }
@@ -208,7 +208,7 @@ import TestSupport
 
     /// The lint above can fail: pkilint reports a CRL without CRL number and authority key
     /// identifier (made by openssl without crl_extensions).
-    @Test func pkilintReportsADeficientCRL() throws {
+    @Test func pkilintReportsADeficientCRL() async throws {
         let pki = try PKI()
         defer { pki.dir.remove() }
         let ca = pki.dir.file("bad")
@@ -229,9 +229,9 @@ import TestSupport
 
             """, to: "bad/openssl.cnf")
         let out = pki.dir.file("bad/crl.pem")
-        let made = try Tool.run(["openssl", "ca", "-config", config, "-gencrl", "-out", out])
+        let made = try await Tool.run(["openssl", "ca", "-config", config, "-gencrl", "-out", out])
         #expect(made.succeeded, "\(made)")
-        let lint = try Tool.run(["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", out], package: "pkilint")
+        let lint = try await Tool.run(["lint_crl", "lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING", out], package: "pkilint")
         #expect(!lint.succeeded, "\(lint)")
         #expect(lint.standardOutput.contains("pkix.crl_number_missing"), "\(lint)")
         // Our parser reads it all the same, without number or key identifier.

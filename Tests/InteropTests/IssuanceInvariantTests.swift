@@ -43,7 +43,7 @@ struct IssuanceInvariantTests {
     static let caseCount = 40
 
     @Test("40 generated requests: issued ones verify (Verifier, openssl, certtool) and lint clean; refused ones are typed")
-    func generatedRequests() throws {
+    func generatedRequests() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Invariant Root,O=Example,C=US"))
@@ -113,14 +113,14 @@ struct IssuanceInvariantTests {
             }
             // certtool: the chain (leaf, issuer) against the root.
             let chain = try directory.write(item.certificate.pemEncoded + item.issuer.certificate.pemEncoded, to: "chain-\(URL(fileURLWithPath: item.path).lastPathComponent)")
-            let certtool = try Tool.run(["certtool", "--verify", "--load-ca-certificate", rootFile, "--infile", chain])
+            let certtool = try await Tool.run(["certtool", "--verify", "--load-ca-certificate", rootFile, "--infile", chain])
             #expect(certtool.succeeded && certtool.output.contains("Chain verification output: Verified."), "\(item.path): \(certtool)")
         }
 
         // openssl verify, strict, with the purpose, one run per issuer and purpose.
         for (issuerFile, purpose) in Set(issued.map { IssuerPurpose(file: $0.issuerFile, purpose: $0.profile == .tlsClient ? "sslclient" : "sslserver") }).map({ ($0.file, $0.purpose) }) {
             let paths = issued.filter { $0.issuerFile == issuerFile && ($0.profile == .tlsClient ? "sslclient" : "sslserver") == purpose }.map(\.path)
-            let result = try Tool.run(["openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile", rootFile, "-untrusted", issuerFile] + paths)
+            let result = try await Tool.run(["openssl", "verify", "-x509_strict", "-purpose", purpose, "-CAfile", rootFile, "-untrusted", issuerFile] + paths)
             #expect(result.succeeded, "\(result)")
             for path in paths { #expect(result.output.contains("\(path): OK"), "\(path): \(result)") }
         }
@@ -134,7 +134,7 @@ struct IssuanceInvariantTests {
                 main(["lint", "-s", "WARNING", path])
                 sys.stdout.flush()
             """
-        let lint = try Tool.run(["python3", "-c", script] + issued.map(\.path), timeout: 300, package: "pkilint")
+        let lint = try await Tool.run(["python3", "-c", script] + issued.map(\.path), timeout: 300, package: "pkilint")
         #expect(!lint.timedOut, "\(lint)")
         var findings: [String: [String]] = [:]
         var current = ""

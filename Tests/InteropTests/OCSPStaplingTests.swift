@@ -16,7 +16,7 @@ struct OCSPStaplingTests {
         let leaf = try fixture.ca.issue(
             CertificateRequest.create(subject: try DistinguishedName("CN=127.0.0.1"), key: key, alternativeNames: [.ipAddress(IPAddress("127.0.0.1")!)]),
             profile: .tlsServer, options: options)
-        return TLSIdentity(chain: [leaf, fixture.ca.certificate], key: key)
+        return try TLSIdentity(chain: [leaf, fixture.ca.certificate], key: key)
     }
 
     static func client(_ fixture: OCSPInteropFixture, _ mode: RevocationCheckingMode) throws -> TLSContext {

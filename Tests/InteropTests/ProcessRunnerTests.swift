@@ -15,7 +15,7 @@ struct ProcessRunnerTests {
     /// process (signal 4) after 258 passed tests. Here every thread of a child test process
     /// is hit by a stream of SIGPROF (a handler without SA_RESTART, as a profiler installs;
     /// it is one of the few signals Dispatch's worker threads leave unblocked) while programs
-    /// run, synchronously and async; each must deliver all of its output.
+    /// run (to their end, and in the background); each must deliver all of its output.
     @Test func interruptedSystemCallsAreRetried() async {
         await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             await interruptedReadsScenario()
@@ -40,16 +40,14 @@ struct ProcessRunnerTests {
         }
     }
 
-    /// Synchronous waits from more tasks than Swift's cooperative pool has threads (one per
-    /// core): each holds a pool thread while it waits, so nothing they wait for may need the
-    /// pool. (swift-subprocess ends each run with a task on the global pool; waiting for
-    /// `Subprocess.run` to return from a synchronous wait deadlocked the suite.)
-    @Test func synchronousWaitsDoNotNeedTheCooperativePool() async throws {
+    /// More programs at once than Swift's cooperative pool has threads (one per core), each
+    /// awaited: none holds a pool thread while it runs, so none waits for another.
+    @Test func manyProgramsAtOnceDoNotHoldThePool() async throws {
         let width = 4 * ProcessInfo.processInfo.activeProcessorCount
         let codes = await withTaskGroup(of: Int32?.self) { group in
             for index in 0..<width {
                 group.addTask {
-                    try? runSynchronously(["sh", "-c", "cat; exit 7"], input: "\(index)").exitCode
+                    try? await Tool.run(["sh", "-c", "cat; exit 7"], input: "\(index)").exitCode
                 }
             }
             var codes: [Int32?] = []
@@ -60,11 +58,63 @@ struct ProcessRunnerTests {
         #expect(codes.allSatisfy { $0 == 7 }, "\(codes)")
     }
 
-    /// The synchronous `run` (for synchronous tests) gives the same result as the async one.
-    @Test func synchronousRunCollectsOutput() throws {
-        let result = try Tool.run(["sh", "-c", "cat; echo err >&2; exit 3"], input: "in\n")
+    /// `run` collects standard output and error apart, feeds standard input, reports the code.
+    @Test func runCollectsOutput() async throws {
+        let result = try await Tool.run(["sh", "-c", "cat; echo err >&2; exit 3"], input: "in\n")
         #expect(result.exitCode == 3 && result.standardOutput == "in\n" && result.standardError == "err\n" && !result.timedOut,
                 "\(result)")
+    }
+
+    /// A background program is driven through its standard input, and each wait wakes on
+    /// what it prints and on its exit.
+    @Test func backgroundProcessWaitsOnItsOutputAndExit() async throws {
+        let process = try await BackgroundProcess(["sh", "-c", "while read line; do echo \"got $line\"; done; echo done >&2; exit 4"])
+        defer { process.stop() }
+        for word in ["one", "two", "three"] {
+            process.send("\(word)\n")
+            try await process.waitForOutput("got \(word)\n")
+        }
+        #expect(process.isRunning, "\(process)")
+        process.closeInput()
+        #expect(await process.waitForExit() == 4, "\(process)")
+        #expect(process.lines == ["got one", "got two", "got three"] && process.standardError == "done\n", "\(process)")
+    }
+
+    /// A wait for output that can no longer come fails as soon as the program exits, with
+    /// its output, not after the safety net's timeout.
+    @Test func waitingForOutputFromAnExitedProgramFails() async throws {
+        let process = try await BackgroundProcess(["sh", "-c", "echo something else"], closeInput: true)
+        defer { process.stop() }
+        let error = await #expect(throws: BackgroundProcessError.self) {
+            try await process.waitForOutput("never printed", timeout: 600)
+        }
+        #expect(error?.description.contains("exited before") == true && error?.description.contains("something else") == true,
+                "\(String(describing: error))")
+    }
+
+    /// ``BackgroundProcess/terminate()`` ends the program and what it started, through its
+    /// process group (SIGTERM), and waits for the exit.
+    @Test func terminateEndsTheProcessGroup() async throws {
+        let process = try await BackgroundProcess(["sh", "-c", "sleep 100000 & echo $!; wait"])
+        defer { process.stop() }
+        let line = try await process.waitFor("the child's pid") { $0.lines.first }
+        let child = try #require(Int32(line), "\(process)")
+        let code = await process.terminate()
+        #expect(code == SIGTERM && process.exitSignal == SIGTERM && !process.isRunning, "\(process)")
+        #expect(await processEnds(child), "the shell's child \(child) survived terminate()")
+    }
+
+    /// Values recorded from other threads wake their waiters; nothing polls.
+    @Test func recordedValuesWakeTheirWaiters() async throws {
+        let recorded = RecordedValues<Int>()
+        async let waited = recorded.waitForCount(100, "100 values")
+        await withTaskGroup(of: Void.self) { group in
+            for value in 0..<100 {
+                group.addTask { recorded.append(value) }
+            }
+        }
+        #expect(try await waited.count == 100)
+        await #expect(throws: WaitTimedOut.self) { try await recorded.waitForCount(101, "a value nobody records", timeout: 0.2) }
     }
 }
 
@@ -125,10 +175,12 @@ private func interruptedReadsScenario() async {
     let expected = (1...8).map { "line \($0)\n" }.joined()
     do {
         for round in 0..<15 {
-            let sync = try runSynchronously(["sh", "-c", script])
-            if sync.standardOutput != expected || !sync.succeeded { fail("round \(round), synchronous run: \(sync)") }
+            let plain = try await Tool.run(["sh", "-c", script])
+            if plain.standardOutput != expected || !plain.succeeded { fail("round \(round), run: \(plain)") }
             let piped = try await Tool.run(["sh", "-c", "cat; " + script], input: "from stdin\n")
-            if piped.standardOutput != "from stdin\n" + expected || !piped.succeeded { fail("round \(round), async run: \(piped)") }
+            if piped.standardOutput != "from stdin\n" + expected || !piped.succeeded { fail("round \(round), run with input: \(piped)") }
+            let background = try await BackgroundProcess(["sh", "-c", script], closeInput: true)
+            if await background.waitForExit() != 0 || background.standardOutput != expected { fail("round \(round), background: \(background)") }
         }
     } catch {
         fail("error: \(error)")
@@ -141,11 +193,6 @@ private func interruptedReadsScenario() async {
             continuation.resume()
         }
     }
-}
-
-/// The synchronous `Tool.run` (an async function would pick the async one).
-private func runSynchronously(_ arguments: [String], input: String? = nil) throws -> ProcessResult {
-    try Tool.run(arguments, input: input)
 }
 
 /// A flag set once, read from another thread.

@@ -78,9 +78,17 @@ func withPKI<R>(_ algorithm: KeyAlgorithm, _ body: (IssuedPKI) throws -> R) thro
     return try body(pki)
 }
 
+/// Runs `body` (which runs programs) with a fresh PKI of `algorithm`; its directory is
+/// removed afterwards.
+func withPKI<R>(_ algorithm: KeyAlgorithm, _ body: (IssuedPKI) async throws -> R) async throws -> R {
+    let pki = try IssuedPKI(algorithm)
+    defer { pki.directory.remove() }
+    return try await body(pki)
+}
+
 /// `openssl x509 -text -noout` of a certificate file.
-func opensslText(_ path: String) throws -> String {
-    try Tool.runChecked(["openssl", "x509", "-in", path, "-text", "-noout"]).standardOutput
+func opensslText(_ path: String) async throws -> String {
+    try await Tool.runChecked(["openssl", "x509", "-in", path, "-text", "-noout"]).standardOutput
 }
 
 /// The lines following the line that contains `header` in openssl's text dump, up to

@@ -83,7 +83,7 @@ extension TLSTestPKI {
         let big = try pki.writeBigIdentities()
         #expect(big.client.leaf.derEncoded.count > 16 * 1024)
         let server = try await RunningServer.start(pki.serverConfiguration(version, mutual: true))
-        let peer = try PeerProcess(
+        let peer = try await PeerProcess(
             ["openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", version.opensslFlag, "-max_send_frag", "512",
              "-CAfile", pki.path("root.pem"), "-verify_return_error",
              "-cert", pki.path("big-client.pem"), "-cert_chain", pki.path("issuing.pem"), "-key", pki.path("big-client.key.pem")],

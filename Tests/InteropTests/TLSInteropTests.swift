@@ -71,7 +71,7 @@ import TestSupport
         if mutual {
             arguments += ["-cert", pki.path("client.pem"), "-cert_chain", pki.path("issuing.pem"), "-key", pki.path("client.key.pem")]
         }
-        let peer = try PeerProcess(arguments, in: pki.directory)
+        let peer = try await PeerProcess(arguments, in: pki.directory)
         defer { peer.stop() }
         try await peer.waitForOutput("Verify return code")
         peer.send("hello from s_client\n")
@@ -102,7 +102,7 @@ import TestSupport
         let server = try await RunningServer.start(pki.serverConfiguration(version, mutual: mutual))
         var arguments = ["gnutls-cli", "-p", "\(server.port)", "--x509cafile", pki.path("root.pem"), "--priority", version.gnutlsPriority]
         if mutual { arguments += ["--x509certfile", pki.path("client-chain.pem"), "--x509keyfile", pki.path("client.key.pem")] }
-        let peer = try PeerProcess(arguments + ["127.0.0.1"], in: pki.directory, package: "gnutls-bin")
+        let peer = try await PeerProcess(arguments + ["127.0.0.1"], in: pki.directory, package: "gnutls-bin")
         defer { peer.stop() }
         try await peer.waitForOutput("Handshake was completed")
         peer.send("hello from gnutls-cli\n")
@@ -188,7 +188,7 @@ import TestSupport
         let pki = try TLSTestPKI()
         defer { pki.directory.remove() }
         let server = try await RunningServer.start(pki.serverConfiguration(version))
-        let peer = try PeerProcess(["gnutls-cli", "--resume", "-p", "\(server.port)", "--x509cafile", pki.path("root.pem"),
+        let peer = try await PeerProcess(["gnutls-cli", "--resume", "-p", "\(server.port)", "--x509cafile", pki.path("root.pem"),
                                     "--priority", version.gnutlsPriority, "127.0.0.1"], in: pki.directory, package: "gnutls-bin")
         defer { peer.stop() }
         try await peer.waitForOutput("This is a resumed session")
@@ -229,7 +229,7 @@ import TestSupport
         } else {
             let session = pki.path("session.pem")
             for (index, options) in [["-sess_out", session], ["-sess_in", session]].enumerated() {
-                let peer = try PeerProcess(base + options, in: pki.directory)
+                let peer = try await PeerProcess(base + options, in: pki.directory)
                 defer { peer.stop() }
                 try await peer.waitForOutput("Verify return code")
                 peer.send("line \(index)\n")
@@ -309,7 +309,7 @@ import TestSupport
     @Test func sslyzeMozillaIntermediateAgainstTlsctlServe() async throws {
         let pki = try TLSTestPKI(name: "sslyze")
         defer { pki.directory.remove() }
-        let serve = try PeerProcess([BuiltProducts.tlsctl, "serve", "--cert", pki.path("server-chain.pem"), "--key", pki.path("server.key.pem"),
+        let serve = try await PeerProcess([BuiltProducts.tlsctl, "serve", "--cert", pki.path("server-chain.pem"), "--key", pki.path("server.key.pem"),
                                      "--port", "0"], in: pki.directory, package: "tlsctl (swift build)")
         defer { serve.stop() }
         let text = try await serve.waitForOutput("listening on ")

@@ -42,7 +42,7 @@ import TestSupport
         defer { pki.directory.remove() }
         // The authority refuses a validity in the past; `openssl ca` signs one with the issuing CA's key.
         let now = Date()
-        let expired = try opensslIssuedLeaf(pki, subject: "/O=Example TLS/CN=localhost",
+        let expired = try await opensslIssuedLeaf(pki, subject: "/O=Example TLS/CN=localhost",
                                             notBefore: now.addingTimeInterval(-3 * 86_400), notAfter: now.addingTimeInterval(-86_400))
         var serverConfiguration = TLSConfiguration.makeServerConfiguration(identity: expired)
         serverConfiguration.minimumVersion = version
@@ -167,7 +167,7 @@ import TestSupport
         let other = try TLSTestPKI(name: "Other")
         defer { other.directory.remove() }
         let server = try await RunningServer.start(pki.serverConfiguration(version, mutual: true))
-        let peer = try PeerProcess(["openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", version.opensslFlag,
+        let peer = try await PeerProcess(["openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", version.opensslFlag,
                                     "-CAfile", pki.path("root.pem"), "-verify_return_error",
                                     "-cert", other.path("client.pem"), "-cert_chain", other.path("issuing.pem"),
                                     "-key", other.path("client.key.pem")], in: pki.directory)
@@ -274,7 +274,7 @@ import TestSupport
         let pki = try TLSTestPKI()
         defer { pki.directory.remove() }
         let server = try await RunningServer.start(pki.serverConfiguration(.tls12), behaviour: .echo)
-        let peer = try PeerProcess(["openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_2", "-msg",
+        let peer = try await PeerProcess(["openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_2", "-msg",
                                     "-CAfile", pki.path("root.pem"), "-verify_return_error"], in: pki.directory)
         defer { peer.stop() }
         try await peer.waitForOutput("Verify return code")
@@ -296,7 +296,7 @@ import TestSupport
         #expect(server.connections.values.count == 1, "\(server.summary)")
         #expect(server.connections.values.first?.isResumed == false)
         #expect(server.failures.values.isEmpty, "\(server.summary)")
-        let ended = try await waitForValue(timeout: 30, "the connection's end") { server.connectionErrors.values.first }
+        let ended = try await server.connectionErrors.waitForCount(1, "the connection's end")[0]
         #expect(ended.code == .peerAlert, "\(server.summary)")
         #expect(ended.alert == "Handshake failed", "\(server.summary)")
         await server.stop()
@@ -310,7 +310,7 @@ import TestSupport
         let pki = try TLSTestPKI()
         defer { pki.directory.remove() }
         let server = try await RunningServer.start(pki.serverConfiguration(.tls12), behaviour: .echo)
-        let peer = try PeerProcess(["gnutls-cli", "--rehandshake", "-p", "\(server.port)", "--x509cafile", pki.path("root.pem"),
+        let peer = try await PeerProcess(["gnutls-cli", "--rehandshake", "-p", "\(server.port)", "--x509cafile", pki.path("root.pem"),
                                     "--priority", TLSVersion.tls12.gnutlsPriority, "127.0.0.1"], in: pki.directory, package: "gnutls-bin")
         defer { peer.stop() }
         try await peer.waitForOutput("ReHandshake has failed")
@@ -319,7 +319,7 @@ import TestSupport
         #expect(output.contains("*** Received alert [100]: No renegotiation is allowed"), "\(peer.transcript)")
         #expect(!output.contains("ReHandshake was completed"), "\(peer.transcript)")
         // Our side: one connection, never renegotiated, ended by the client giving up.
-        let ended = try await waitForValue(timeout: 30, "the connection's end") { server.connectionErrors.values.first }
+        let ended = try await server.connectionErrors.waitForCount(1, "the connection's end")[0]
         #expect(ended.code == .peerAlert, "\(server.summary)")
         #expect(ended.alert == "Internal error", "\(server.summary)")
         #expect(server.connections.values.count == 1, "\(server.summary)")
@@ -337,7 +337,7 @@ import TestSupport
 /// after our handshake completes) on the first read. A write that fails because the server
 /// already closed is not the reason: the reason is read from the inbound stream. A
 /// connection that works is an error.
-func refusedConnection(port: Int, configuration: TLSConfiguration, timeout: Double = 30) async throws -> TLSError {
+func refusedConnection(port: Int, configuration: TLSConfiguration, timeout: Double = 120) async throws -> TLSError {
     let context = try TLSContext(configuration: configuration)
     return try await withDeadline(timeout, "a refused connection to 127.0.0.1:\(port)") {
         let channel: SecureChannel
@@ -383,16 +383,6 @@ func expectUntrustedIssuer(_ error: TLSError, topOfChain: Certificate, sourceLoc
     #expect(problems.first?.subject == topOfChain.subject, "\(error)", sourceLocation: sourceLocation)
 }
 
-/// Polls `value` until it is non-nil.
-func waitForValue<T: Sendable>(timeout: Double, _ what: String, _ value: @escaping @Sendable () -> T?) async throws -> T {
-    let deadline = Date().addingTimeInterval(timeout)
-    while true {
-        if let value = value() { return value }
-        if Date() >= deadline { throw PeerError("\(what) did not happen within \(timeout) s") }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
 /// A good client still gets through: the server kept serving after a failure.
 func expectStillServing(_ server: RunningServer, pki: TLSTestPKI, version: TLSVersion, mutual: Bool = false) async throws {
     let before = server.connections.values.count
@@ -405,12 +395,12 @@ func expectStillServing(_ server: RunningServer, pki: TLSTestPKI, version: TLSVe
 
 /// Writes an X.509 leaf for localhost/127.0.0.1 signed by the PKI's issuing CA with `openssl ca`
 /// and explicit dates (the library's authority refuses validity in the past).
-func opensslIssuedLeaf(_ pki: TLSTestPKI, subject: String, notBefore: Date, notAfter: Date) throws -> TLSIdentity {
+func opensslIssuedLeaf(_ pki: TLSTestPKI, subject: String, notBefore: Date, notAfter: Date) async throws -> TLSIdentity {
     let directory = pki.directory
     let key = try KeyPair.generate(.ecdsaP256)
     let keyPath = try directory.write(try key.pemEncoded(), to: "openssl-leaf.key.pem")
     let request = directory.file("openssl-leaf.csr")
-    try Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", subject, "-out", request])
+    try await Tool.runChecked(["openssl", "req", "-new", "-key", keyPath, "-subj", subject, "-out", request])
     let base = directory.file("openssl-ca")
     try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
     try directory.write("", to: "openssl-ca/index.txt")
@@ -444,12 +434,12 @@ func opensslIssuedLeaf(_ pki: TLSTestPKI, subject: String, notBefore: Date, notA
     formatter.timeZone = TimeZone(identifier: "UTC")
     formatter.dateFormat = "yyyyMMddHHmmss'Z'"
     let leafPath = directory.file("openssl-leaf.pem")
-    try Tool.runChecked(["openssl", "ca", "-batch", "-config", config, "-notext", "-in", request,
+    try await Tool.runChecked(["openssl", "ca", "-batch", "-config", config, "-notext", "-in", request,
                          "-cert", pki.path("issuing.pem"), "-keyfile", pki.path("issuing.key.pem"),
                          "-startdate", formatter.string(from: notBefore), "-enddate", formatter.string(from: notAfter),
                          "-extensions", "ext", "-out", leafPath])
     let leaf = try Certificate.load(contentsOfFile: leafPath)
-    return TLSIdentity(chain: leaf + [pki.issuing.certificate], key: key)
+    return try TLSIdentity(chain: leaf + [pki.issuing.certificate], key: key)
 }
 
 /// Plain TCP peers on 127.0.0.1 that are not TLS: a server that stays silent, sends random

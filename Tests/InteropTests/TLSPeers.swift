@@ -63,7 +63,7 @@ struct TLSTestPKI: Sendable {
                       options: IssuanceOptions = IssuanceOptions(validityDays: 90)) throws -> TLSIdentity {
         let key = try KeyPair.generate(.ecdsaP256)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
-        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: options), key: key)
+        return try TLSIdentity(chain: authority.issueWithChain(request, profile: profile, options: options), key: key)
     }
 
     /// Writes `NAME.pem` (leaf), `NAME-chain.pem` (leaf and intermediates) and `NAME.key.pem`.
@@ -131,107 +131,56 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escap
     }
 }
 
-/// `Tool.run` on a thread outside Swift's cooperative pool, so a slow program never starves
-/// the in-process server it talks to.
-func runTool(_ arguments: [String], input: String? = nil, timeout: TimeInterval = 30, package: String? = nil) async throws -> ProcessResult {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try Tool.run(arguments, input: input, timeout: timeout, package: package) })
-        }
-    }
+/// Runs a program to its end (`Tool.run`: it suspends, so a slow program never holds a
+/// thread the in-process server it talks to needs).
+func runTool(_ arguments: [String], input: String? = nil, timeout: TimeInterval = 120, package: String? = nil) async throws -> ProcessResult {
+    try await Tool.run(arguments, input: input, timeout: timeout, package: package)
 }
 
 // MARK: Peer programs
 
-/// A program running in the background (a server, or a client we talk to through its
-/// standard input), its output line-buffered (`stdbuf -oL`) into files. ``stop()`` ends it
-/// by its own pid: SIGTERM, then SIGKILL. Call it in a `defer`.
-final class PeerProcess: @unchecked Sendable {
-    let command: [String]
-    private let process = Process()
-    private let input = Pipe()
-    private let outputPath: String
-    private let errorPath: String
+/// A peer program running in the background (a server, or a client we talk to through its
+/// standard input), its output line-buffered (`stdbuf -oL`): a ``BackgroundProcess`` in
+/// `directory`, its standard input open until ``closeInput()``. ``stop()`` ends its process
+/// group (SIGTERM, then SIGKILL); call it in a `defer`.
+final class PeerProcess: Sendable {
+    let process: BackgroundProcess
 
-    init(_ arguments: [String], in directory: TemporaryDirectory, package: String? = nil) throws {
-        // Writing to a peer that already exited must be an error, not a SIGPIPE for the test runner.
-        signal(SIGPIPE, SIG_IGN)
-        let executable = try Tool.locate(arguments[0], package: package)
-        let stdbuf = try Tool.locate("stdbuf", package: "coreutils")
-        command = [executable] + arguments.dropFirst()
-        let name = "\((arguments[0] as NSString).lastPathComponent)-\(UUID().uuidString.prefix(8))"
-        outputPath = directory.file("\(name).out")
-        errorPath = directory.file("\(name).err")
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: stdbuf)
-        process.arguments = ["-oL", "-eL"] + command
-        process.standardInput = input
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
-        try process.run()
+    init(_ arguments: [String], in directory: TemporaryDirectory, package: String? = nil) async throws {
+        process = try await BackgroundProcess(arguments, directory: directory.path, package: package, lineBuffered: true)
     }
 
-    var pid: Int32 { process.processIdentifier }
+    var command: [String] { process.command }
+    var pid: Int32 { process.pid }
     var isRunning: Bool { process.isRunning }
-    var exitCode: Int32? { process.isRunning ? nil : process.terminationStatus }
-    var standardOutput: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-    var standardError: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+    var exitCode: Int32? { process.exitCode }
+    var standardOutput: String { process.standardOutput }
+    var standardError: String { process.standardError }
     /// Standard output and error together.
-    var output: String { standardOutput + standardError }
-
+    var output: String { process.output }
     /// The command and what it printed, for failure messages.
-    var transcript: String {
-        "`\(command.joined(separator: " "))` (pid \(pid), \(isRunning ? "running" : "exited \(process.terminationStatus)"))\nstdout:\n\(standardOutput)\nstderr:\n\(standardError)"
-    }
+    var transcript: String { process.description }
 
     /// Writes `text` to the program's standard input.
-    func send(_ text: String) {
-        try? input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
-    }
+    func send(_ text: String) { process.send(text) }
 
-    func closeInput() {
-        try? input.fileHandleForWriting.close()
-    }
+    func closeInput() { process.closeInput() }
 
-    /// Waits until the output contains `marker`. The output is looked at once more after
-    /// the deadline, so a starved task (a busy machine) never misses what was printed.
+    /// Waits until the output contains `marker` (woken by each new output, and by the exit).
     @discardableResult
-    func waitForOutput(_ marker: String, timeout: Double = 30) async throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let running = isRunning
-            let text = output
-            if text.contains(marker) { return text }
-            if !running { throw PeerError("exited before printing '\(marker)': \(transcript)") }
-            if Date() >= deadline { throw PeerError("did not print '\(marker)' within \(timeout) s: \(transcript)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+    func waitForOutput(_ marker: String, timeout: Double = 120) async throws -> String {
+        try await process.waitForOutput(marker, timeout: timeout)
     }
 
-    /// Waits until the program exits; `false` when it is still running after `timeout`.
+    /// Waits until the program exits and its output is complete; `false` when it still
+    /// runs after `timeout` (the safety net).
     @discardableResult
-    func waitForExit(timeout: Double = 30) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while isRunning {
-            if Date() >= deadline { return false }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return true
+    func waitForExit(timeout: Double = 120) async throws -> Bool {
+        await process.waitForExit(timeout: timeout) != nil
     }
 
-    /// Ends the program by its pid (SIGTERM, then SIGKILL after a short grace period: a child
-    /// started from a thread that blocks SIGTERM inherits the blocked mask) and reaps it.
-    func stop() {
-        closeInput()
-        guard process.isRunning else { return }
-        let pid = process.processIdentifier
-        kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(0.3)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
-    }
+    /// Starts ending the program's process group (SIGTERM, then SIGKILL a second later).
+    func stop() { process.stop() }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for programs that cannot bind port 0
@@ -256,7 +205,7 @@ func freeLoopbackPort() throws -> Int {
 
 /// `openssl s_server` on a port of 127.0.0.1 it picks, once it is accepting.
 func startOpenSSLServer(_ arguments: [String], in directory: TemporaryDirectory) async throws -> (PeerProcess, Int) {
-    let peer = try PeerProcess(["openssl", "s_server", "-accept", "127.0.0.1:0"] + arguments, in: directory)
+    let peer = try await PeerProcess(["openssl", "s_server", "-accept", "127.0.0.1:0"] + arguments, in: directory)
     do {
         let text = try await peer.waitForOutput("ACCEPT")
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ACCEPT") }),
@@ -273,7 +222,7 @@ func startOpenSSLServer(_ arguments: [String], in directory: TemporaryDirectory)
 /// `gnutls-serv` on a free port, once it listens.
 func startGnuTLSServer(_ arguments: [String], in directory: TemporaryDirectory) async throws -> (PeerProcess, Int) {
     let port = try freeLoopbackPort()
-    let peer = try PeerProcess(["gnutls-serv", "-p", "\(port)"] + arguments, in: directory, package: "gnutls-bin")
+    let peer = try await PeerProcess(["gnutls-serv", "-p", "\(port)"] + arguments, in: directory, package: "gnutls-bin")
     do {
         try await peer.waitForOutput("listening on IPv4")
         // The line is printed before listen() returns in some versions: make sure a
@@ -286,8 +235,10 @@ func startGnuTLSServer(_ arguments: [String], in directory: TemporaryDirectory) 
     }
 }
 
-/// Polls until a TCP connection to 127.0.0.1:`port` succeeds (closing it at once).
-func waitUntilAccepting(port: Int, timeout: Double = 30) async throws {
+/// Polls until a TCP connection to 127.0.0.1:`port` succeeds (closing it at once). A
+/// bounded poll, because no event exists: gnutls-serv prints its `listening` line before it
+/// calls listen() in some versions, and another process starting to listen tells nobody.
+func waitUntilAccepting(port: Int, timeout: Double = 120) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -302,13 +253,8 @@ func waitUntilAccepting(port: Int, timeout: Double = 30) async throws {
 
 // MARK: Our side
 
-/// Thread-safe storage for what handlers and failure callbacks see.
-final class Recorded<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [Value] = []
-    func append(_ value: Value) { lock.lock(); items.append(value); lock.unlock() }
-    var values: [Value] { lock.lock(); defer { lock.unlock() }; return items }
-}
+/// Thread-safe storage for what handlers and failure callbacks see, waited on by events.
+typealias Recorded<Value: Sendable> = RecordedValues<Value>
 
 /// Our TLSServer in this process, serving every connection with one behaviour and
 /// recording each connection's info, each failed handshake and each handler error.
@@ -396,16 +342,14 @@ final class RunningServer: Sendable {
 
     /// Waits until `count` connections were accepted and verified.
     @discardableResult
-    func waitForConnections(_ count: Int, timeout: Double = 30) async throws -> [ConnectionInfo] {
-        try await waitFor(timeout: timeout, "\(count) verified connection(s)") { self.connections.values.count >= count }
-        return connections.values
+    func waitForConnections(_ count: Int, timeout: Double = 120) async throws -> [ConnectionInfo] {
+        try await waitFor(connections, count, "\(count) verified connection(s)", timeout: timeout)
     }
 
     /// Waits until `count` handshakes failed.
     @discardableResult
-    func waitForFailures(_ count: Int, timeout: Double = 30) async throws -> [TLSError] {
-        try await waitFor(timeout: timeout, "\(count) failed handshake(s)") { self.failures.values.count >= count }
-        return failures.values
+    func waitForFailures(_ count: Int, timeout: Double = 120) async throws -> [TLSError] {
+        try await waitFor(failures, count, "\(count) failed handshake(s)", timeout: timeout)
     }
 
     /// What the server recorded, for messages.
@@ -413,11 +357,12 @@ final class RunningServer: Sendable {
         "server saw connections \(connections.values), failures \(failures.values), connection errors \(connectionErrors.values), other errors \(otherErrors.values)"
     }
 
-    private func waitFor(timeout: Double, _ what: String, _ condition: @escaping @Sendable () -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while !condition() {
-            guard Date() < deadline else { throw PeerError("the server did not see \(what) within \(timeout) s; \(summary)") }
-            try await Task.sleep(for: .milliseconds(20))
+    /// Waits (woken by each recorded value) until `recorded` holds `count` values.
+    private func waitFor<Value>(_ recorded: Recorded<Value>, _ count: Int, _ what: String, timeout: Double) async throws -> [Value] {
+        do {
+            return try await recorded.waitForCount(count, "the server seeing \(what)", timeout: timeout)
+        } catch {
+            throw PeerError("\(error); \(summary)")
         }
     }
 
@@ -431,7 +376,7 @@ final class RunningServer: Sendable {
 /// Connects with `context`, writes `message`, and reads until the reply contains
 /// `terminator` or the server closes; the channel is closed afterwards.
 func exchange(host: String = "127.0.0.1", port: Int, context: TLSContext, message: String, terminator: String = "\n",
-              timeout: Double = 30) async throws -> (info: ConnectionInfo, reply: String) {
+              timeout: Double = 120) async throws -> (info: ConnectionInfo, reply: String) {
     try await withDeadline(timeout, "connecting to \(host):\(port) and exchanging a message") {
         let channel = try await SecureChannel.connect(host: host, port: port, context: context)
         let reply = try await channel.executeThenClose { inbound, outbound in

@@ -176,7 +176,7 @@ func expectAlert(_ output: String, damage: String, version: TLSVersion, sourceLo
         let script = try pki.directory.write(rawRecordPeer, to: "peer.py")
         let context = try TLSContext(configuration: pki.clientConfiguration(version))
         for damage in recordDamages(version) {
-            let peer = try PeerProcess(["python3", script, "server", "0", version.pythonName, damage, pki.path("root.pem"),
+            let peer = try await PeerProcess(["python3", script, "server", "0", version.pythonName, damage, pki.path("root.pem"),
                                         pki.path("server-chain.pem"), pki.path("server.key.pem")], in: pki.directory)
             defer { peer.stop() }
             let text = try await peer.waitForOutput("PORT ")

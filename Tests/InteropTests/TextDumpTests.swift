@@ -8,9 +8,9 @@ import TestSupport
 @Suite("Interop: openssl x509 -text reads back names and extensions")
 struct TextDumpTests {
     @Test("server and client leaves", arguments: interopAlgorithms)
-    func leaves(_ algorithm: KeyAlgorithm) throws {
-        try withPKI(algorithm) { pki in
-            let server = try opensslText(pki.path("server.pem"))
+    func leaves(_ algorithm: KeyAlgorithm) async throws {
+        try await withPKI(algorithm) { pki in
+            let server = try await opensslText(pki.path("server.pem"))
             #expect(server.contains("Version: 3 (0x2)"))
             #expect(opensslSection(server, "X509v3 Subject Alternative Name")?.contains(
                 "DNS:api.example.com, DNS:www.api.example.com, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1") == true, "\(server)")
@@ -38,7 +38,7 @@ struct TextDumpTests {
             }
             #expect(server.contains(expectedSignature))
 
-            let client = try opensslText(pki.path("client.pem"))
+            let client = try await opensslText(pki.path("client.pem"))
             #expect(opensslSection(client, "X509v3 Subject Alternative Name")?.contains(
                 "email:alice@example.com, URI:https://example.com/users/alice") == true, "\(client)")
             #expect(opensslSection(client, "X509v3 Key Usage")?.hasSuffix("critical\nDigital Signature") == true)
@@ -47,14 +47,14 @@ struct TextDumpTests {
     }
 
     @Test("root and intermediate CA extensions, including name constraints")
-    func authorities() throws {
-        try withPKI(.ecdsaP256) { pki in
-            let root = try opensslText(pki.path("root.pem"))
+    func authorities() async throws {
+        try await withPKI(.ecdsaP256) { pki in
+            let root = try await opensslText(pki.path("root.pem"))
             #expect(opensslSection(root, "X509v3 Basic Constraints")?.hasSuffix("critical\nCA:TRUE, pathlen:1") == true, "\(root)")
             #expect(opensslSection(root, "X509v3 Key Usage")?.hasSuffix("critical\nCertificate Sign, CRL Sign") == true)
             #expect(opensslSection(root, "X509v3 Extended Key Usage") == nil)
 
-            let intermediate = try opensslText(pki.path("intermediate.pem"))
+            let intermediate = try await opensslText(pki.path("intermediate.pem"))
             #expect(opensslSection(intermediate, "X509v3 Basic Constraints")?.hasSuffix("critical\nCA:TRUE, pathlen:0") == true)
             #expect(opensslSection(intermediate, "X509v3 Key Usage")?.hasSuffix("critical\nCertificate Sign, CRL Sign") == true)
             let constraints = try #require(opensslSection(intermediate, "X509v3 Name Constraints"), "\(intermediate)")
@@ -70,7 +70,7 @@ struct TextDumpTests {
     }
 
     @Test("subjects and issuers print as the RFC 4514 strings we built, tricky values included")
-    func names() throws {
+    func names() async throws {
         let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Names Root,O=Example\\, Inc.,C=US"))
         let subject = DistinguishedName([
             RelativeDistinguishedName([.domainComponent("com")]), RelativeDistinguishedName([.domainComponent("example")]),
@@ -84,15 +84,15 @@ struct TextDumpTests {
         let certificate = try root.issue(
             CertificateRequest.create(subject: subject, key: key, alternativeNames: [.email("lab@example.com")]), profile: .tlsClient)
         #expect(certificate.subject == subject)
-        try withTemporaryPEM(certificate) { path in
+        try await withTemporaryPEM(certificate) { path in
             // RFC 2253 form without escaping of UTF-8 bytes: the same escaping rules as RFC 4514.
-            let printed = try Tool.runChecked(["openssl", "x509", "-in", path, "-noout", "-subject", "-issuer", "-nameopt", "RFC2253,-esc_msb"]).standardOutput
+            let printed = try await Tool.runChecked(["openssl", "x509", "-in", path, "-noout", "-subject", "-issuer", "-nameopt", "RFC2253,-esc_msb"]).standardOutput
             let lines = printed.split(separator: "\n").map(String.init)
             #expect(lines.count == 2)
             #expect(lines.first == "subject=" + subject.description, "openssl: \(lines.first ?? "")\nours:    \(subject)")
             #expect(lines.last == "issuer=" + root.certificate.subject.description)
             // openssl's decoded values (multiline form escapes only the backslash).
-            let multiline = try Tool.runChecked(["openssl", "x509", "-in", path, "-noout", "-subject", "-nameopt", "multiline,utf8,-esc_msb"]).standardOutput
+            let multiline = try await Tool.runChecked(["openssl", "x509", "-in", path, "-noout", "-subject", "-nameopt", "multiline,utf8,-esc_msb"]).standardOutput
             for value in ["Baden-Württemberg", "Müller & Söhne\\\\GmbH", "R+D; \"Lab\"", "#1 lab.example.com ", "lab@example.com", "SN42"] {
                 #expect(multiline.contains(value), "openssl's multiline output lacks '\(value)': \(multiline)")
             }
@@ -100,10 +100,10 @@ struct TextDumpTests {
     }
 
     @Test("serial, validity and fingerprint match openssl's reading")
-    func numbers() throws {
-        try withPKI(.ecdsaP256) { pki in
+    func numbers() async throws {
+        try await withPKI(.ecdsaP256) { pki in
             for (file, certificate) in pki.certificates {
-                let output = try Tool.runChecked(["openssl", "x509", "-in", pki.path(file), "-noout", "-serial", "-fingerprint", "-sha256",
+                let output = try await Tool.runChecked(["openssl", "x509", "-in", pki.path(file), "-noout", "-serial", "-fingerprint", "-sha256",
                                                   "-startdate", "-enddate"]).standardOutput
                 let fields = Dictionary(output.split(separator: "\n").compactMap { line -> (String, String)? in
                     guard let equals = line.firstIndex(of: "=") else { return nil }
@@ -129,4 +129,11 @@ func withTemporaryPEM<R>(_ certificate: Certificate, _ body: (String) throws -> 
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     return try body(try directory.write(certificate.pemEncoded, to: "certificate.pem"))
+}
+
+/// Runs `body` (which runs programs) with the path of a PEM file holding `certificate`.
+func withTemporaryPEM<R>(_ certificate: Certificate, _ body: (String) async throws -> R) async throws -> R {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    return try await body(try directory.write(certificate.pemEncoded, to: "certificate.pem"))
 }

@@ -65,7 +65,7 @@ private func certtoolDate(_ date: Date) -> String {
 @Suite("Interop: the Verifier agrees with certtool and openssl")
 struct VerifierInteropTests {
     @Test("a CRL from certtool --generate-crl revokes the leaf it lists, with its date; the other leaf passes")
-    func certtoolCRL() throws {
+    func certtoolCRL() async throws {
         let pki = try RevocationPKI()
         defer { pki.directory.remove() }
         let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
@@ -77,7 +77,7 @@ struct VerifierInteropTests {
             crl_revocation_date = "\(certtoolDate(revokedAt))"
 
             """, to: "crl.tmpl")
-        let result = try Tool.run(["certtool", "--generate-crl", "--load-ca-privkey", pki.path("issuing.key.pem"),
+        let result = try await Tool.run(["certtool", "--generate-crl", "--load-ca-privkey", pki.path("issuing.key.pem"),
                                    "--load-ca-certificate", pki.path("issuing.pem"), "--load-certificate", pki.path("revoked.pem"),
                                    "--template", template, "--outfile", pki.path("certtool.crl.pem")],
                                   timeout: 60, environment: ["TZ": "UTC"], package: "gnutls-bin")
@@ -86,51 +86,51 @@ struct VerifierInteropTests {
         #expect(crl.number == 42)
         #expect(crl.entries.map(\.serialNumber) == [pki.revoked.serialNumber])
         // openssl reads the same date out of the CRL.
-        #expect(try OpenSSLIssuer.revocationDates(ofCRL: pki.path("certtool.crl.pem"))[pki.revoked.serialNumber.hexString.uppercased()] == revokedAt)
+        #expect(try await OpenSSLIssuer.revocationDates(ofCRL: pki.path("certtool.crl.pem"))[pki.revoked.serialNumber.hexString.uppercased()] == revokedAt)
         try pki.expectHonoured(crl, date: revokedAt, reason: nil)
     }
 
     @Test("a CRL from openssl ca -gencrl revokes the leaf it lists, with its date and reason; the other leaf passes")
-    func opensslCRL() throws {
+    func opensslCRL() async throws {
         let pki = try RevocationPKI()
         defer { pki.directory.remove() }
         let ca = try OpenSSLIssuer.CADirectory(certificate: pki.path("issuing.pem"), key: pki.path("issuing.key.pem"), in: pki.directory)
-        try ca.revoke(pki.path("revoked.pem"), reason: "keyCompromise")
-        let crlPath = try ca.generateCRL(out: pki.path("openssl.crl.pem"))
+        try await ca.revoke(pki.path("revoked.pem"), reason: "keyCompromise")
+        let crlPath = try await ca.generateCRL(out: pki.path("openssl.crl.pem"))
         let crl = try #require(try CertificateRevocationList.load(contentsOfFile: crlPath).first)
         #expect(crl.version == 2)
         #expect(crl.authorityKeyIdentifier == pki.issuing.certificate.subjectKeyIdentifier)
-        let dates = try OpenSSLIssuer.revocationDates(ofCRL: crlPath)
+        let dates = try await OpenSSLIssuer.revocationDates(ofCRL: crlPath)
         let date = try #require(dates[pki.revoked.serialNumber.hexString.uppercased()], "openssl's CRL text: \(dates)")
         try pki.expectHonoured(crl, date: date, reason: .keyCompromise)
 
         // openssl verify -crl_check agrees on both leaves.
         let base = ["openssl", "verify", "-crl_check", "-CRLfile", crlPath, "-CAfile", pki.path("root.pem"), "-untrusted", pki.path("issuing.pem")]
-        let revoked = try Tool.run(base + [pki.path("revoked.pem")])
+        let revoked = try await Tool.run(base + [pki.path("revoked.pem")])
         #expect(!revoked.succeeded && revoked.output.contains("revoked"), "\(revoked)")
-        let good = try Tool.run(base + [pki.path("good.pem")])
+        let good = try await Tool.run(base + [pki.path("good.pem")])
         #expect(good.succeeded, "\(good)")
     }
 
     /// An openssl-made root, intermediate (with `intermediateExtensions`) and server leaf
     /// for `api.example.com`, each as a file.
-    private func opensslChain(intermediateExtensions: [String], in directory: TemporaryDirectory) throws -> (root: String, intermediate: String, leaf: String) {
-        let rootKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("root.key.pem"))
-        let root = try OpenSSLIssuer.selfSigned(key: rootKey, subject: "/O=openssl interop/CN=OpenSSL Root",
+    private func opensslChain(intermediateExtensions: [String], in directory: TemporaryDirectory) async throws -> (root: String, intermediate: String, leaf: String) {
+        let rootKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("root.key.pem"))
+        let root = try await OpenSSLIssuer.selfSigned(key: rootKey, subject: "/O=openssl interop/CN=OpenSSL Root",
                                                 extensions: OpenSSLIssuer.caExtensions(), days: 60, out: directory.file("root.pem"), in: directory)
-        let intermediateKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("intermediate.key.pem"))
-        let intermediate = try OpenSSLIssuer.issue(
+        let intermediateKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("intermediate.key.pem"))
+        let intermediate = try await OpenSSLIssuer.issue(
             key: intermediateKey, subject: "/O=openssl interop/CN=OpenSSL Intermediate", issuerCertificate: root, issuerKey: rootKey,
             extensions: intermediateExtensions, days: 45, out: directory.file("intermediate.pem"), in: directory)
-        let leafKey = try OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
-        let leaf = try OpenSSLIssuer.issue(
+        let leafKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("leaf.key.pem"))
+        let leaf = try await OpenSSLIssuer.issue(
             key: leafKey, subject: "/O=openssl interop/CN=api.example.com", issuerCertificate: intermediate, issuerKey: intermediateKey,
             extensions: OpenSSLIssuer.serverExtensions(names: ["DNS:api.example.com"]), days: 30, out: directory.file("leaf.pem"), in: directory)
         return (root, intermediate, leaf)
     }
 
-    private func opensslVerify(_ chain: (root: String, intermediate: String, leaf: String)) throws -> ProcessResult {
-        try Tool.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", "api.example.com",
+    private func opensslVerify(_ chain: (root: String, intermediate: String, leaf: String)) async throws -> ProcessResult {
+        try await Tool.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", "api.example.com",
                       "-CAfile", chain.root, "-untrusted", chain.intermediate, chain.leaf])
     }
 
@@ -143,11 +143,11 @@ struct VerifierInteropTests {
     }
 
     @Test("a normal openssl-made chain: openssl verify accepts it, and so does the Verifier")
-    func normalChainAgreement() throws {
+    func normalChainAgreement() async throws {
         let directory = try TemporaryDirectory(prefix: "verifier-interop")
         defer { directory.remove() }
-        let chain = try opensslChain(intermediateExtensions: OpenSSLIssuer.caExtensions(pathLength: 0), in: directory)
-        let openssl = try opensslVerify(chain)
+        let chain = try await opensslChain(intermediateExtensions: OpenSSLIssuer.caExtensions(pathLength: 0), in: directory)
+        let openssl = try await opensslVerify(chain)
         #expect(openssl.succeeded, "\(openssl)")
         let (verdict, certificates) = try ourVerdict(chain)
         switch verdict {
@@ -158,7 +158,7 @@ struct VerifierInteropTests {
         // And a chain the library issued, the other way round.
         let pki = try RevocationPKI()
         defer { pki.directory.remove() }
-        let result = try Tool.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", "good.example.com",
+        let result = try await Tool.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-verify_hostname", "good.example.com",
                                    "-CAfile", pki.path("root.pem"), "-untrusted", pki.path("issuing.pem"), pki.path("good.pem")])
         #expect(result.succeeded, "\(result)")
         let verified = try Verifier(trustStore: TrustStore(certificates: [pki.root.certificate]))
@@ -167,14 +167,14 @@ struct VerifierInteropTests {
     }
 
     @Test("an openssl-made chain whose intermediate is CA:FALSE: openssl verify and the Verifier both reject it (notCA at 1)")
-    func caFalseIntermediateAgreement() throws {
+    func caFalseIntermediateAgreement() async throws {
         let directory = try TemporaryDirectory(prefix: "verifier-interop")
         defer { directory.remove() }
-        let chain = try opensslChain(intermediateExtensions: [
+        let chain = try await opensslChain(intermediateExtensions: [
             "basicConstraints = critical, CA:FALSE", "keyUsage = critical, digitalSignature",
             "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always",
         ], in: directory)
-        let openssl = try opensslVerify(chain)
+        let openssl = try await opensslVerify(chain)
         #expect(!openssl.succeeded, "\(openssl)")
         #expect(openssl.output.contains("invalid CA certificate"), "\(openssl)")
         let (verdict, _) = try ourVerdict(chain)

@@ -25,7 +25,7 @@ import Testing
         let request = try CertificateRequest.create(subject: try DistinguishedName("CN=127.0.0.1"), key: key,
                                                     alternativeNames: [.ipAddress(IPAddress("127.0.0.1")!)])
         let leaf = try authority.issue(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 30))
-        return (root.certificate, TLSIdentity(chain: [leaf] + cas.reversed(), key: key))
+        return (root.certificate, TLSIdentity(leaf: leaf, intermediates: cas.reversed(), key: key))
     }
 
     @Test("Verifier: 17 intermediates (18 certificates below the root) fail with pathLengthExceeded naming GnuTLS's limit of 16")

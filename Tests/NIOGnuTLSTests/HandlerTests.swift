@@ -75,6 +75,8 @@ final class Gate: @unchecked Sendable {
 }
 
 /// Polls `condition` (short steps) until it holds or `timeout` passes; never a timing assertion.
+/// Only for kernel state that no event reports (the descriptors under /proc after channels
+/// closed on their event loops): a bounded poll with a generous safety-net deadline.
 func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
@@ -433,8 +435,8 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
                 return NIOLoopBound(handler, eventLoop: channel.eventLoop)
             }.get()
         } catch {
-            // The channel closed before the handler was added (the server timed out a slow
-            // start): complete the promise, which NIO's debug builds trap on if dropped.
+            // No handler owns the promise (the connection closed first, as a busy machine's
+            // server timeout may do): fail it, or NIO ends the test process on a leaked promise.
             handshake.fail(error)
             throw error
         }

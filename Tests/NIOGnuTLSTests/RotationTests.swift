@@ -30,7 +30,7 @@ struct RotationTests {
         }
 
         func install(_ identity: TLSIdentity, passphrase: String? = nil) throws {
-            try replace(key, with: try identity.key.pemEncoded(passphrase: passphrase))
+            try replace(key, with: try identity.keyPair().pemEncoded(passphrase: passphrase))
             try replace(chain, with: identity.chain.map(\.pemEncoded).joined())
         }
     }
@@ -151,7 +151,7 @@ struct RotationTests {
         let filesA = TLSIdentityFiles(chainPath: directory.file("a.pem"), keyPath: directory.file("a.key.pem"))
         let filesB = TLSIdentityFiles(chainPath: directory.file("b.pem"), keyPath: directory.file("b.key.pem"))
         func install(_ identity: TLSIdentity, _ files: TLSIdentityFiles) throws {
-            _ = try directory.write(try identity.key.pemEncoded(), to: (files.keyPath as NSString).lastPathComponent)
+            _ = try directory.write(try identity.keyPair().pemEncoded(), to: (files.keyPath as NSString).lastPathComponent)
             _ = try directory.write(identity.chain.map(\.pemEncoded).joined(), to: (files.chainPath as NSString).lastPathComponent)
         }
         try install(a, filesA)
@@ -229,7 +229,7 @@ struct RotationTests {
         let serialA = pki.serverIdentity.leaf.serialNumber
 
         // A truncated key, noticed by the poll.
-        let keyText = try pki.serverIdentity.key.pemEncoded()
+        let keyText = try pki.serverIdentity.keyPair().pemEncoded()
         try files.replace(files.key, with: String(keyText.prefix(keyText.count / 2)))
         let truncated = try await Self.next(events) { _ in true }
         #expect(truncated.outcome == .refused)
@@ -401,5 +401,18 @@ struct RecordingLogHandler: LogHandler {
         for (key, value) in event.metadata ?? [:] { merged[key] = value }
         records.append(Record(level: event.level, message: "\(event.message)",
                               metadata: merged.mapValues { "\($0)" }))
+    }
+}
+
+/// Test identities hold their keys in memory: the key file a reloader reads is written from it.
+struct NotAKeyPair: Error, CustomStringConvertible {
+    var description: String { "this test identity's key is not a KeyPair in memory" }
+}
+
+extension TLSIdentity {
+    /// The in-memory key of a test identity, to write to a key file.
+    func keyPair() throws -> KeyPair {
+        guard let pair = key as? KeyPair else { throw NotAKeyPair() }
+        return pair
     }
 }

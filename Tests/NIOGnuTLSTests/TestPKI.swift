@@ -21,7 +21,7 @@ struct TestPKI: Sendable {
                       algorithm: KeyAlgorithm = .ecdsaP256, options: IssuanceOptions = IssuanceOptions(validityDays: 30)) throws -> TLSIdentity {
         let key = try KeyPair.generate(algorithm)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
-        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: options), key: key)
+        return try TLSIdentity(chain: authority.issueWithChain(request, profile: profile, options: options), key: key)
     }
 
     var trust: TrustStore { TrustStore(certificates: [root.certificate]) }

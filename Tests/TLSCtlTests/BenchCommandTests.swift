@@ -5,10 +5,10 @@ import TestSupport
 @Suite("tlsctl bench")
 struct BenchCommandTests {
     @Test("bench handshake in memory prints one JSON object with the documented keys")
-    func inMemoryJSON() throws {
+    func inMemoryJSON() async throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
-        let result = try work.succeed(["bench", "handshake", "--in-memory", "--no-tickets", "--key", "ecdsa-p256", "--tls", "1.3",
+        let result = try await work.succeed(["bench", "handshake", "--in-memory", "--no-tickets", "--key", "ecdsa-p256", "--tls", "1.3",
                                        "--seconds", "0.5", "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
         for key in ["handshakesPerSecond", "meanLatencyMicroseconds", "p99LatencyMicroseconds", "cpuMicrosecondsPerHandshake"] {
@@ -21,32 +21,32 @@ struct BenchCommandTests {
     }
 
     @Test("bench handshake resumes TLS 1.2 sessions and mutual TLS works, with text output")
-    func resumeAndMutual() throws {
+    func resumeAndMutual() async throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
-        let resumed = try work.succeed(["bench", "handshake", "--tls", "1.2", "--resume", "--seconds", "0.3", "--concurrency", "2"])
+        let resumed = try await work.succeed(["bench", "handshake", "--tls", "1.2", "--resume", "--seconds", "0.3", "--concurrency", "2"])
         #expect(resumed.standardOutput.contains("handshakes/s:"), "\(resumed)")
         #expect(resumed.standardOutput.contains("resumed"), "\(resumed)")
-        let mutual = try work.succeed(["bench", "handshake", "--mutual", "--key", "ed25519", "--seconds", "0.3", "--no-chain-cache"])
+        let mutual = try await work.succeed(["bench", "handshake", "--mutual", "--key", "ed25519", "--seconds", "0.3", "--no-chain-cache"])
         #expect(mutual.standardOutput.contains("chain cache:        off"), "\(mutual)")
     }
 
     @Test("contradictory options are usage errors")
-    func usageErrors() throws {
+    func usageErrors() async throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
-        _ = try work.fail(["bench", "handshake", "--resume", "--no-tickets"], exitCode: 64)
-        _ = try work.fail(["bench", "handshake", "--in-memory", "127.0.0.1:1"], exitCode: 64)
-        _ = try work.fail(["bench", "handshake", "--concurrency", "0"], exitCode: 64)
-        _ = try work.fail(["bench", "handshake", "--key", "dsa-1024"], exitCode: 64)
+        _ = try await work.fail(["bench", "handshake", "--resume", "--no-tickets"], exitCode: 64)
+        _ = try await work.fail(["bench", "handshake", "--in-memory", "127.0.0.1:1"], exitCode: 64)
+        _ = try await work.fail(["bench", "handshake", "--concurrency", "0"], exitCode: 64)
+        _ = try await work.fail(["bench", "handshake", "--key", "dsa-1024"], exitCode: 64)
     }
 
     @Test("bench handshake against a host that refuses connections exits 1 and says why")
-    func refusedHost() throws {
+    func refusedHost() async throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
         // Port 1 on loopback: nothing listens there.
-        let result = try work.fail(["bench", "handshake", "127.0.0.1:1", "--seconds", "0.3"], exitCode: 1)
+        let result = try await work.fail(["bench", "handshake", "127.0.0.1:1", "--seconds", "0.3"], exitCode: 1)
         #expect(result.standardError.contains("handshakes failed"), "\(result)")
     }
 }

@@ -20,18 +20,18 @@ struct CLIWorkspace {
     /// Runs `tlsctl` with `arguments` in this directory. RSA key generation can take a few
     /// seconds on a busy machine, hence the generous timeout.
     @discardableResult
-    func tlsctl(_ arguments: [String], timeout: TimeInterval = 180) throws -> ProcessResult {
+    func tlsctl(_ arguments: [String], timeout: TimeInterval = 180) async throws -> ProcessResult {
         let binary = BuiltProducts.tlsctl
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw TLSCtlNotBuilt(path: binary)
         }
-        return try Tool.run([binary] + arguments, timeout: timeout, directory: path)
+        return try await Tool.run([binary] + arguments, timeout: timeout, directory: path)
     }
 
     /// Runs `tlsctl` and records an issue unless it exits 0 with nothing on stderr.
     @discardableResult
-    func succeed(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-        let result = try tlsctl(arguments)
+    func succeed(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws -> ProcessResult {
+        let result = try await tlsctl(arguments)
         #expect(result.exitCode == 0 && !result.timedOut, "\(result)", sourceLocation: sourceLocation)
         #expect(result.standardError.isEmpty, "\(result)", sourceLocation: sourceLocation)
         return result
@@ -40,8 +40,8 @@ struct CLIWorkspace {
     /// Runs `tlsctl`, expecting it to fail with `exitCode` and exactly `stderr`.
     @discardableResult
     func fail(_ arguments: [String], exitCode: Int32 = 1, stderr expected: String? = nil,
-              sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-        let result = try tlsctl(arguments)
+              sourceLocation: SourceLocation = #_sourceLocation) async throws -> ProcessResult {
+        let result = try await tlsctl(arguments)
         #expect(result.exitCode == exitCode && !result.timedOut, "\(result)", sourceLocation: sourceLocation)
         if let expected {
             #expect(result.standardError == expected + "\n", "\(result)", sourceLocation: sourceLocation)
@@ -53,8 +53,8 @@ struct CLIWorkspace {
 
     /// Runs an independent tool (openssl, certtool) in this directory; it must succeed.
     @discardableResult
-    func tool(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
-        let result = try Tool.run(arguments, timeout: 120, directory: path)
+    func tool(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws -> ProcessResult {
+        let result = try await Tool.run(arguments, timeout: 120, directory: path)
         #expect(result.succeeded, "\(result)", sourceLocation: sourceLocation)
         return result
     }
@@ -77,20 +77,20 @@ struct CLIWorkspace {
 
     /// Creates a root CA in `dir` (and its passphrase file `dir.pass` when `passphrase` is given).
     func makeRoot(_ dir: String, subject: String = "CN=Test Root CA,O=tlsctl tests", passphrase: String? = nil,
-                  extra: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) throws {
+                  extra: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) async throws {
         var arguments = ["ca", "init", "--dir", dir, "--subject", subject] + extra
         if let passphrase {
             arguments += ["--passphrase-file", try passphraseFile("\(dir).pass", passphrase)]
         }
-        try succeed(arguments, sourceLocation: sourceLocation)
+        try await succeed(arguments, sourceLocation: sourceLocation)
     }
 
     /// Creates a key and a request for `names` (`--dns`), returning the request's file name.
     @discardableResult
     func makeRequest(_ name: String, subject: String, dns: [String] = [], extra: [String] = [],
-                     sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        try succeed(["key", "generate", "--algorithm", "ecdsa-p256", "--out", "\(name).key.pem"], sourceLocation: sourceLocation)
-        try succeed(["csr", "create", "--key", "\(name).key.pem", "--subject", subject, "--out", "\(name).csr.pem"]
+                     sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+        try await succeed(["key", "generate", "--algorithm", "ecdsa-p256", "--out", "\(name).key.pem"], sourceLocation: sourceLocation)
+        try await succeed(["csr", "create", "--key", "\(name).key.pem", "--subject", subject, "--out", "\(name).csr.pem"]
                         + dns.flatMap { ["--dns", $0] } + extra, sourceLocation: sourceLocation)
         return "\(name).csr.pem"
     }

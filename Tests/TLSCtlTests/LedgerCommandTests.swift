@@ -12,24 +12,28 @@ import TestSupport
     }
 
     /// Item 1: N revokes, M CRLs and K issuances at once, each its own tlsctl process.
-    @Test func concurrentRevokesCRLsAndIssuancesKeepTheLedgerConsistent() throws {
+    @Test func concurrentRevokesCRLsAndIssuancesKeepTheLedgerConsistent() async throws {
         let revokes = 6, crls = 6, issues = 4
-        let (work, leaves) = try RevocationCommandTests.workspace(leaves: revokes)
+        let (work, leaves) = try await RevocationCommandTests.workspace(leaves: revokes)
         defer { work.remove() }
-        let csr = try work.makeRequest("new", subject: "CN=new.example.com", dns: ["new.example.com"])
+        let csr = try await work.makeRequest("new", subject: "CN=new.example.com", dns: ["new.example.com"])
         var commands: [[String]] = []
         for index in 0..<max(revokes, crls, issues) {
             if index < revokes { commands.append(["ca", "revoke", "--ca", "ca", "--cert", "leaf\(index).pem", "--reason", "keyCompromise"]) }
             if index < crls { commands.append(["ca", "crl", "--ca", "ca", "--out", "crl\(index).pem"]) }
             if index < issues { commands.append(Self.issueArguments(csr, out: "new\(index).pem")) }
         }
-        let results = Results(count: commands.count)
         let all = commands
-        DispatchQueue.concurrentPerform(iterations: all.count) { index in
-            results.set(index, Result { try work.tlsctl(all[index]) })
+        let outcomes = try await withThrowingTaskGroup(of: (Int, ProcessResult).self) { group in
+            for index in all.indices {
+                group.addTask { (index, try await work.tlsctl(all[index])) }
+            }
+            var outcomes = [ProcessResult?](repeating: nil, count: all.count)
+            for try await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes
         }
-        for (command, result) in zip(commands, results.all) {
-            let outcome = try result.get()
+        for (command, outcome) in zip(commands, outcomes) {
+            let outcome = try #require(outcome, "\(command) did not run")
             #expect(outcome.succeeded && outcome.standardError.isEmpty, "\(command): \(outcome)")
         }
 
@@ -52,43 +56,43 @@ import TestSupport
             #expect(try ledger.certificate(serial: certificate.serialNumber)?.certificate == certificate, "\(file)")
         }
         #expect(Set(try ledger.revocations().map(\.serialNumber)) == Set(leaves.map(\.serialNumber)))
-        try work.succeed(["ca", "crl", "--ca", "ca", "--out", "final.pem"])
+        try await work.succeed(["ca", "crl", "--ca", "ca", "--out", "final.pem"])
         #expect(try CertificateRevocationList(pemEncoded: work.read("final.pem")).entries.count == revokes)
     }
 
     /// Item 2: a deleted or emptied ledger is refused by every command, never recreated.
-    @Test func aMissingOrEmptyLedgerIsRefusedByEveryCommand() throws {
-        let (work, _) = try RevocationCommandTests.workspace(leaves: 1)
+    @Test func aMissingOrEmptyLedgerIsRefusedByEveryCommand() async throws {
+        let (work, _) = try await RevocationCommandTests.workspace(leaves: 1)
         defer { work.remove() }
-        let csr = try work.makeRequest("again", subject: "CN=again.example.com", dns: ["again.example.com"])
+        let csr = try await work.makeRequest("again", subject: "CN=again.example.com", dns: ["again.example.com"])
         try FileManager.default.removeItem(atPath: work.file("ca/ledger.sqlite"))
         for arguments in [Self.issueArguments(csr, out: "again.pem"), ["ca", "crl", "--ca", "ca", "--out", "crl.pem"],
                           ["ca", "revoke", "--ca", "ca", "--cert", "leaf0.pem"]] {
-            let result = try work.fail(arguments)
+            let result = try await work.fail(arguments)
             #expect(result.standardError.contains("ledger.sqlite is missing"), "\(result)")
             #expect(!work.exists("ca/ledger.sqlite"))
         }
         #expect(!work.exists("again.pem") && !work.exists("crl.pem"))
         #expect(FileManager.default.createFile(atPath: work.file("ca/ledger.sqlite"), contents: Data()))
-        let empty = try work.fail(["ca", "crl", "--ca", "ca", "--out", "crl.pem"])
+        let empty = try await work.fail(["ca", "crl", "--ca", "ca", "--out", "crl.pem"])
         #expect(empty.standardError.contains("empty file"), "\(empty)")
     }
 
     /// Item 4: huge --days are typed refusals, and a refused CRL burns no number.
-    @Test func hugeDaysAreRefusedWithoutSideEffects() throws {
+    @Test func hugeDaysAreRefusedWithoutSideEffects() async throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
         let huge = "106751991167301"
-        try work.fail(["ca", "init", "--dir", "forever", "--subject", "CN=Forever", "--days", huge],
+        try await work.fail(["ca", "init", "--dir", "forever", "--subject", "CN=Forever", "--days", huge],
                       stderr: "tlsctl: refused (invalidRequest): validity of \(huge) days would end after 9999-12-31 23:59:59 UTC, the latest time a certificate can carry: at most \(Self.maximumDays()) days are possible")
         #expect(!work.exists("forever/ca.pem"))
-        try work.makeRoot("ca")
-        let csr = try work.makeRequest("leaf", subject: "CN=leaf.example.com", dns: ["leaf.example.com"])
-        let issue = try work.fail(["ca", "issue", "--ca", "ca", "--csr", csr, "--profile", "server", "--days", huge, "--out", "leaf.pem"])
+        try await work.makeRoot("ca")
+        let csr = try await work.makeRequest("leaf", subject: "CN=leaf.example.com", dns: ["leaf.example.com"])
+        let issue = try await work.fail(["ca", "issue", "--ca", "ca", "--csr", csr, "--profile", "server", "--days", huge, "--out", "leaf.pem"])
         #expect(issue.standardError.hasPrefix("tlsctl: refused (invalidRequest): validity of \(huge) days"), "\(issue)")
-        let crl = try work.fail(["ca", "crl", "--ca", "ca", "--out", "crl.pem", "--days", huge])
+        let crl = try await work.fail(["ca", "crl", "--ca", "ca", "--out", "crl.pem", "--days", huge])
         #expect(crl.standardError.contains("9999-12-31"), "\(crl)")
-        try work.succeed(["ca", "crl", "--ca", "ca", "--out", "crl.pem"])
+        try await work.succeed(["ca", "crl", "--ca", "ca", "--out", "crl.pem"])
         #expect(try CertificateRevocationList(pemEncoded: work.read("crl.pem")).number == 1)
     }
 
@@ -97,14 +101,14 @@ import TestSupport
     }
 
     /// Item 9: unwritable outputs are found before signing; nothing is issued.
-    @Test func unwritableOutputsAreRefusedBeforeSigning() throws {
-        let (work, leaves) = try RevocationCommandTests.workspace(leaves: 1)
+    @Test func unwritableOutputsAreRefusedBeforeSigning() async throws {
+        let (work, leaves) = try await RevocationCommandTests.workspace(leaves: 1)
         defer { work.remove() }
-        let csr = try work.makeRequest("out", subject: "CN=out.example.com", dns: ["out.example.com"])
-        let missing = try work.fail(Self.issueArguments(csr, out: "no/such/dir/out.pem"))
+        let csr = try await work.makeRequest("out", subject: "CN=out.example.com", dns: ["out.example.com"])
+        let missing = try await work.fail(Self.issueArguments(csr, out: "no/such/dir/out.pem"))
         #expect(missing.standardError.contains("--out") && missing.standardError.contains("does not exist"), "\(missing)")
         try FileManager.default.createDirectory(atPath: work.file("adir"), withIntermediateDirectories: false)
-        let directory = try work.fail(Self.issueArguments(csr, out: "out.pem") + ["--chain-out", "adir"])
+        let directory = try await work.fail(Self.issueArguments(csr, out: "out.pem") + ["--chain-out", "adir"])
         #expect(directory.standardError.contains("--chain-out") && directory.standardError.contains("is a directory"), "\(directory)")
         #expect(!work.exists("out.pem"))
         #expect(try RevocationCommandTests.ledger(work).issuedCertificates().map(\.certificate) == leaves)
@@ -112,17 +116,17 @@ import TestSupport
     }
 
     /// Item 11: control and bidi characters from a hostile request are escaped on stderr.
-    @Test func hostileNamesAreEscapedInErrors() throws {
+    @Test func hostileNamesAreEscapedInErrors() async throws {
         let work = try CLIWorkspace()
         defer { work.remove() }
-        try work.makeRoot("ca")
+        try await work.makeRoot("ca")
         let hostile = "a\u{1B}[2Jb\u{202E}moc.evil\u{0}x.example.com"
         let request = try CertificateRequest.create(subject: [.init(.commonName, hostile)], key: KeyPair.generate(.ecdsaP256),
                                                     alternativeNames: [.dnsName("x.example.com")])
         var der = request.derEncoded
         der[der.count - 1] ^= 0x01  // a broken signature: the refusal quotes the subject
         _ = try work.directory.write(PEMFile.encode(der, label: "CERTIFICATE REQUEST"), to: "hostile.csr")
-        let result = try work.fail(Self.issueArguments("hostile.csr", out: "x.pem"))
+        let result = try await work.fail(Self.issueArguments("hostile.csr", out: "x.pem"))
         #expect(result.standardError.contains("requestSignatureInvalid"), "\(result)")
         for scalar in ["\u{1B}", "\u{202E}", "\u{0}"] {
             #expect(!result.standardError.contains(scalar), "\(result)")
@@ -131,19 +135,6 @@ import TestSupport
         #expect(result.standardError.contains("a\\1B[2Jb\\u{202E}moc.evil\\00x.example.com"), "\(result)")
     }
 }
-
-/// Results filled in by concurrent workers.
-private final class Results: @unchecked Sendable {
-    private let lock = NSLock()
-    private var values: [Result<ProcessResult, any Error>?]
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ index: Int, _ value: Result<ProcessResult, any Error>) { lock.withLock { values[index] = value } }
-    var all: [Result<ProcessResult, any Error>] {
-        lock.withLock { values.map { $0 ?? .failure(CLIError(message: "not run")) } }
-    }
-}
-
-private struct CLIError: Error { var message: String }
 
 /// PEM text for raw DER, for files the library would not write (broken requests).
 enum PEMFile {

@@ -38,7 +38,7 @@ enum LimboSuite {
 
     /// Runs the driver against `tlsctl verify` (plus `verifierOptions`) with `extra` driver
     /// options and reads its JSON results.
-    static func run(_ extra: [String], verifierOptions: String = "") throws -> Run {
+    static func run(_ extra: [String], verifierOptions: String = "") async throws -> Run {
         let driver = driverPath()
         guard FileManager.default.fileExists(atPath: driver) else { throw Missing(path: driver) }
         let tlsctl = BuiltProducts.tlsctl
@@ -47,7 +47,7 @@ enum LimboSuite {
         defer { directory.remove() }
         let resultsPath = directory.file("r.json")
         // The driver splits --verifier with shlex: quote the binary's path.
-        let result = try Tool.run(["python3", driver, "--verifier", "'\(tlsctl)' verify \(verifierOptions)", "--jobs", "2", "--results", resultsPath] + extra,
+        let result = try await Tool.run(["python3", driver, "--verifier", "'\(tlsctl)' verify \(verifierOptions)", "--jobs", "2", "--results", resultsPath] + extra,
                                   timeout: 900, package: "python3")
         guard result.succeeded, let data = FileManager.default.contents(atPath: resultsPath),
               let document = try JSONSerialization.jsonObject(with: data) as? [String: Any],
@@ -75,8 +75,8 @@ struct LimboConformanceTests {
     }
 
     @Test("default profile (RFC 5280 + RFC 9525) on every case outside webpki::: no false accept, at most 2 false rejects, no harness error")
-    func defaultProfile() throws {
-        let run = try LimboSuite.run(["--exclude", "webpki::*"])
+    func defaultProfile() async throws {
+        let run = try await LimboSuite.run(["--exclude", "webpki::*"])
         Self.report("default --exclude 'webpki::*'", run)
         #expect(run.cases.count == run.summary.values.reduce(0, +), "\(run.summary)")
         #expect(run.cases.count > 100 && !run.cases.contains { $0.id.hasPrefix("webpki::") }, "\(run.summary)")
@@ -87,8 +87,8 @@ struct LimboConformanceTests {
     }
 
     @Test("--web-pki on the webpki:: cases: no false accept, at most 2 false rejects, no harness error")
-    func webPKIProfile() throws {
-        let run = try LimboSuite.run(["--include", "webpki::*"], verifierOptions: "--web-pki")
+    func webPKIProfile() async throws {
+        let run = try await LimboSuite.run(["--include", "webpki::*"], verifierOptions: "--web-pki")
         Self.report("--web-pki --include 'webpki::*'", run)
         #expect(run.cases.count == run.summary.values.reduce(0, +), "\(run.summary)")
         #expect(run.cases.count > 40 && run.cases.allSatisfy { $0.id.hasPrefix("webpki::") }, "\(run.summary)")

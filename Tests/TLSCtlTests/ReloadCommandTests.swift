@@ -37,7 +37,7 @@ struct ReloadCommandTests {
             let key = try KeyPair.generate(.ecdsaP256)
             let request = try CertificateRequest.create(subject: try DistinguishedName("CN=server.test"), key: key,
                                                         alternativeNames: [.dnsName("server.test"), .ipAddress(IPAddress("127.0.0.1")!)])
-            return TLSIdentity(chain: try root.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 7)), key: key)
+            return try TLSIdentity(chain: try root.issueWithChain(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 7)), key: key)
         }
 
         /// Renames complete files into place, key first.
@@ -49,7 +49,7 @@ struct ReloadCommandTests {
         }
 
         func install(_ identity: TLSIdentity) throws {
-            try replace("key.pem", with: try identity.key.pemEncoded())
+            try replace("key.pem", with: try #require(identity.key as? KeyPair).pemEncoded())
             try replace("chain.pem", with: identity.chain.map(\.pemEncoded).joined())
         }
 
@@ -68,10 +68,10 @@ struct ReloadCommandTests {
         let setup = try Setup()
         defer { setup.directory.remove() }
         // --reload-interval 0: only SIGHUP reloads, so the signal is what is tested.
-        let server = try BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--reload-interval", "0"],
+        let server = try await BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--reload-interval", "0"],
                                           directory: setup.directory.path)
         defer { server.terminate() }
-        let port = try await server.listeningPort()
+        let port = try await server.port()
         let serialA = setup.first.leaf.serialNumber
         let serialB = setup.second.leaf.serialNumber
         #expect(try await setup.servedSerial(port) == serialA)
@@ -87,7 +87,7 @@ struct ReloadCommandTests {
             }
         }
         kill(server.pid, SIGHUP)
-        let reloaded = await server.nextLine(prefix: "reload", timeout: 30)
+        let reloaded = await server.waitForLine(prefix: "reload", timeout: 30)
         #expect(reloaded == "reloaded identity: serial \(serialB.hexString)", "\(server)")
         #expect(try await setup.servedSerial(port) == serialB)
         failures.stop()
@@ -95,10 +95,10 @@ struct ReloadCommandTests {
         #expect(failures.items.isEmpty, "\(failures.items)")
         #expect(!server.lines.contains { $0.hasPrefix("refused #") }, "\(server)")
 
-        let keyText = try setup.second.key.pemEncoded()
+        let keyText = try #require(setup.second.key as? KeyPair).pemEncoded()
         try setup.replace("key.pem", with: String(keyText.prefix(keyText.count / 2)))
         kill(server.pid, SIGHUP)
-        let refused = await server.nextLine(prefix: "reload refused: ", timeout: 30)
+        let refused = await server.waitForLine(prefix: "reload refused: ", timeout: 30)
         #expect(refused?.hasSuffix("; keeping \(serialB.hexString)") == true, "\(server)")
         #expect(server.lines.filter { $0.hasPrefix("reload") }.count == 2, "one line per attempt: \(server)")
         #expect(try await setup.servedSerial(port) == serialB)
@@ -108,13 +108,13 @@ struct ReloadCommandTests {
     func fileChange() async throws {
         let setup = try Setup()
         defer { setup.directory.remove() }
-        let server = try BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--reload-interval", "0.05"],
+        let server = try await BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--reload-interval", "0.05"],
                                           directory: setup.directory.path)
         defer { server.terminate() }
-        let port = try await server.listeningPort()
+        let port = try await server.port()
         #expect(try await setup.servedSerial(port) == setup.first.leaf.serialNumber)
         try setup.install(setup.second)
-        let line = await server.nextLine(prefix: "reloaded identity: ", timeout: 30)
+        let line = await server.waitForLine(prefix: "reloaded identity: ", timeout: 30)
         #expect(line == "reloaded identity: serial \(setup.second.leaf.serialNumber.hexString)", "\(server)")
         #expect(try await setup.servedSerial(port) == setup.second.leaf.serialNumber)
     }
@@ -125,7 +125,7 @@ struct ReloadCommandTests {
         defer { setup.directory.remove() }
         let clientKey = try KeyPair.generate(.ecdsaP256)
         let clientRequest = try CertificateRequest.create(subject: try DistinguishedName("CN=alice"), key: clientKey, alternativeNames: [.uri("spiffe://test/alice")])
-        let client = TLSIdentity(chain: try setup.root.issueWithChain(clientRequest, profile: .tlsClient, options: IssuanceOptions(validityDays: 7)), key: clientKey)
+        let client = try TLSIdentity(chain: try setup.root.issueWithChain(clientRequest, profile: .tlsClient, options: IssuanceOptions(validityDays: 7)), key: clientKey)
         func crl(_ number: UInt8, revoking: [SerialNumber]) throws -> String {
             try CertificateRevocationList.create(
                 issuer: setup.root.certificate, key: setup.root.key, number: SerialNumber(bytes: [number]),
@@ -134,11 +134,11 @@ struct ReloadCommandTests {
         }
         try setup.replace("ca.pem", with: setup.root.certificate.pemEncoded)
         try setup.replace("crl.pem", with: try crl(1, revoking: []))
-        let server = try BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--client-ca", "ca.pem",
+        let server = try await BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", "key.pem", "--port", "0", "--client-ca", "ca.pem",
                                            "--require-client-cert", "--crls", "crl.pem", "--reload-interval", "0"],
                                           directory: setup.directory.path)
         defer { server.terminate() }
-        let port = try await server.listeningPort()
+        let port = try await server.port()
         let clientContext = try TLSContext(configuration: .makeClientConfiguration(trustStore: setup.trust, identity: client))
         func exchange() async throws -> String? {
             let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: clientContext)
@@ -152,10 +152,10 @@ struct ReloadCommandTests {
 
         try setup.replace("crl.pem", with: try crl(2, revoking: [client.leaf.serialNumber]))
         kill(server.pid, SIGHUP)
-        let line = await server.nextLine(prefix: "reload", timeout: 30)
+        let line = await server.waitForLine(prefix: "reload", timeout: 30)
         #expect(line == "reloaded identity: serial \(setup.first.leaf.serialNumber.hexString); client CAs: 1; CRLs: 1", "\(server)")
         #expect((try? await exchange()) == nil)
-        let refused = await server.nextLine(prefix: "refused #", timeout: 30)
+        let refused = await server.waitForLine(prefix: "refused #", timeout: 30)
         #expect(refused?.contains("revoked") == true, "\(server)")
     }
 
@@ -164,10 +164,10 @@ struct ReloadCommandTests {
         let setup = try Setup()
         defer { setup.directory.remove() }
         let fixture = (BuiltProducts.directory as NSString).appendingPathComponent("TLSServiceFixture")
-        let process = try BackgroundTLSCtl([setup.directory.file("chain.pem"), setup.directory.file("key.pem"), "30"],
+        let process = try await BackgroundTLSCtl([setup.directory.file("chain.pem"), setup.directory.file("key.pem"), "30"],
                                            directory: setup.directory.path, executable: fixture)
         defer { process.terminate() }
-        let port = try await process.listeningPort()
+        let port = try await process.port()
         let context = try TLSContext(configuration: .makeClientConfiguration(trustStore: setup.trust))
         let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: context)
         let reply = Task {
@@ -179,17 +179,17 @@ struct ReloadCommandTests {
                 return text
             }
         }
-        #expect(await process.nextLine(prefix: "request received", timeout: 30) != nil, "\(process)")
+        #expect(await process.waitForLine(prefix: "request received", timeout: 30) != nil, "\(process)")
 
         kill(process.pid, SIGTERM)
-        #expect(await process.nextLine(prefix: "listener closed", timeout: 30) != nil, "\(process)")
+        #expect(await process.waitForLine(prefix: "listener closed", timeout: 30) != nil, "\(process)")
         // Plain TCP: the kernel refuses the connection (no listener any more).
         await #expect(throws: (any Error).self, "a new connection after shutdown began") {
             let refused = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
             try? await refused.close()
         }
         #expect(try await reply.value == "done\n")
-        #expect(await process.exitStatus(timeout: 30) == 0, "\(process)")
+        #expect(await process.waitForExit(timeout: 30) == 0, "\(process)")
         #expect(process.lines.contains("connection finished") && process.lines.last == "stopped", "\(process)")
     }
 }

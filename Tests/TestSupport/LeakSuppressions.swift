@@ -3,15 +3,9 @@ import Foundation
 /// LeakSanitizer suppressions for leaks in the Swift toolchain's own libraries, read by the
 /// sanitizer runtime when the test executable is built with `--sanitize=address`.
 ///
-/// - `Foundation.Process.run()` (swift-corelibs-foundation) leaks the side table of a weak
-///   reference it forms, for a few of the hundreds of `openssl`/`certtool`/pkilint processes
-///   the interoperability tests start (32 bytes each, allocated in `swift_weakAssign`).
 /// - `String(contentsOfFile:)` (swift-foundation's `readBytesFromFile`) leaks a 4096-byte
-///   read buffer, seen when the TLS interoperability tests poll a peer's output file that
-///   is still empty.
-/// - `FileHandle.readabilityHandler` (swift-corelibs-foundation) leaks the same kind of weak
-///   reference side table (32 bytes) when its monitor is set up; the tlsctl serve tests use
-///   it to read a background server's output.
+///   read buffer, seen when a test reads a file that is still empty (the tests read
+///   `/proc` files and files programs wrote).
 /// - XCTest's runner leaks its own suite objects (`XCTestSuiteRun`, `XCTMainMisc`) in the
 ///   XCTest pass of `swift test`, which runs no test of this package.
 ///
@@ -30,9 +24,7 @@ public func lsanDefaultSuppressions() -> UnsafePointer<CChar> {
 /// frame's (mangled) function or module name; a `$` would anchor the end, so none is used.
 /// Keep the GnuTLS lines equal to ``ChildLeakSuppressions/gnuTLSLines``.
 private let leakSuppressions: StaticString = """
-    leak:10Foundation7ProcessC3runyyKF
     leak:20FoundationEssentials17readBytesFromFile
-    leak:10Foundation10FileHandleC7monitor
     leak:libXCTest.so
     leak:gnutls_x509_ext_import_name_constraints
 

@@ -20,11 +20,11 @@ public enum OpenSSLIssuer {
     public static func selfSigned(
         key: String, subject: String, extensions: [String], days: Int = 30, digest: String = "sha256",
         out: String, in directory: TemporaryDirectory
-    ) throws -> String {
+    ) async throws -> String {
         let config = try directory.write(
             "[req]\ndistinguished_name = dn\nx509_extensions = ext\n[dn]\n[ext]\n" + extensions.joined(separator: "\n") + "\n",
             to: "req-\(UUID().uuidString).cnf")
-        try Tool.runChecked(["openssl", "req", "-x509", "-new", "-config", config, "-key", key, "-subj", subject,
+        try await Tool.runChecked(["openssl", "req", "-x509", "-new", "-config", config, "-key", key, "-subj", subject,
                              "-days", "\(days)", "-\(digest)", "-set_serial", randomSerial(), "-out", out])
         return out
     }
@@ -36,10 +36,10 @@ public enum OpenSSLIssuer {
     public static func issue(
         key: String, subject: String, issuerCertificate: String, issuerKey: String, extensions: [String],
         days: Int = 30, digest: String = "sha256", out: String, in directory: TemporaryDirectory
-    ) throws -> String {
+    ) async throws -> String {
         let request = directory.file("req-\(UUID().uuidString).pem")
-        try Tool.runChecked(["openssl", "req", "-new", "-key", key, "-subj", subject, "-out", request])
-        try Tool.runChecked(["openssl", "x509", "-req", "-in", request, "-CA", issuerCertificate, "-CAkey", issuerKey,
+        try await Tool.runChecked(["openssl", "req", "-new", "-key", key, "-subj", subject, "-out", request])
+        try await Tool.runChecked(["openssl", "x509", "-req", "-in", request, "-CA", issuerCertificate, "-CAkey", issuerKey,
                              "-set_serial", randomSerial(), "-days", "\(days)", "-\(digest)",
                              "-extfile", try extensionFile(extensions, in: directory), "-extensions", "ext", "-out", out])
         return out
@@ -93,21 +93,21 @@ public enum OpenSSLIssuer {
         }
 
         /// `openssl ca -revoke CERT -crl_reason REASON`.
-        public func revoke(_ certificate: String, reason: String) throws {
-            try Tool.runChecked(["openssl", "ca", "-config", config, "-revoke", certificate, "-crl_reason", reason])
+        public func revoke(_ certificate: String, reason: String) async throws {
+            try await Tool.runChecked(["openssl", "ca", "-config", config, "-revoke", certificate, "-crl_reason", reason])
         }
 
         /// `openssl ca -gencrl`, valid for `days`.
         @discardableResult
-        public func generateCRL(days: Int = 7, out: String) throws -> String {
-            try Tool.runChecked(["openssl", "ca", "-config", config, "-gencrl", "-crldays", "\(days)", "-out", out])
+        public func generateCRL(days: Int = 7, out: String) async throws -> String {
+            try await Tool.runChecked(["openssl", "ca", "-config", config, "-gencrl", "-crldays", "\(days)", "-out", out])
             return out
         }
     }
 
     /// The revocation dates `openssl crl -text` reports, by upper-case hex serial.
-    public static func revocationDates(ofCRL path: String) throws -> [String: Date] {
-        let text = try Tool.runChecked(["openssl", "crl", "-in", path, "-noout", "-text"]).standardOutput
+    public static func revocationDates(ofCRL path: String) async throws -> [String: Date] {
+        let text = try await Tool.runChecked(["openssl", "crl", "-in", path, "-noout", "-text"]).standardOutput
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")

@@ -13,18 +13,6 @@ extension Tool {
     public static func runChecked(
         _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
         package: String? = nil
-    ) throws -> ProcessResult {
-        let result = try run(arguments, input: input, timeout: timeout, directory: directory, package: package)
-        guard result.succeeded else { throw ToolFailure(result: result) }
-        return result
-    }
-
-    /// ``runChecked(_:input:timeout:directory:package:)`` for `async` tests: suspends
-    /// instead of holding a thread of the cooperative pool while the program runs.
-    @discardableResult
-    public static func runChecked(
-        _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
-        package: String? = nil
     ) async throws -> ProcessResult {
         let result = try await run(arguments, input: input, timeout: timeout, directory: directory, package: package)
         guard result.succeeded else { throw ToolFailure(result: result) }
@@ -38,7 +26,7 @@ public enum OpenSSL {
     /// `openssl genpkey` for `spec`: `rsa:BITS`, `ec:P-256|P-384|P-521`, `ed25519`, `ed448`.
     /// Returns the path of the PKCS#8 PEM file.
     @discardableResult
-    public static func generateKey(_ spec: String, to path: String) throws -> String {
+    public static func generateKey(_ spec: String, to path: String) async throws -> String {
         var arguments = ["openssl", "genpkey", "-out", path]
         let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
         switch parts[0] {
@@ -48,13 +36,13 @@ public enum OpenSSL {
         case "ed448": arguments += ["-algorithm", "ED448"]
         default: preconditionFailure("unknown key spec \(spec)")
         }
-        try Tool.runChecked(arguments, timeout: 120)
+        try await Tool.runChecked(arguments, timeout: 120)
         return path
     }
 
     /// Lower-case hex SHA-256 of a file's bytes, computed by `openssl dgst`.
-    public static func sha256Hex(ofFile path: String) throws -> String {
-        let output = try Tool.runChecked(["openssl", "dgst", "-sha256", "-r", path]).standardOutput
+    public static func sha256Hex(ofFile path: String) async throws -> String {
+        let output = try await Tool.runChecked(["openssl", "dgst", "-sha256", "-r", path]).standardOutput
         return String(output.prefix { !$0.isWhitespace }).lowercased()
     }
 
@@ -126,10 +114,10 @@ public enum CertTool {
     /// `certtool --generate-request` for the key at `keyPath`, with `template` (certtool's
     /// template syntax) written beside it. Returns the path of the PEM request.
     public static func generateRequest(key keyPath: String, template: String, in directory: TemporaryDirectory,
-                                       name: String = "certtool") throws -> String {
+                                       name: String = "certtool") async throws -> String {
         let templatePath = try directory.write(template, to: "\(name).cfg")
         let output = directory.file("\(name).csr")
-        try Tool.runChecked(["certtool", "--generate-request", "--load-privkey", keyPath, "--template", templatePath, "--outfile", output],
+        try await Tool.runChecked(["certtool", "--generate-request", "--load-privkey", keyPath, "--template", templatePath, "--outfile", output],
                             package: "gnutls-bin")
         return output
     }

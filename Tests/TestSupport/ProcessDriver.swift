@@ -4,11 +4,12 @@ import Foundation
 /// writing its input, its timeout, its teardown), outside Swift's cooperative pool.
 ///
 /// Swift Testing runs test functions on the cooperative pool, which has one thread per core
-/// (two on the CI machine), and synchronous tests hold those threads while they wait. The
-/// async `Tool.run` does its work here (as a task executor preference, which child tasks
-/// inherit) and reports the program's end as soon as it is seen. swift-subprocess still
-/// needs the global pool for parts of each run (its final unstructured task does not
-/// inherit the preference), which is why synchronous waits do not go through it.
+/// (two on the CI machine). `Tool.run` and ``BackgroundProcess`` do their work here (as a
+/// task executor preference, which child tasks inherit), so a test that blocks a pool
+/// thread (a NIO future's `wait()`, a CPU-bound key generation) never delays reading a
+/// program's output or noticing its exit. swift-subprocess still runs its last step (an
+/// unstructured task) on the global pool, which only `async` waiters, never blocked
+/// threads, wait for.
 final class ProcessDriver: TaskExecutor, @unchecked Sendable {
     // @unchecked: `jobs` is only touched with `condition` locked.
 

@@ -30,21 +30,15 @@ public struct MissingToolError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs external programs (openssl, certtool, pkilint, tlsctl).
+/// Runs external programs (openssl, certtool, pkilint, tlsctl) through swift-subprocess, in a
+/// process group of their own: reads retry EINTR, the exit is an event, and the timeout (a
+/// safety net) kills the whole group (SIGKILL) and sets `timedOut`.
 ///
-/// Both a synchronous and an `async` `run` exist: in an `async` function the compiler picks
-/// the `async` one (and asks for `await`), which suspends instead of holding a thread of the
-/// cooperative pool while the program runs.
-///
-/// - The `async` one runs the program through swift-subprocess, in a process group of its
-///   own: reads retry EINTR, the exit is an event, and the timeout (a safety net) kills the
-///   whole group (SIGKILL) and sets `timedOut`.
-/// - The synchronous one (for synchronous tests) uses Foundation's `Process` with pipe
-///   reads that retry EINTR, and never needs Swift's cooperative pool, whose threads
-///   synchronous tests hold while they wait: swift-subprocess ends each run with an
-///   unstructured task on that pool, so a synchronous wait on it can deadlock the suite
-///   when every pool thread waits (two on a 2-core machine). Its timeout kills the program
-///   by its pid.
+/// There is only an `async` `run`: a test that runs a program is `async` and suspends
+/// instead of holding one of the cooperative pool's threads (one per core) while the
+/// program runs. (A synchronous wait on swift-subprocess can deadlock once synchronous
+/// waiters hold every pool thread: its last step runs on that pool.) Programs that run
+/// beside the test are ``BackgroundProcess``es.
 public enum Tool {
     /// The absolute path of `name` on PATH, or a ``MissingToolError``.
     public static func locate(_ name: String, package: String? = nil) throws -> String {
@@ -62,80 +56,15 @@ public enum Tool {
         throw MissingToolError(tool: name, package: package ?? name)
     }
 
-    /// Runs `arguments[0]` (looked up on PATH) with the rest as arguments, blocking the
-    /// calling thread until it ends.
+    /// Runs `arguments[0]` (looked up on PATH) with the rest as arguments, suspending the
+    /// calling task until it ends.
     ///
     /// - Parameters:
     ///   - input: bytes written to standard input, which is then closed (it is closed at
     ///     once when `nil`).
-    ///   - timeout: seconds before the program is killed (SIGKILL) and `timedOut` is set. A
-    ///     safety net against a hang, never a measurement.
+    ///   - timeout: seconds before the program's process group is killed (SIGKILL) and
+    ///     `timedOut` is set. A safety net against a hang, never a measurement.
     ///   - directory: working directory.
-    @discardableResult
-    public static func run(
-        _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
-        environment: [String: String]? = nil, package: String? = nil
-    ) throws -> ProcessResult {
-        guard let name = arguments.first else { throw EmptyCommandError() }
-        let executable = try locate(name, package: package)
-        _ = ignoreSIGPIPE
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = Array(arguments.dropFirst())
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
-
-        // Foundation's readDataToEndOfFile() hits a `try!` when a signal interrupts its
-        // read (EINTR), killing the test process: read the pipes with a loop that retries.
-        let outBox = Locked(Data())
-        let errBox = Locked(Data())
-        let group = DispatchGroup()
-        for (pipe, box) in [(stdout, outBox), (stderr, errBox)] {
-            group.enter()
-            DispatchQueue.global().async {
-                let data = readToEnd(pipe.fileHandleForReading.fileDescriptor)
-                box.withLock { $0 = data }
-                group.leave()
-            }
-        }
-        // The exit is an event (Foundation's termination handler); the timeout only a bound.
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
-        if let input {
-            let handle = stdin.fileHandleForWriting
-            DispatchQueue.global().async {
-                // A program that exits before reading all of its input just fails the write.
-                try? handle.write(contentsOf: Data(input.utf8))
-                try? handle.close()
-            }
-        }
-        var timedOut = false
-        if exited.wait(timeout: .now() + timeout) == .timedOut {
-            timedOut = true
-            kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
-        group.wait()
-        let status = process.terminationReason == .uncaughtSignal
-            ? ExitStatus(code: process.terminationStatus, signal: process.terminationStatus)
-            : ExitStatus(code: process.terminationStatus, signal: nil)
-        return ProcessResult(
-            command: [executable] + arguments.dropFirst(), exitCode: status.code,
-            standardOutput: String(decoding: outBox.withLock { $0 }, as: UTF8.self),
-            standardError: String(decoding: errBox.withLock { $0 }, as: UTF8.self), timedOut: timedOut, signal: status.signal)
-    }
-
-    /// Runs `arguments[0]` (looked up on PATH) with the rest as arguments, suspending the
-    /// calling task until it ends. Parameters as in the synchronous `run`.
     @discardableResult
     public static func run(
         _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
@@ -193,9 +122,8 @@ struct Invocation: Sendable {
     ///
     /// The outcome is delivered as soon as both output streams ended and the program has
     /// exited (seen without reaping it), not when `Subprocess.run` returns: its last step
-    /// awaits an unstructured task on Swift's global cooperative pool, which synchronous
-    /// tests may be holding all of (two threads here). Nothing a waiting test depends on
-    /// needs that pool; swift-subprocess finishes (and reaps) whenever it gets a thread.
+    /// awaits an unstructured task on Swift's global cooperative pool, which may be busy
+    /// with other tests. swift-subprocess finishes (and reaps) whenever it gets a thread.
     func start(_ deliver: @escaping @Sendable (Result<ProcessResult, any Error>) -> Void) {
         let delivered = Locked(false)
         let once: @Sendable (Result<ProcessResult, any Error>) -> Void = { result in
@@ -225,37 +153,13 @@ struct Invocation: Sendable {
     private func run(_ deliver: @escaping @Sendable (Result<ProcessResult, any Error>) -> Void) async throws {
         let collected = Locked(CollectedOutput())
         let result = try await Subprocess.run(configuration, input: .inputWriter, output: .sequence, error: .sequence) { execution in
-            await withTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    await drain(execution.standardOutput) { bytes in collected.withLock { $0.standardOutput.append(bytes) } }
-                    return true
-                }
-                group.addTask {
-                    await drain(execution.standardError) { bytes in collected.withLock { $0.standardError.append(bytes) } }
-                    return true
-                }
-                group.addTask { [input] in
-                    // A program that exits before reading all of its input (a refused
-                    // connection) makes this write fail: that is its business, not an error.
-                    if let input { _ = try? await execution.standardInputWriter.write(input) }
-                    try? await execution.standardInputWriter.finish()
-                    return false
-                }
-                group.addTask { [timeout] in
-                    // The safety net: cancelled as soon as both streams end (the program
-                    // exited); otherwise kill the whole group, which ends the streams.
-                    guard (try? await Task.sleep(for: .seconds(timeout))) != nil else { return false }
-                    collected.withLock { $0.timedOut = true }
-                    try? execution.send(signal: .kill, toProcessGroup: true)
-                    return false
-                }
-                var ended = 0
-                for await isStream in group where isStream {
-                    ended += 1
-                    if ended == 2 { break }
-                }
-                group.cancelAll()
+            let input = AsyncStream<String> { continuation in
+                if let input = self.input { continuation.yield(input) }
+                continuation.finish()
             }
+            await pump(execution, input: input, lifetime: timeout, onTimeout: { collected.withLock { $0.timedOut = true } },
+                       output: { bytes in collected.withLock { $0.standardOutput.append(bytes) } },
+                       error: { bytes in collected.withLock { $0.standardError.append(bytes) } })
             if let status = peekExit(execution.processIdentifier.value) {
                 deliver(.success(self.result(collected.withLock { $0 }, status)))
             }
@@ -268,6 +172,48 @@ struct CollectedOutput: Sendable {
     var standardOutput = Data()
     var standardError = Data()
     var timedOut = false
+}
+
+/// Drives a running program until both of its output streams end (it exited, or was killed):
+/// hands each chunk of standard output and error to `output` and `error`, writes what
+/// `input` yields to standard input and then closes it, and after `lifetime` seconds (a
+/// safety net) calls `onTimeout` and kills the program's whole process group, which ends
+/// the streams.
+func pump(_ execution: Execution<CustomWriteInput, SequenceOutput, SequenceOutput>, input: AsyncStream<String>,
+          lifetime: TimeInterval, onTimeout: @escaping @Sendable () -> Void,
+          output: @escaping @Sendable (Data) -> Void, error: @escaping @Sendable (Data) -> Void) async {
+    await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            await drain(execution.standardOutput, output)
+            return true
+        }
+        group.addTask {
+            await drain(execution.standardError, error)
+            return true
+        }
+        group.addTask {
+            // A program that exits before reading all of its input (a refused connection)
+            // makes a write fail: that is its business, not an error.
+            for await text in input {
+                guard (try? await execution.standardInputWriter.write(text)) != nil else { break }
+            }
+            try? await execution.standardInputWriter.finish()
+            return false
+        }
+        group.addTask {
+            // Cancelled as soon as both streams end.
+            guard (try? await Task.sleep(for: .seconds(lifetime))) != nil else { return false }
+            onTimeout()
+            try? execution.send(signal: .kill, toProcessGroup: true)
+            return false
+        }
+        var ended = 0
+        for await isStream in group where isStream {
+            ended += 1
+            if ended == 2 { break }
+        }
+        group.cancelAll()
+    }
 }
 
 /// Hands each chunk of `stream` to `append` until the stream ends. A read that fails (the
@@ -298,21 +244,6 @@ struct ExitStatus: Sendable {
         switch status {
         case .exited(let code): self.code = code; signal = nil
         case .signaled(let number): code = number; signal = number
-        }
-    }
-}
-
-/// Everything readable from `descriptor` until end of file, retrying reads that a signal
-/// interrupted (EINTR); a read error ends it with what was read.
-func readToEnd(_ descriptor: Int32) -> Data {
-    var data = Data()
-    var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        if count > 0 {
-            data.append(contentsOf: buffer[0..<count])
-        } else if count == 0 || errno != EINTR {
-            return data
         }
     }
 }

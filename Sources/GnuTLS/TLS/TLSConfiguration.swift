@@ -93,10 +93,14 @@ public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertib
 /// A certificate chain (leaf first, without the root) and its private key: a ``KeyPair`` in
 /// memory, a ``PKCS11Key`` on a token, or any other ``SigningKey`` (a remote signer).
 ///
-/// Two identities are equal when their chains, staples and public keys are.
+/// The chain always holds its leaf: an identity is built from a leaf, or from a chain that
+/// is checked not to be empty. Two identities are equal when their chains, staples and
+/// public keys are.
 public struct TLSIdentity: Hashable, Sendable {
-    /// Leaf first, then intermediates.
-    public var chain: [Certificate]
+    /// The leaf certificate: the one whose public key belongs to ``key``.
+    public var leaf: Certificate
+    /// The certificates after the leaf, each the issuer of the one before (without the root).
+    public var intermediates: [Certificate]
     /// The leaf's private key.
     public var key: any SigningKey
     /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
@@ -106,16 +110,33 @@ public struct TLSIdentity: Hashable, Sendable {
     /// ``ocspResponse``): every handshake staples the source's current response.
     public var ocspStapleSource: OCSPStapleSource? = nil
 
-    /// An identity from values.
-    public init(chain: [Certificate], key: any SigningKey) {
-        self.chain = chain
+    /// Leaf first, then intermediates; never empty.
+    public var chain: [Certificate] { [leaf] + intermediates }
+
+    /// An identity from a leaf, the intermediates that follow it, and its key.
+    public init(leaf: Certificate, intermediates: [Certificate] = [], key: any SigningKey) {
+        self.leaf = leaf
+        self.intermediates = intermediates
         self.key = key
     }
 
+    /// An identity from a chain (leaf first) and its key.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `chain` is empty.
+    public init(chain: [Certificate], key: any SigningKey) throws {
+        guard let leaf = chain.first else {
+            throw GnuTLSError(.invalidArgument, "a TLS identity needs a certificate chain, and the one given is empty")
+        }
+        self.init(leaf: leaf, intermediates: Array(chain.dropFirst()), key: key)
+    }
+
     /// Reads a PEM chain file (leaf first) and a (possibly passphrase-protected) key file.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when the file holds no certificate.
     public init(chainContentsOfFile chainPath: String, keyContentsOfFile keyPath: String, passphrase: String? = nil) throws {
-        self.chain = try Certificate.load(contentsOfFile: chainPath)
-        self.key = try KeyPair(contentsOfFile: keyPath, passphrase: passphrase)
+        let chain = try Certificate.load(contentsOfFile: chainPath)
+        guard !chain.isEmpty else {
+            throw GnuTLSError(.invalidArgument, "\(chainPath) holds no certificate: a TLS identity needs its certificate chain (leaf first)")
+        }
+        try self.init(chain: chain, key: try KeyPair(contentsOfFile: keyPath, passphrase: passphrase))
     }
 
     public static func == (lhs: TLSIdentity, rhs: TLSIdentity) -> Bool {
@@ -128,13 +149,10 @@ public struct TLSIdentity: Hashable, Sendable {
         hasher.combine(key.publicKey)
     }
 
-    /// The leaf certificate.
-    public var leaf: Certificate { chain[0] }
-
-    /// Whether ``key`` is the leaf certificate's key (`false` for an empty chain). Checked
-    /// by ``TLSContext`` and by reloaders, which refuse a mismatched renewal with its own code.
+    /// Whether ``key`` is the leaf certificate's key. Checked by ``TLSContext`` and by
+    /// reloaders, which refuse a mismatched renewal with its own code.
     package var keyMatchesLeaf: Bool {
-        chain.first.map { $0.publicKey.keyIdentifier == key.publicKey.keyIdentifier } ?? false
+        leaf.publicKey.keyIdentifier == key.publicKey.keyIdentifier
     }
 }
 

@@ -36,9 +36,7 @@ public final class TLSContext: Sendable {
             throw GnuTLSError(.invalidArgument, "minimum TLS version \(configuration.minimumVersion) is above the maximum \(configuration.maximumVersion)")
         }
         for identity in configuration.identities {
-            guard let leaf = identity.chain.first else {
-                throw GnuTLSError(.invalidArgument, "an identity has an empty certificate chain")
-            }
+            let leaf = identity.leaf
             guard identity.keyMatchesLeaf else {
                 throw GnuTLSError(.keyMismatch, "the private key does not match certificate '\(leaf.subject)'")
             }
