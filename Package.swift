@@ -24,6 +24,8 @@ let package = Package(
         // Tests only: runs the external peers and tools (openssl, certtool, tlsctl, ...).
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // Documentation only: `swift package generate-documentation`.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
