@@ -125,6 +125,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Every ```swift block of the DocC articles (GnuTLS's GettingStarted, NIOGnuTLS's
+        // articles) as code that compiles and runs against a run-time PKI on 127.0.0.1;
+        // scripts/check-doc-snippets.sh checks that the articles and these sources agree.
+        .testTarget(
+            name: "DocSnippetTests",
+            dependencies: [
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // Keys we write, read by another TLS library (BoringSSL through swift-nio-ssl).
         .testTarget(
             name: "KeyInteropTests",

@@ -15,6 +15,8 @@ install_pip_package sslyze sslyze
 install_debian_packages python3-cryptography
 install_debian_packages sqlite3
 
+# Every ```swift block of the DocC articles must be in Tests/DocSnippetTests (which runs them).
+./scripts/check-doc-snippets.sh
 echo "==> Building with tests"
 swift build "${swift_flags[@]}" --build-tests
 echo "==> Testing"

@@ -5,8 +5,11 @@ import GnuTLS
 public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The policy that refused.
     public struct Reason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// The request is not signed by the key it carries (no proof of possession).
@@ -45,11 +48,13 @@ public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible 
     /// What was refused and why, in words a user can act on.
     public var message: String
 
+    /// An error with `reason` and a sentence a user can act on.
     public init(_ reason: Reason, _ message: String) {
         self.reason = reason
         self.message = message
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { message }
 }
 
@@ -113,6 +118,7 @@ public struct CertificateProfile: Hashable, Sendable, CustomStringConvertible {
         return key.family == .rsa && requiresNetworkName ? [.digitalSignature, .keyEncipherment] : [.digitalSignature]
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 

@@ -9,9 +9,13 @@ import GnuTLS
 /// of one algorithm, the server named `localhost`.
 @_spi(Benchmarks)
 public struct BenchmarkPKI: Sendable {
+    /// The self-signed root CA.
     public let root: LocalAuthority
+    /// The issuing CA under the root.
     public let issuing: LocalAuthority
+    /// The server's chain and key.
     public let serverIdentity: TLSIdentity
+    /// The client's chain and key.
     public let clientIdentity: TLSIdentity
     /// The host name the server certificate is issued for.
     public let hostname = "localhost"

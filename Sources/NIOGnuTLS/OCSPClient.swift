@@ -8,8 +8,11 @@ import NIOPosix
 public struct OCSPFetchError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// The URL is not a plain `http://host[:port][/path]` URL.
@@ -27,11 +30,13 @@ public struct OCSPFetchError: Error, Hashable, Sendable, CustomStringConvertible
     /// What was attempted and why it failed.
     public var message: String
 
+    /// An error with `code` and a sentence a user can act on.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { message }
 }
 

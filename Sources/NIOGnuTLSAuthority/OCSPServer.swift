@@ -38,6 +38,7 @@ public final class OCSPServer: Sendable {
         /// Whether the response came from the cache.
         public var cached: Bool
 
+        /// A readable form, for logs and messages.
         public var description: String {
             let what: String
             if let responseStatus, responseStatus == .successful {

@@ -18,6 +18,7 @@ public struct TLSVersion: RawRepresentable, Hashable, Sendable, Comparable, Cust
     public static let tls12 = TLSVersion(.tls12)
     /// TLS 1.3 (GnuTLS `VERS-TLS1.3`).
     public static let tls13 = TLSVersion(.tls13)
+    /// Orders versions from older to newer.
     public static func < (lhs: TLSVersion, rhs: TLSVersion) -> Bool { lhs.rawValue < rhs.rawValue }
     /// `TLS1.2` or `TLS1.3`, GnuTLS's names.
     public var description: String { backing == .tls13 ? "TLS1.3" : "TLS1.2" }
@@ -57,6 +58,7 @@ public struct PeerVerification: Hashable, Sendable, CustomStringConvertible {
     var verifiesChain: Bool { backing != .none }
     /// Whether the host name (or IP address) is verified too.
     var verifiesHostname: Bool { backing == .full }
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -87,6 +89,7 @@ public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertib
         case .required: return .required
         }
     }
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -138,6 +141,7 @@ public struct TLSConfiguration: Hashable, Sendable {
         /// The side that accepts.
         public static let server = Role(.server)
         var core: CoreTLSSettings.Role { backing == .client ? .client : .server }
+        /// A readable form, for logs and messages.
         public var description: String { name }
     }
 
@@ -154,6 +158,7 @@ public struct TLSConfiguration: Hashable, Sendable {
     public var clientCertificates: ClientCertificatePolicy
     /// Lowest and highest protocol versions (TLS 1.2 and 1.3 by default).
     public var minimumVersion: TLSVersion
+    /// The highest protocol version offered or accepted (TLS 1.3 by default).
     public var maximumVersion: TLSVersion
     /// ALPN protocols, most preferred first.
     public var applicationProtocols: [String]

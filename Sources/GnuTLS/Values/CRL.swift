@@ -34,6 +34,7 @@ public struct RevocationReason: RawRepresentable, Hashable, Sendable, CustomStri
 
     /// The RFC 5280 name.
     public var name: String { Self.names[rawValue] }
+    /// A readable form, for logs and messages.
     public var description: String { name }
 
     /// unspecified (0). CRLs this library issues omit the extension for it (RFC 5280: SHOULD be absent).
@@ -57,6 +58,7 @@ public struct RevocationReason: RawRepresentable, Hashable, Sendable, CustomStri
     /// aACompromise (10).
     public static let aACompromise = RevocationReason(10)
 
+    /// Every reason code of RFC 5280, in code order.
     public static let allCases: [RevocationReason] = [
         .unspecified, .keyCompromise, .cACompromise, .affiliationChanged, .superseded, .cessationOfOperation,
         .certificateHold, .removeFromCRL, .privilegeWithdrawn, .aACompromise,
@@ -91,6 +93,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
             self.reason = reason
         }
 
+        /// A readable form, for logs and messages.
         public var description: String {
             "\(serialNumber) revoked \(revocationDate)" + (reason.map { " (\($0))" } ?? "")
         }
@@ -225,9 +228,12 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
         nextUpdate.map { $0 < date } ?? false
     }
 
+    /// Two CRLs are equal when their DER encodings are.
     public static func == (lhs: CertificateRevocationList, rhs: CertificateRevocationList) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    /// Hashes the DER encoding.
     public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "CertificateRevocationList(issuer: \(issuer), number: \(crlNumber.map { SerialNumber(bytes: $0).description } ?? "none"), thisUpdate: \(thisUpdate), entries: \(entries.count))"
     }

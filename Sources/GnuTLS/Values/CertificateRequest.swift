@@ -120,6 +120,7 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
     /// The `CERTIFICATE REQUEST` PEM block.
     public var pemEncoded: String { PEMBlock(label: "CERTIFICATE REQUEST", derBytes: derEncoded).pemString }
 
+    /// A readable form, for logs and messages.
     public var description: String { "CertificateRequest(subject: \(subject), key: \(publicKey.keyDescription))" }
 }
 

@@ -6,12 +6,15 @@ import SwiftASN1
 ///
 /// `RawRepresentable` by the names `tlsctl` uses (`ecdsa-p256`, `rsa-3072`, `ed25519`, …).
 public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringConvertible, CaseIterable {
+    /// The `tlsctl` name: `ecdsa-p256`, `rsa-3072`, `ed25519`, ….
     public var rawValue: String
+    /// The algorithm named `rawValue` (one of ``allCases``), or nil.
     public init?(rawValue: String) {
         guard Self.allCases.contains(where: { $0.rawValue == rawValue }) else { return nil }
         self.rawValue = rawValue
     }
     private init(_ name: String) { rawValue = name }
+    /// A readable form, for logs and messages.
     public var description: String { rawValue }
 
     /// RSA with a 2048-bit modulus (the smallest size the authority accepts).
@@ -29,6 +32,7 @@ public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// Ed25519 (RFC 8410).
     public static let ed25519 = KeyAlgorithm("ed25519")
 
+    /// Every algorithm the package generates keys for.
     public static let allCases: [KeyAlgorithm] = [.rsa2048, .rsa3072, .rsa4096, .ecdsaP256, .ecdsaP384, .ecdsaP521, .ed25519]
 
     var coreKind: CoreKeyKind {
@@ -48,6 +52,7 @@ public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringCo
 public struct KeyFamily: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// `RSA`, `ECDSA`, `Ed25519`, or GnuTLS's name for another family (`DSA`, `Ed448`, …).
     public let rawValue: String
+    /// A family by GnuTLS's name; prefer the static members.
     public init(rawValue: String) { self.rawValue = rawValue }
     /// RSA (GnuTLS `GNUTLS_PK_RSA`).
     public static let rsa = KeyFamily(rawValue: "RSA")
@@ -55,6 +60,7 @@ public struct KeyFamily: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let ecdsa = KeyFamily(rawValue: "ECDSA")
     /// Ed25519 (GnuTLS `GNUTLS_PK_EDDSA_ED25519`).
     public static let ed25519 = KeyFamily(rawValue: "Ed25519")
+    /// A readable form, for logs and messages.
     public var description: String { rawValue }
 }
 
@@ -83,6 +89,7 @@ public struct KeyDescription: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         if let curve { return "\(family) \(curve)" }
         if family == .ed25519 { return family.rawValue }
@@ -146,6 +153,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
         CoreCrypto.sha1(Self.subjectPublicKeyBits(derEncoded) ?? derEncoded)
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(keyDescription) public key \(sha256Fingerprint.colonHex.prefix(23))…" }
 
     /// The contents of the `subjectPublicKey` BIT STRING (without the unused-bits byte).
@@ -297,12 +305,15 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
     /// Algorithm and size.
     public var keyDescription: KeyDescription { publicKey.keyDescription }
 
+    /// The GnuTLS key behind this key pair, for the ``SigningKey`` requirement.
     public var signingBackend: SigningBackend { SigningBackend(handle: handle) }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(keyDescription) key pair" }
 
     /// Two key pairs are equal when their public keys are.
     public static func == (lhs: KeyPair, rhs: KeyPair) -> Bool { lhs.publicKey == rhs.publicKey }
+    /// Hashes the public key, as ``==`` compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(publicKey) }
 
     static func describe(labels: String) -> String {

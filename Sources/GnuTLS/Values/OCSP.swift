@@ -23,6 +23,7 @@ public struct OCSPHashAlgorithm: Hashable, Sendable, CustomStringConvertible {
     /// A hash by its OID; only SHA-1 and SHA-256 can be computed.
     public init(oid: String) { self.oid = oid }
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 
     func digest(_ bytes: [UInt8]) -> [UInt8]? {
@@ -86,6 +87,7 @@ public struct OCSPCertificateID: Hashable, Sendable, CustomStringConvertible {
         return (nameHash, keyHash)
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "CertID(\(hashAlgorithm), serial \(serialNumber), issuer name \(issuerNameHash.hexString.prefix(16))…, key \(issuerKeyHash.hexString.prefix(16))…)"
     }
@@ -207,6 +209,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
     /// 32 random bytes for a nonce (the length RFC 8954 section 2.1 recommends).
     public static func randomNonce() throws -> [UInt8] { try CoreCrypto.random(32) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "OCSPRequest(\(certificateIDs.map { "\($0.serialNumber)" }.joined(separator: ", "))\(nonce == nil ? "" : ", nonce"))"
     }
@@ -236,6 +239,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         /// unauthorized (6): the responder does not answer for this issuer.
         public static let unauthorized = Status(rawValue: 6)
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch rawValue {
             case 0: return "successful"
@@ -258,6 +262,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         /// The responder does not know the certificate.
         case unknown
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch self {
             case .good: return "good"
@@ -274,6 +279,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         /// By the SHA-1 hash of its `subjectPublicKey` bits.
         case byKeyHash([UInt8])
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch self {
             case .byName(let name): return "name \(name)"
@@ -301,6 +307,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
             self.nextUpdate = nextUpdate
         }
 
+        /// A readable form, for logs and messages.
         public var description: String {
             "\(certificateID.serialNumber): \(status), thisUpdate \(thisUpdate)" + (nextUpdate.map { ", nextUpdate \($0)" } ?? "")
         }
@@ -425,9 +432,12 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         responses.first { $0.certificateID.matches(certificate: certificate, issuer: issuer) }
     }
 
+    /// Two responses are equal when their DER encodings are.
     public static func == (lhs: OCSPResponse, rhs: OCSPResponse) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    /// Hashes the DER encoding.
     public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         guard responseStatus == .successful else { return "OCSPResponse(\(responseStatus))" }
         return "OCSPResponse(responder \(responderID.map { "\($0)" } ?? "?"), producedAt \(producedAt.map { "\($0)" } ?? "?"), \(responses.map(\.description).joined(separator: "; ")))"

@@ -27,6 +27,7 @@ public struct RevocationCheckingMode: Hashable, Sendable, CustomStringConvertibl
 
     private init(uncheckedName: String) { name = uncheckedName }
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
