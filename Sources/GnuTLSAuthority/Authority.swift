@@ -169,6 +169,6 @@ public protocol Authority: Sendable {
     /// The authority's certificate followed by its issuers, up to and including the root.
     var chain: [Certificate] { get }
     /// Checks `request` against policy and issues a certificate for it.
-    /// - Throws: ``IssuanceError`` for a policy refusal, ``GnuTLSError`` for a library failure.
+    /// - Throws: ``IssuanceError`` for a policy refusal, `GnuTLSError` for a library failure.
     func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions) throws -> Certificate
 }

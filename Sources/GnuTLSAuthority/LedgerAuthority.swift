@@ -53,7 +53,7 @@ extension LocalAuthority {
     ///
     /// - Throws: ``LedgerError`` `.noLedger`/`.storage`; ``IssuanceError``
     ///   `.authorityMisconfigured` when the CA certificate does not allow CRL signing;
-    ///   ``GnuTLSError`` for signing failures.
+    ///   `GnuTLSError` for signing failures.
     public func makeCRL(nextUpdateIn days: Int = 7) throws -> CertificateRevocationList {
         guard days > 0 else {
             throw GnuTLSError(.invalidArgument, "a CRL must be valid for at least one day, not \(days)")

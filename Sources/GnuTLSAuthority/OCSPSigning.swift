@@ -18,7 +18,7 @@ extension OCSPResponse {
     ///   - nonce: the nonce to echo (``OCSPRequest/nonce``), or `nil`.
     ///   - includeSignerCertificate: put `signer` in `certs` (needed for a delegated
     ///     responder, so a client can check its authorisation).
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` does not match `signer`.
+    /// - Throws: `GnuTLSError` `.invalidArgument` when `key` does not match `signer`.
     public static func sign(
         responses: [SingleResponse], signer: Certificate, key: any SigningKey, producedAt: Date = Date(),
         nonce: [UInt8]? = nil, includeSignerCertificate: Bool = false
@@ -153,7 +153,7 @@ public final class OCSPResponder: Sendable {
     /// A responder for `issuer`'s certificates answering from `ledger`, signing with
     /// `signer`/`key`: `issuer` itself, or a delegated responder `issuer` issued with the
     /// OCSP-signing purpose.
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when the key does not match, the
+    /// - Throws: `GnuTLSError` `.invalidArgument` when the key does not match, the
     ///   delegated signer was not issued by `issuer` or lacks OCSP signing, or `validity` is not positive.
     public init(issuer: Certificate, ledger: any CertificateLedger, signer: Certificate, key: any SigningKey, validity: TimeInterval = 3600) throws {
         guard key.publicKey.derEncoded == signer.publicKey.derEncoded else {

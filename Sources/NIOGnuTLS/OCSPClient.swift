@@ -48,7 +48,7 @@ public enum OCSPClient {
 
     /// POSTs `request` to `url` and parses the answer (not verified: call
     /// ``OCSPResponse/verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)``).
-    /// - Throws: ``OCSPFetchError``, or ``GnuTLSError`` `.malformedDER` when the body is not an OCSP response.
+    /// - Throws: ``OCSPFetchError``, or `GnuTLSError` `.malformedDER` when the body is not an OCSP response.
     public static func fetch(
         _ request: OCSPRequest, from url: String, timeout: TimeAmount = .seconds(10),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton

@@ -169,7 +169,7 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// How long a handshake (including verification) may take.
     public var handshakeTimeout: Duration
     /// How long an established connection may stay without plaintext going either way
-    /// before it is closed (close_notify, then ``TLSError/Code/idleTimeout`` to the
+    /// before it is closed (close_notify, then `TLSError.Code.idleTimeout` (NIOGnuTLS) to the
     /// application); `nil`: no limit. Servers default to 2 minutes, clients to `nil`.
     public var idleTimeout: Duration?
     /// Key sizes and signature algorithms accepted in the peer's chain.
@@ -285,7 +285,7 @@ struct TLSPolicyMapping: Hashable, Sendable {
     let revocation: RevocationPolicy
     let verificationProfile: VerificationProfile
 
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when a custom priority string names a
+    /// - Throws: `GnuTLSError` `.invalidArgument` when a custom priority string names a
     ///   `%PROFILE_` other than the configuration's ``TLSConfiguration/securityProfile``.
     init(_ configuration: TLSConfiguration) throws {
         let keyword = configuration.securityProfile.priorityKeyword

@@ -133,7 +133,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
     /// Parses one DER CRL with swift-asn1, in one linear pass: the `TBSCertList` once into
     /// its fields and a dictionary of serials (GnuTLS's `gnutls_x509_crl_import` is
     /// quadratic in the number of entries, so no path hands a CRL to it).
-    /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a certificate).
+    /// - Throws: `GnuTLSError` `.malformedDER` (or `.unexpectedObject` for a certificate).
     public init(derEncoded der: [UInt8]) throws {
         let decoded: CRLDecoding.Decoded
         do {
@@ -250,11 +250,16 @@ extension CertificateRevocationList {
     /// swift-asn1, signed through GnuTLS, and the result parsed back through GnuTLS.
     ///
     /// - Parameters:
+    ///   - issuer: the CA certificate whose revocations the CRL lists.
+    ///   - key: the issuer's signing key.
     ///   - number: the CRL number, positive and monotonic per issuer (a ledger hands them out).
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` is not `issuer`'s key or the
-    ///   dates are inconsistent.
+    ///   - thisUpdate: when the CRL is issued; now by default.
+    ///   - nextUpdate: when the next CRL is due (`nil`: none promised).
+    ///   - entries: the revoked serials with their dates and reasons.
     ///   - authorityKeyIdentifier: the key identifier to write; the issuer's subject key
     ///     identifier (or its key's identifier) by default.
+    /// - Throws: `GnuTLSError` `.invalidArgument` when `key` is not `issuer`'s key or the
+    ///   dates are inconsistent.
     public static func create(
         issuer: Certificate, key: any SigningKey, number: SerialNumber, thisUpdate: Date = Date(),
         nextUpdate: Date?, entries: [Entry], authorityKeyIdentifier: [UInt8]? = nil

@@ -120,7 +120,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     public let keyDescription: KeyDescription
 
     /// Parses a DER `SubjectPublicKeyInfo`.
-    /// - Throws: ``GnuTLSError`` `.malformedDER`.
+    /// - Throws: `GnuTLSError` `.malformedDER`.
     public init(derEncoded: [UInt8]) throws {
         let handle = try PublicKeyHandle(spki: derEncoded)
         self.derEncoded = derEncoded
@@ -209,7 +209,7 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
     /// Imports a private key from PEM text (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`,
     /// `RSA PRIVATE KEY`, `EC PRIVATE KEY`).
     ///
-    /// - Throws: ``GnuTLSError`` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
+    /// - Throws: `GnuTLSError` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
     ///   `.malformedDER`, or `.unexpectedObject` (a certificate or request where a key was expected).
     public init(pemEncoded text: String, passphrase: String? = nil) throws {
         let documents = try PEMBlock.parseAll(text)
@@ -313,7 +313,7 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
 
     /// Two key pairs are equal when their public keys are.
     public static func == (lhs: KeyPair, rhs: KeyPair) -> Bool { lhs.publicKey == rhs.publicKey }
-    /// Hashes the public key, as ``==`` compares it.
+    /// Hashes the public key, as `==` compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(publicKey) }
 
     static func describe(labels: String) -> String {

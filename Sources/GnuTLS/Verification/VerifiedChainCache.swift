@@ -170,7 +170,7 @@ extension TLSConfiguration {
 
         /// Equal when both select the same storage (the same shared cache, or per-context caches of the same size and lifetime).
         public static func == (lhs: ChainCache, rhs: ChainCache) -> Bool { lhs.storage == rhs.storage }
-        /// Hashes the storage selection, as ``==`` compares it.
+        /// Hashes the storage selection, as `==` compares it.
         public func hash(into hasher: inout Hasher) { hasher.combine(storage) }
 
         /// A readable form, for logs and messages.
@@ -204,7 +204,7 @@ extension TLSContext {
     /// GnuTLS verified it in the handshake, or serves the result of an earlier identical
     /// verification from the context's ``VerifiedChainCache``.
     ///
-    /// - Throws: ``VerificationError``, or a ``GnuTLSError`` for an unparsable certificate.
+    /// - Throws: ``VerificationError``, or a `GnuTLSError` for an unparsable certificate.
     package func verifyPeerChain(_ presented: [[UInt8]], host: String?, now: Date = Date()) throws -> PeerChainVerdict? {
         guard let verifier, let leafDER = presented.first else { return nil }
         let policy = verificationPolicy(forHost: host)
