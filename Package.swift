@@ -17,6 +17,14 @@ let package = Package(
         // The CA ledger's default store (SQLite; needs the system's libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Structured logging of handshakes, refusals and expiring certificates (no-op by default).
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // Handshake, verification, connection and byte metrics (no cost without a backend).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        // Tests only: HTTP/2 behind GnuTLSHandler + ApplicationProtocolNegotiationHandler.
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        // Tests only: conversions to and from swift-certificates' Certificate by DER; name clashes.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         // Tests only: property-based tests (names, general names, serials, keys, certificates).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         // Tests only: BoringSSL (swift-nio-ssl) must read the keys we write.
@@ -68,6 +76,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // The OCSP/CRL fetch client.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // TLSUserEvent, so ApplicationProtocolNegotiationHandler works behind GnuTLSHandler.
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         // The authority's OCSP responder over HTTP on SwiftNIO: kept out of `GnuTLSAuthority`
@@ -78,9 +90,12 @@ let package = Package(
             dependencies: [
                 "GnuTLS",
                 "GnuTLSAuthority",
+                // The log metadata keys (TLSLogKey) the responder's request log shares.
+                "NIOGnuTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -91,6 +106,7 @@ let package = Package(
                 "NIOGnuTLS",
                 "NIOGnuTLSAuthority",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Shared by the test targets: running real peers and tools with timeouts, temp dirs.
@@ -112,9 +128,29 @@ let package = Package(
             name: "NIOGnuTLSTests",
             dependencies: [
                 "NIOGnuTLS", "GnuTLS", "GnuTLSAuthority", "GnuTLSCore", "TestSupport",
+                // The OCSP responder's request log (ObservabilityTests).
+                "NIOGnuTLSAuthority",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
+        // A file importing our modules beside swift-nio-ssl and swift-certificates: the
+        // documented resolution of the clashing names compiles; DER conversions both ways.
+        .testTarget(
+            name: "CompatibilityTests",
+            dependencies: [
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import GnuTLS
+import NIOCore
 
 /// What a TLS handshake negotiated and who the peer is.
 public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
@@ -38,5 +39,42 @@ public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
         if isResumed { text += " resumed" }
         if let peerSubject { text += " peer='\(peerSubject)'" }
         return text
+    }
+}
+
+// MARK: Reading the connection info from a pipeline
+
+extension Channel {
+    /// What the handshake of this channel's ``GnuTLSHandler`` negotiated and who the peer
+    /// is (like NIOSSL's `nioSSL_peerCertificate()`): `nil` before the handshake completes;
+    /// fails when the pipeline has no `GnuTLSHandler`.
+    ///
+    /// ```swift
+    /// let info = try await channel.gnuTLSConnectionInfo().get()
+    /// print(info?.peerSubject ?? "anonymous")
+    /// ```
+    public func gnuTLSConnectionInfo() -> EventLoopFuture<ConnectionInfo?> {
+        if eventLoop.inEventLoop {
+            return eventLoop.makeCompletedFuture { try pipeline.syncOperations.gnuTLSConnectionInfo() }
+        }
+        return eventLoop.submit { try self.pipeline.syncOperations.gnuTLSConnectionInfo() }
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The pipeline's ``GnuTLSHandler/connectionInfo``: `nil` before the handshake completes.
+    /// Call it on the channel's event loop.
+    /// - Throws: `ChannelPipelineError.notFound` when the pipeline has no `GnuTLSHandler`.
+    public func gnuTLSConnectionInfo() throws -> ConnectionInfo? {
+        try handler(type: GnuTLSHandler.self).connectionInfo
+    }
+}
+
+extension ChannelHandlerContext {
+    /// The connection info of the ``GnuTLSHandler`` in this handler's pipeline: `nil`
+    /// before the handshake completes.
+    /// - Throws: `ChannelPipelineError.notFound` when the pipeline has no `GnuTLSHandler`.
+    public func gnuTLSConnectionInfo() throws -> ConnectionInfo? {
+        try pipeline.syncOperations.gnuTLSConnectionInfo()
     }
 }

@@ -1,5 +1,8 @@
+import Foundation
 import GnuTLS
+import Logging
 import NIOCore
+import NIOTLS
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -23,8 +26,17 @@ public typealias TLSVerificationHook = @Sendable (ConnectionInfo) async throws -
 ///
 /// No plaintext is read or written before the handshake, GnuTLS's verification, the Swift
 /// chain verifier and the optional ``TLSVerificationHook`` have all passed; writes issued
-/// earlier wait. Closing sends close_notify. A peer closing without close_notify is reported
-/// as ``TLSError/Code/uncleanShutdown``.
+/// earlier wait. Once the connection is usable the handler fires
+/// ``TLSHandshakeCompletedEvent`` and NIO's `TLSUserEvent.handshakeCompleted(negotiatedProtocol:)`,
+/// so `ApplicationProtocolNegotiationHandler` works behind it; ``connectionInfo`` (and
+/// `channel.gnuTLSConnectionInfo()`) tell what was negotiated.
+///
+/// Writes are buffered until `flush`, then coalesced: writes that fit in one TLS record
+/// (16 KiB of plaintext) go out as one record. Closing sends close_notify and waits up to
+/// `TLSConfiguration.shutdownTimeout` for the peer's, then closes the channel
+/// (firing `TLSUserEvent.shutdownCompleted` when the peer answered). A peer closing without
+/// close_notify is reported as ``TLSError/Code/uncleanShutdown``. Removing the handler fails
+/// the writes it still holds with ``TLSError/Code/handlerRemoved``.
 public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Ciphertext from the network.
     public typealias InboundIn = ByteBuffer
@@ -64,6 +76,26 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var sentCloseNotify = false
     private var storedSession = false
     private var info: ConnectionInfo?
+    private let logger: Logger
+    private let metrics: TLSMetrics?
+    /// When the handshake started (its duration is measured to the last verification step).
+    private var handshakeStart: NIODeadline?
+    /// Whether this connection is counted in the active-connections meter.
+    private var countedActive = false
+    /// The promise of a `close` waiting for the peer's close_notify.
+    private var closePromise: EventLoopPromise<Void>?
+    private var shutdownTimer: Scheduled<Void>?
+    /// Reused to coalesce small writes into one record at flush (no allocation per flush).
+    private var coalescing: ByteBuffer?
+
+    /// The most plaintext one TLS record carries (RFC 8446 §5.1): writes are coalesced up to it.
+    static let maximumRecordPlaintext = 16_384
+
+    /// What the handshake negotiated and who the peer is, once the connection is usable
+    /// (`nil` before, and after a failed handshake). Read it on the channel's event loop.
+    public var connectionInfo: ConnectionInfo? { established ? info : nil }
+    /// Whether every verification step passed and the connection became usable.
+    private var established = false
 
     /// - Parameters:
     ///   - context: the shared TLS context.
@@ -72,12 +104,18 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     ///   - handshakePromise: completed with the connection info once the channel is
     ///     usable, or failed with a ``TLSError``.
     ///   - verificationHook: an async check of the connection (see ``TLSVerificationHook``).
+    ///   - logger: where handshakes, refusals (with the verification reasons) and shutdown
+    ///     timeouts are logged, with ``TLSLogKey`` metadata; `nil` logs nothing.
+    ///   - metrics: the metrics of the server or client this connection belongs to (make
+    ///     one ``TLSMetrics`` and share it); `nil` records nothing.
     public init(context: TLSContext, serverHostname: String? = nil, handshakePromise: EventLoopPromise<ConnectionInfo>? = nil,
-                verificationHook: TLSVerificationHook? = nil) {
+                verificationHook: TLSVerificationHook? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil) {
         self.tlsContext = context
         self.host = serverHostname
         self.hook = verificationHook
         self.handshakePromise = handshakePromise
+        self.logger = logger ?? .gnuTLSNoOp
+        self.metrics = metrics
     }
 
     // MARK: Lifecycle
@@ -85,6 +123,26 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Starts the handshake when the handler is added to an active channel.
     public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { start(context: context) }
+    }
+
+    /// Stops the timers and fails what the handler still holds: writes not yet encrypted,
+    /// the handshake promise while the handshake runs, and a close waiting for close_notify.
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+        let error = TLSError(.handlerRemoved, "the TLS handler was removed from the pipeline before this completed")
+        failPendingWrites(error)
+        switch state {
+        case .idle, .handshaking, .verifying:
+            handshakePromise?.fail(error)
+        case .active, .closing, .closed:
+            break
+        }
+        let close = closePromise
+        closePromise = nil
+        close?.fail(error)
+        countConnectionClosed()
+        state = .closed
+        engine = nil
     }
 
     /// Starts the handshake (and its timeout) when the connection opens.
@@ -102,6 +160,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         state = .handshaking
+        handshakeStart = .now()
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: Self.timeAmount(tlsContext.configuration.handshakeTimeout)) { [self] in
             guard state == .handshaking || state == .verifying else { return }
             fail(context: context, TLSError(.handshakeTimeout, "the TLS handshake did not complete within \(tlsContext.configuration.handshakeTimeout)"))
@@ -111,9 +170,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// Fails a handshake in progress and every pending write; reports a close without close_notify as ``TLSError/Code/uncleanShutdown``.
     public func channelInactive(context: ChannelHandlerContext) {
-        timeout?.cancel()
-        idleTimer?.cancel()
-        idleTimer = nil
+        cancelTimers()
+        countConnectionClosed()
+        // A close waiting for the peer's close_notify: the connection is closed, as asked.
+        let close = closePromise
+        closePromise = nil
+        close?.succeed(())
         switch state {
         case .idle, .handshaking, .verifying:
             fail(context: context, TLSError(.peerClosedDuringHandshake, "the peer closed the connection during the TLS handshake"), close: false)
@@ -145,6 +207,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .active:
             // Already reported when its close_notify arrived.
             break
+        case .closing where closePromise != nil:
+            // Waiting for close_notify, the peer finished sending without one: close now.
+            finishClose(context: context)
         case .closing, .closed:
             context.fireUserInboundEventTriggered(event)
         }
@@ -170,6 +235,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         guard let engine else { return }
+        metrics?.received(buffer.readableBytes)
         buffer.withUnsafeReadableBytes { engine.receive($0) }
         switch state {
         case .handshaking:
@@ -245,7 +311,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         self.info = info
         // OCSP / must-staple (OCSPRevocation.swift): runs beside the handshake, off the event loop.
-        let revocation = OCSPHandshakeCheck.make(context: tlsContext, info: info, staple: engine.stapledOCSPResponse)
+        let revocation = OCSPHandshakeCheck.make(context: tlsContext, info: info, staple: engine.stapledOCSPResponse, logger: logger)
         guard hook != nil || revocation != nil else {
             activate(context: context)
             return
@@ -287,16 +353,32 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         timeout?.cancel()
         timeout = nil
         state = .active
+        established = true
         if let info {
+            let nanoseconds = handshakeStart.map { (NIODeadline.now() - $0).nanoseconds } ?? 0
+            metrics?.handshakeSucceeded(info, nanoseconds: nanoseconds)
+            countedActive = metrics != nil
+            if let metrics, tlsContext.configuration.role == .server {
+                // The served certificate's remaining life, kept current without an allocation.
+                var earliest = Date.distantFuture
+                for identity in tlsContext.configuration.identities where identity.leaf.notValidAfter < earliest {
+                    earliest = identity.leaf.notValidAfter
+                }
+                metrics.recordServedCertificateExpiry(notAfter: earliest)
+            }
+            if logger.logLevel <= .info {
+                var metadata = info.logMetadata
+                metadata[TLSLogKey.event] = .string(TLSLogEvent.handshake)
+                metadata[TLSLogKey.durationMilliseconds] = .stringConvertible(Double(nanoseconds / 1000) / 1000)
+                addConnectionMetadata(&metadata, context: context)
+                logger.info("TLS handshake completed", metadata: metadata)
+            }
             handshakePromise?.succeed(info)
             context.fireUserInboundEventTriggered(TLSHandshakeCompletedEvent(info: info))
+            context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: info.applicationProtocol))
         }
         // Writes issued during the handshake go out now.
-        let writes = pendingWrites
-        pendingWrites.removeAll()
-        for (buffer, promise) in writes { encryptAndWrite(context: context, buffer, promise: promise) }
-        // encryptAndWrite already handed the ciphertext to the next handler: flush it.
-        if !writes.isEmpty { context.flush() }
+        flushPendingWrites(context: context)
         for buffer in heldPlaintext { context.fireChannelRead(wrapInboundOut(buffer)) }
         heldPlaintext.removeAll()
         heldPlaintextBytes = 0
@@ -380,6 +462,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                         lastActivity = context.eventLoop.now
                         context.fireChannelRead(wrapInboundOut(chunk))
                         delivered = true
+                    } else if state != .verifying {
+                        // Closing: this side sent close_notify and reads only to find the peer's.
                     } else {
                         heldPlaintextBytes += chunk.readableBytes
                         heldPlaintext.append(chunk)
@@ -404,10 +488,17 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                         context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
                         return
                     }
+                    if state == .closing && closePromise != nil {
+                        // The answer to our close_notify: a clean, two-way shutdown.
+                        context.fireUserInboundEventTriggered(TLSUserEvent.shutdownCompleted)
+                        finishClose(context: context)
+                        return
+                    }
                     if state == .active || state == .closing {
                         if !sentCloseNotify { engine.shutdown() }
                         flushCiphertext(context: context)
                         state = .closing
+                        context.fireUserInboundEventTriggered(TLSUserEvent.shutdownCompleted)
                         context.close(promise: nil)
                     }
                     break loop
@@ -442,8 +533,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .active where sentCloseNotify:
             promise?.fail(TLSError(.channelClosed, "cannot write: this side already sent close_notify (output closed)"))
         case .active:
+            // Encrypted at the next flush, coalesced with the writes before it.
             lastActivity = context.eventLoop.now
-            encryptAndWrite(context: context, buffer, promise: promise)
+            pendingWrites.append((buffer, promise))
         case .closing, .closed:
             promise?.fail(TLSError(.channelClosed, "cannot write: the TLS connection is closing"))
         }
@@ -451,7 +543,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// Flushes the TLS records written so far.
     public func flush(context: ChannelHandlerContext) {
-        if state == .active { context.flush() }
+        if state == .active { flushPendingWrites(context: context) }
     }
 
     /// Sends close_notify, then closes (`.output` sends close_notify and keeps reading).
@@ -469,39 +561,133 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     promise?.fail(ChannelError.outputClosed)
                     return
                 }
+                flushPendingWrites(context: context)
                 sentCloseNotify = true
                 engine?.shutdown()
                 flushCiphertext(context: context)
                 context.close(mode: .output, promise: promise)
                 return
             }
+            // Writes not yet flushed go out before close_notify.
+            flushPendingWrites(context: context)
             state = .closing
             if !sentCloseNotify { engine?.shutdown() }
             flushCiphertext(context: context)
-            context.close(mode: mode, promise: promise)
+            let wait = Self.timeAmount(tlsContext.configuration.shutdownTimeout)
+            guard !receivedCloseNotify, wait > .zero else {
+                // The peer's close_notify came first (half-closure): both directions are done.
+                if receivedCloseNotify { context.fireUserInboundEventTriggered(TLSUserEvent.shutdownCompleted) }
+                context.close(mode: mode, promise: promise)
+                return
+            }
+            // Wait for the peer's close_notify, at most the shutdown timeout.
+            closePromise = promise ?? context.eventLoop.makePromise()
+            shutdownTimer = context.eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
+                guard state == .closing, closePromise != nil else { return }
+                shutdownTimer = nil
+                var metadata: Logger.Metadata = [TLSLogKey.event: .string(TLSLogEvent.shutdownTimeout)]
+                addConnectionMetadata(&metadata, context: context)
+                logger.notice("the peer did not answer close_notify in time: closing", metadata: metadata)
+                context.fireErrorCaught(TLSError(.shutdownTimeout, "the peer did not answer close_notify within \(tlsContext.configuration.shutdownTimeout): the connection was closed"))
+                finishClose(context: context)
+            }
         case .idle, .handshaking, .verifying:
+            if state != .idle {
+                metrics?.handshakeFailed(TLSError(.channelClosed, "closed during the handshake"), version: nil,
+                                         nanoseconds: handshakeStart.map { (NIODeadline.now() - $0).nanoseconds })
+            }
             state = .closing
             timeout?.cancel()
             handshakePromise?.fail(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
             failPendingWrites(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
             context.close(mode: mode, promise: promise)
+        case .closing where closePromise != nil && mode == .all:
+            // Already waiting for close_notify: complete with that close.
+            if let promise { closePromise?.futureResult.cascade(to: promise) }
         case .closing, .closed:
             context.close(mode: mode, promise: promise)
         }
     }
 
-    private func encryptAndWrite(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+    /// Closes the channel after a close waiting for the peer's close_notify (answered, timed
+    /// out, or the peer gone), completing the waiting `close` promise.
+    private func finishClose(context: ChannelHandlerContext) {
+        shutdownTimer?.cancel()
+        shutdownTimer = nil
+        let promise = closePromise
+        closePromise = nil
+        context.close(promise: promise)
+    }
+
+    /// Encrypts the writes held since the last flush and flushes: consecutive writes are
+    /// gathered into the reused coalescing buffer up to one record's worth of plaintext, so
+    /// many small writes make one record; a write of a full record or more is encrypted as
+    /// it is. All the ciphertext goes out as one buffer, whose write completes the promises.
+    private func flushPendingWrites(context: ChannelHandlerContext) {
+        guard !pendingWrites.isEmpty else { return }
         guard let engine else {
-            promise?.fail(TLSError(.channelClosed, "cannot write: the TLS connection is closed"))
+            failPendingWrites(TLSError(.channelClosed, "cannot write: the TLS connection is closed"))
             return
         }
-        do {
-            try buffer.withUnsafeReadableBytes { bytes throws(CoreTLSFailure) in try engine.write(bytes) }
-        } catch {
-            promise?.fail(translate(error, during: false, context: context))
-            return
+        // Taken out first: completing a promise may run code that writes again.
+        var writes: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+        swap(&writes, &pendingWrites)
+        var scratch = coalescing ?? context.channel.allocator.buffer(capacity: Self.maximumRecordPlaintext)
+        coalescing = nil
+        scratch.clear()
+        var written: EventLoopPromise<Void>?
+        var failure: TLSError?
+        // writes[settled..<n]: encrypted (or gathered) but their promises not yet settled.
+        var settled = 0
+
+        func encrypt(_ buffer: ByteBuffer) {
+            guard failure == nil else { return }
+            do {
+                try buffer.withUnsafeReadableBytes { bytes throws(CoreTLSFailure) in try engine.write(bytes) }
+            } catch {
+                failure = translate(error, during: false, context: context)
+            }
         }
-        writeCiphertext(context: context, promise: promise)
+        /// The promises of writes[settled..<end] complete with the ciphertext's write (or
+        /// fail with the encryption's error).
+        func settle(upTo end: Int) {
+            for index in settled..<end {
+                guard let promise = writes[index].1 else { continue }
+                if let failure {
+                    promise.fail(failure)
+                } else if let written {
+                    written.futureResult.cascade(to: promise)
+                } else {
+                    written = promise
+                }
+            }
+            settled = end
+        }
+
+        for index in writes.indices {
+            let buffer = writes[index].0
+            if scratch.readableBytes > 0 && scratch.readableBytes + buffer.readableBytes > Self.maximumRecordPlaintext {
+                encrypt(scratch)
+                scratch.clear()
+                settle(upTo: index)
+            }
+            if buffer.readableBytes >= Self.maximumRecordPlaintext {
+                encrypt(buffer)
+                settle(upTo: index + 1)
+            } else {
+                scratch.writeImmutableBuffer(buffer)
+            }
+        }
+        if scratch.readableBytes > 0 {
+            encrypt(scratch)
+            scratch.clear()
+        }
+        settle(upTo: writes.count)
+        coalescing = scratch
+        writes.removeAll(keepingCapacity: true)
+        if pendingWrites.isEmpty { pendingWrites = writes }
+        writeCiphertext(context: context, promise: written)
+        context.flush()
     }
 
     private func writeCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
@@ -514,6 +700,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             out.reserveCapacity(bytes.count)
             out.writeBytes(bytes)
         }
+        metrics?.sent(out.readableBytes)
         context.write(wrapOutboundOut(out), promise: promise)
     }
 
@@ -529,14 +716,63 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let wasHandshaking = state == .handshaking || state == .verifying || state == .idle
         guard state != .closed else { return }
         state = close ? .closing : .closed
+        cancelTimers()
+        failPendingWrites(error)
+        if wasHandshaking {
+            handshakeRefused(context: context, error)
+            handshakePromise?.fail(error)
+        }
+        context.fireErrorCaught(error)
+        let promise = closePromise
+        closePromise = nil
+        if close {
+            context.close(promise: promise)
+        } else {
+            promise?.succeed(())
+        }
+    }
+
+    /// Counts and logs a failed or refused handshake, with the peer's certificate when it sent one.
+    private func handshakeRefused(context: ChannelHandlerContext, _ error: TLSError) {
+        let version = engine.flatMap { $0.handshakeComplete ? TLSVersion(gnutlsName: $0.protocolVersion) : nil }
+        metrics?.handshakeFailed(error, version: version, nanoseconds: handshakeStart.map { (NIODeadline.now() - $0).nanoseconds })
+        // Refusals of the peer (its certificate, the hook) are warnings; a peer that went
+        // away, timed out or spoke something else is a notice (scanners and health checks).
+        let refusals: Set<TLSError.Code> = [.verificationFailed, .verificationHookRejected, .peerCertificateRequired]
+        let level: Logger.Level = refusals.contains(error.code) ? .warning : .notice
+        guard logger.logLevel <= level else { return }
+        var metadata = error.logMetadata
+        metadata[TLSLogKey.event] = .string(TLSLogEvent.refused)
+        if let version { metadata[TLSLogKey.version] = .string(version.description) }
+        if let leaf = engine?.peerCertificates.first, let certificate = try? Certificate(derEncoded: leaf) {
+            metadata.merge(TLSLogging.peerMetadata(certificate), uniquingKeysWith: { _, new in new })
+        }
+        addConnectionMetadata(&metadata, context: context)
+        logger.log(level: level, "TLS handshake refused", metadata: metadata)
+    }
+
+    /// The role and the peer's address.
+    private func addConnectionMetadata(_ metadata: inout Logger.Metadata, context: ChannelHandlerContext) {
+        metadata[TLSLogKey.role] = .string(tlsContext.configuration.role.name)
+        if let address = context.channel.remoteAddress {
+            metadata[TLSLogKey.peerAddress] = .string(address.ipAddress.map { "\($0):\(address.port ?? 0)" } ?? "\(address)")
+        }
+    }
+
+    /// Stops the handshake, idle and shutdown timers.
+    private func cancelTimers() {
         timeout?.cancel()
         timeout = nil
         idleTimer?.cancel()
         idleTimer = nil
-        failPendingWrites(error)
-        if wasHandshaking { handshakePromise?.fail(error) }
-        context.fireErrorCaught(error)
-        if close { context.close(promise: nil) }
+        shutdownTimer?.cancel()
+        shutdownTimer = nil
+    }
+
+    private func countConnectionClosed() {
+        guard countedActive else { return }
+        countedActive = false
+        metrics?.connectionClosed()
     }
 
     private func failPendingWrites(_ error: Error) {

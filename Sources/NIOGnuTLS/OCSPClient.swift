@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -48,24 +49,39 @@ public enum OCSPClient {
 
     /// POSTs `request` to `url` and parses the answer (not verified: call
     /// ``OCSPResponse/verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)``).
+    /// - Parameter logger: the fetch is logged at `debug`, a failure at `warning`
+    ///   (``TLSLogKey/ocspURL``, ``TLSLogKey/ocspStatus``); `nil` logs nothing.
     /// - Throws: ``OCSPFetchError``, or `GnuTLSError` `.malformedDER` when the body is not an OCSP response.
     public static func fetch(
         _ request: OCSPRequest, from url: String, timeout: TimeAmount = .seconds(10),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger? = nil
     ) async throws -> OCSPResponse {
-        let body = try await post(url: url, body: request.derEncoded, contentType: "application/ocsp-request",
-                                  accept: "application/ocsp-response", timeout: timeout, eventLoopGroup: eventLoopGroup)
-        return try OCSPResponse(derEncoded: body)
+        try await fetch(derEncodedRequest: request.derEncoded, from: url, timeout: timeout, eventLoopGroup: eventLoopGroup, logger: logger)
     }
 
     /// POSTs the DER bytes `der` (any request, even a malformed one) to `url` and parses the answer.
+    /// - Parameter logger: as for ``fetch(_:from:timeout:eventLoopGroup:logger:)``.
     public static func fetch(
         derEncodedRequest der: [UInt8], from url: String, timeout: TimeAmount = .seconds(10),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger? = nil
     ) async throws -> OCSPResponse {
-        let body = try await post(url: url, body: der, contentType: "application/ocsp-request",
-                                  accept: "application/ocsp-response", timeout: timeout, eventLoopGroup: eventLoopGroup)
-        return try OCSPResponse(derEncoded: body)
+        let logger = logger ?? .gnuTLSNoOp
+        do {
+            let body = try await post(url: url, body: der, contentType: "application/ocsp-request",
+                                      accept: "application/ocsp-response", timeout: timeout, eventLoopGroup: eventLoopGroup)
+            let response = try OCSPResponse(derEncoded: body)
+            logger.debug("OCSP response fetched", metadata: [
+                TLSLogKey.event: .string(TLSLogEvent.ocspFetch), TLSLogKey.ocspURL: .string(url),
+                TLSLogKey.ocspStatus: .string("\(response.responseStatus)"),
+            ])
+            return response
+        } catch {
+            logger.warning("OCSP fetch failed", metadata: [
+                TLSLogKey.event: .string(TLSLogEvent.ocspFetch), TLSLogKey.ocspURL: .string(url),
+                TLSLogKey.errorMessage: .string("\(error)"),
+            ])
+            throw error
+        }
     }
 
     /// Sends one HTTP request and returns the body of a `200` answer.

@@ -1,8 +1,9 @@
 import GnuTLS
+import Logging
 import NIOCore
 import NIOPosix
 
-/// A verified TLS connection for async/await code: made by ``SecureChannel/connect(host:port:context:eventLoopGroup:verificationHook:)``
+/// A verified TLS connection for async/await code: made by ``SecureChannel/connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``
 /// or accepted by a ``TLSServer``, and returned only after the handshake and every
 /// verification step passed.
 ///
@@ -37,11 +38,15 @@ public struct SecureChannel: Sendable {
     ///   - context: a client ``TLSContext`` (reuse it: it holds the trust list and the
     ///     session cache for resumption).
     ///   - verificationHook: an async check run after the chain verification.
+    ///   - logger: where the handshake or its refusal is logged (``TLSLogKey`` metadata);
+    ///     `nil` logs nothing.
+    ///   - metrics: the client's metrics (make one ``TLSMetrics`` per client and reuse it);
+    ///     `nil` records nothing.
     /// - Throws: ``TLSError`` (verification, alerts, timeout, …) or a connection error.
     public static func connect(
         host: String, port: Int, context: TLSContext,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        verificationHook: TLSVerificationHook? = nil
+        verificationHook: TLSVerificationHook? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         let timeout = context.configuration.handshakeTimeout.components
         let (asyncChannel, handshake) = try await ClientBootstrap(group: eventLoopGroup)
@@ -50,7 +55,8 @@ public struct SecureChannel: Sendable {
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
-                    let handler = GnuTLSHandler(context: context, serverHostname: host, handshakePromise: promise, verificationHook: verificationHook)
+                    let handler = GnuTLSHandler(context: context, serverHostname: host, handshakePromise: promise,
+                                                verificationHook: verificationHook, logger: logger, metrics: metrics)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     return (wrapped, promise.futureResult)
@@ -76,25 +82,27 @@ public struct SecureChannel: Sendable {
 
     /// Opens a TLS connection with a one-off context built from `configuration`. Building
     /// a context loads credentials and trust: services that connect often should build one
-    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:)``,
+    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``,
     /// which also lets connections resume sessions.
     public static func connect(
         host: String, port: Int, configuration: TLSConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        verificationHook: TLSVerificationHook? = nil
+        verificationHook: TLSVerificationHook? = nil, logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         try await connect(host: host, port: port, context: TLSContext(configuration: configuration),
-                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook)
+                          eventLoopGroup: eventLoopGroup, verificationHook: verificationHook, logger: logger, metrics: metrics)
     }
 
     /// Runs TLS over an existing, connected NIO channel (the handler is added to its
     /// pipeline) and waits for the handshake and verification.
     public static func wrap(
-        _ channel: any Channel, serverHostname: String?, context: TLSContext, verificationHook: TLSVerificationHook? = nil
+        _ channel: any Channel, serverHostname: String?, context: TLSContext, verificationHook: TLSVerificationHook? = nil,
+        logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> SecureChannel {
         let (asyncChannel, handshake) = try await channel.eventLoop.submit {
             let promise = channel.eventLoop.makePromise(of: ConnectionInfo.self)
-            let handler = GnuTLSHandler(context: context, serverHostname: serverHostname, handshakePromise: promise, verificationHook: verificationHook)
+            let handler = GnuTLSHandler(context: context, serverHostname: serverHostname, handshakePromise: promise,
+                                        verificationHook: verificationHook, logger: logger, metrics: metrics)
             try channel.pipeline.syncOperations.addHandler(handler)
             let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             return (wrapped, promise.futureResult)
@@ -118,15 +126,21 @@ public final class TLSServer: Sendable {
     private let serverChannel: NIOAsyncChannel<EventLoopFuture<SecureChannel>, Never>
     /// The shared TLS context.
     public let context: TLSContext
+    /// Where the server's connections log (a no-op logger unless one was given to `bind`).
+    public let logger: Logger
+    /// The server's metrics, made once at `bind`.
+    public let metrics: TLSMetrics
 
     /// The address the server listens on.
     public var localAddress: SocketAddress? { serverChannel.channel.localAddress }
     /// The port the server listens on (useful after binding port 0).
     public var port: Int { serverChannel.channel.localAddress?.port ?? 0 }
 
-    private init(serverChannel: NIOAsyncChannel<EventLoopFuture<SecureChannel>, Never>, context: TLSContext) {
+    private init(serverChannel: NIOAsyncChannel<EventLoopFuture<SecureChannel>, Never>, context: TLSContext, logger: Logger, metrics: TLSMetrics) {
         self.serverChannel = serverChannel
         self.context = context
+        self.logger = logger
+        self.metrics = metrics
     }
 
     /// Binds `host:port` (port 0 picks a free one). Connections are spread over the
@@ -136,11 +150,19 @@ public final class TLSServer: Sendable {
     ///   limit the server stops accepting until one closes (or completes its handshake),
     ///   and further clients wait in the listen backlog. Established connections are also
     ///   bounded in time by the configuration's ``TLSConfiguration/idleTimeout``.
+    /// - Parameter logger: where handshakes, refusals, failed connection handlers and
+    ///   served certificates near expiry are logged (``TLSLogKey`` metadata); `nil` logs nothing.
+    /// - Parameter metrics: the server's metrics; `nil` makes one ``TLSMetrics`` with
+    ///   `MetricsSystem.factory` (no cost unless a backend is bootstrapped).
     public static func bind(
         host: String, port: Int, context: TLSContext,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        backlog: Int32 = 256, limits: TLSServerLimits = .unlimited, verificationHook: TLSVerificationHook? = nil
+        backlog: Int32 = 256, limits: TLSServerLimits = .unlimited, verificationHook: TLSVerificationHook? = nil,
+        logger: Logger? = nil, metrics: TLSMetrics? = nil
     ) async throws -> TLSServer {
+        let logger = logger ?? .gnuTLSNoOp
+        let metrics = metrics ?? TLSMetrics()
+        TLSLogging.checkServedCertificates(of: context, logger: logger, metrics: metrics)
         let serverLoop = eventLoopGroup.next()
         let limiter = limits.isUnlimited ? nil : ConnectionLimiter(limits: limits, eventLoop: serverLoop)
         let serverChannel = try await ServerBootstrap(group: serverLoop, childGroup: eventLoopGroup)
@@ -162,7 +184,8 @@ public final class TLSServer: Sendable {
                     if let limiter {
                         promise.futureResult.whenComplete { _ in limiter.handshakeEnded(channel) }
                     }
-                    let handler = GnuTLSHandler(context: context, handshakePromise: promise, verificationHook: verificationHook)
+                    let handler = GnuTLSHandler(context: context, handshakePromise: promise, verificationHook: verificationHook,
+                                                logger: logger, metrics: metrics)
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let wrapped = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     return promise.futureResult.map { SecureChannel(info: $0, asyncChannel: wrapped) }
@@ -176,17 +199,24 @@ public final class TLSServer: Sendable {
                         }
                 }
             }
-        return TLSServer(serverChannel: serverChannel, context: context)
+        return TLSServer(serverChannel: serverChannel, context: context, logger: logger, metrics: metrics)
     }
 
     /// Serves every connection with `handler`, each in its own task of a discarding task
     /// group. Connections whose handshake or verification fails are reported to
     /// `onFailure` and closed; errors thrown by `handler` close that connection only.
     /// Returns when the server is closed (``close()``) and every handler finished.
+    ///
+    /// Without `onFailure`, failures go to the server's ``logger``: a refused handshake is
+    /// already logged by the handler (event `refused`, with the reasons), so it is repeated
+    /// at `debug` only; an error thrown by `handler` is logged at `warning` (event
+    /// `connection_failed`).
     public func serve(
-        onFailure: @escaping @Sendable (any Error) -> Void = { _ in },
+        onFailure: (@Sendable (any Error) -> Void)? = nil,
         handler: @escaping @Sendable (SecureChannel) async throws -> Void
     ) async throws {
+        let handshakeFailed = onFailure ?? Self.logHandshakeFailure(logger)
+        let handlerFailed = onFailure ?? Self.logHandlerFailure(logger)
         try await serverChannel.executeThenClose { inbound in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await pending in inbound {
@@ -195,13 +225,13 @@ public final class TLSServer: Sendable {
                         do {
                             channel = try await pending.get()
                         } catch {
-                            onFailure(error)
+                            handshakeFailed(error)
                             return
                         }
                         do {
                             try await handler(channel)
                         } catch {
-                            onFailure(error)
+                            handlerFailed(error)
                             try? await channel.channel.close()
                         }
                     }
@@ -212,7 +242,8 @@ public final class TLSServer: Sendable {
 
     /// The verified connections, in the order their handshakes complete. Failed handshakes
     /// are reported to `onFailure` and skipped. Iterate from one task only.
-    public func connections(onFailure: @escaping @Sendable (any Error) -> Void = { _ in }) -> AsyncThrowingStream<SecureChannel, any Error> {
+    public func connections(onFailure: (@Sendable (any Error) -> Void)? = nil) -> AsyncThrowingStream<SecureChannel, any Error> {
+        let onFailure = onFailure ?? Self.logHandshakeFailure(logger)
         let (stream, continuation) = AsyncThrowingStream<SecureChannel, any Error>.makeStream()
         let task = Task {
             do {
@@ -236,6 +267,27 @@ public final class TLSServer: Sendable {
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+
+    /// The default `onFailure` for a failed handshake: `debug` (the handler logged it, with
+    /// the peer and the reasons, as event `refused`).
+    private static func logHandshakeFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
+        { error in
+            var metadata = (error as? TLSError)?.logMetadata ?? [TLSLogKey.errorMessage: .string("\(error)")]
+            metadata[TLSLogKey.role] = "server"
+            logger.debug("TLS handshake failed", metadata: metadata)
+        }
+    }
+
+    /// The default `onFailure` for an error thrown by a connection's handler: `warning`,
+    /// event `connection_failed`.
+    private static func logHandlerFailure(_ logger: Logger) -> @Sendable (any Error) -> Void {
+        { error in
+            var metadata = (error as? TLSError)?.logMetadata ?? [TLSLogKey.errorMessage: .string("\(error)")]
+            metadata[TLSLogKey.event] = .string(TLSLogEvent.connectionFailed)
+            metadata[TLSLogKey.role] = "server"
+            logger.warning("connection handler failed", metadata: metadata)
+        }
     }
 
     /// Stops accepting; connections already served finish on their own (graceful shutdown).

@@ -40,6 +40,12 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let idleTimeout = Code(rawValue: "idleTimeout")
         /// A write or read on a connection that is closed.
         public static let channelClosed = Code(rawValue: "channelClosed")
+        /// The ``GnuTLSHandler`` was removed from the pipeline while it still held the write
+        /// (or the handshake, or a close waiting for close_notify).
+        public static let handlerRemoved = Code(rawValue: "handlerRemoved")
+        /// The peer did not answer close_notify within the configuration's
+        /// `TLSConfiguration.shutdownTimeout`; the channel was closed anyway.
+        public static let shutdownTimeout = Code(rawValue: "shutdownTimeout")
     }
 
     /// What kind of failure.

@@ -1,7 +1,9 @@
 import Foundation
 import GnuTLS
 import GnuTLSAuthority
+import Logging
 import NIOCore
+import NIOGnuTLS
 import NIOHTTP1
 import NIOPosix
 
@@ -71,11 +73,14 @@ public final class OCSPServer: Sendable {
     /// - Parameters:
     ///   - crl: produces the DER CRL served at ``crlPath`` (runs on the thread pool); `nil`: 404.
     ///   - log: called once per request, off the event loop's critical path.
+    ///   - logger: every answered request is logged at `info` (``TLSLogKey/event`` `ocsp_request`,
+    ///     method, HTTP status, OCSP status, latency); `nil` logs nothing.
     public static func start(
         responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])? = nil, host: String = "127.0.0.1", port: Int = 0,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        threadPool: NIOThreadPool = .singleton, log: (@Sendable (LogRecord) -> Void)? = nil
+        threadPool: NIOThreadPool = .singleton, log: (@Sendable (LogRecord) -> Void)? = nil, logger: Logger? = nil
     ) async throws -> OCSPServer {
+        let log = OCSPLogging.requestLogger(log, logger: logger)
         let channel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -95,6 +100,27 @@ public final class OCSPServer: Sendable {
     /// Stops listening.
     public func close() async throws {
         try await channel.close()
+    }
+}
+
+/// Routes the responder's request records to a `Logger` besides the caller's closure.
+enum OCSPLogging {
+    static func requestLogger(_ log: (@Sendable (OCSPServer.LogRecord) -> Void)?, logger: Logger?) -> (@Sendable (OCSPServer.LogRecord) -> Void)? {
+        guard let logger else { return log }
+        return { record in
+            log?(record)
+            var metadata: Logger.Metadata = [
+                TLSLogKey.event: .string(TLSLogEvent.ocspRequest),
+                TLSLogKey.httpMethod: .string(record.method),
+                TLSLogKey.httpStatus: .stringConvertible(record.httpStatus),
+                TLSLogKey.durationMilliseconds: .stringConvertible((record.latency * 1_000_000).rounded() / 1000),
+            ]
+            if let status = record.responseStatus { metadata[TLSLogKey.ocspStatus] = .string("\(status)") }
+            if !record.statuses.isEmpty {
+                metadata[TLSLogKey.ocspCertificates] = .string(record.statuses.map { "\($0.0.hexString)=\($0.1)" }.joined(separator: ","))
+            }
+            logger.info("OCSP request answered", metadata: metadata)
+        }
     }
 }
 

@@ -89,7 +89,8 @@ struct ConnectCommand: AsyncParsableCommand {
         let tlsContext = try context("invalid client configuration") { try TLSContext(configuration: configuration) }
         let channel: SecureChannel
         do {
-            channel = try await SecureChannel.connect(host: endpoint.host, port: endpoint.port, context: tlsContext)
+            channel = try await SecureChannel.connect(host: endpoint.host, port: endpoint.port, context: tlsContext,
+                                                      logger: session.makeLogger(label: "tlsctl.connect"))
         } catch let error as TLSError {
             Console.error("tlsctl: \(TLSOutput.reason(error))")
             throw ExitCode.failure

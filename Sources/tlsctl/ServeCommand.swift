@@ -108,7 +108,8 @@ struct ServeCommand: AsyncParsableCommand {
         let server: TLSServer
         do {
             server = try await TLSServer.bind(host: host, port: port, context: tlsContext,
-                                              limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes))
+                                              limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes),
+                                              logger: session.makeLogger(label: "tlsctl.serve"))
         } catch {
             throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GnuTLS
+import Logging
 import NIOCore
 import NIOGnuTLS
 import NIOPosix
@@ -34,6 +35,16 @@ struct TLSVersionArgument: ExpressibleByArgument {
     static var allValueStrings: [String] { ["1.2", "1.3"] }
 }
 
+/// `--log-level trace|debug|info|notice|warning|error|critical`.
+struct LogLevelArgument: ExpressibleByArgument {
+    var level: Logger.Level
+    init?(argument: String) {
+        guard let level = Logger.Level(rawValue: argument.lowercased()) else { return nil }
+        self.level = level
+    }
+    static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+}
+
 /// Options both commands take for the TLS session itself.
 struct SessionOptions: ParsableArguments {
     @Option(name: .customLong("tls-version"), help: ArgumentHelp("Only this TLS version: 1.2 or 1.3 (default: both).", valueName: "version"))
@@ -48,6 +59,17 @@ struct SessionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Close a connection after this many seconds without data either way; 0: never (default: 120 for serve, never for connect).",
                                valueName: "seconds"))
     var idleTimeout: Double?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("Log the library's events (handshakes, refusals with their reasons, expiring certificates) to stderr from this level on: trace, debug, info, notice, warning, error or critical (default: no log).", valueName: "level"))
+    var logLevel: LogLevelArgument?
+
+    /// The library's events on stderr (swift-log's stream handler), or `nil` without --log-level.
+    func makeLogger(label: String) -> Logger? {
+        guard let logLevel else { return nil }
+        var logger = Logger(label: label, factory: { StreamLogHandler.standardError(label: $0) })
+        logger.logLevel = logLevel.level
+        return logger
+    }
 
     func validate() throws {
         if let idleTimeout, !(idleTimeout >= 0 && idleTimeout <= 86_400 * 365) {

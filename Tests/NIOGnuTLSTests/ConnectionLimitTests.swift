@@ -16,7 +16,10 @@ import Testing
 func acceptedDescriptors(port: Int) -> Int {
     var inodes = Set<String>()
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+        // Read to the end: `String(contentsOfFile:)` stops after the first page of a /proc
+        // file (4 KiB, ~27 sockets), which misses ours on a machine with many sockets.
+        guard let data = FileHandle(forReadingAtPath: table)?.readDataToEndOfFile() else { continue }
+        let text = String(decoding: data, as: UTF8.self)
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count > 9, fields[3] != "0A", fields[9] != "0",

@@ -125,10 +125,25 @@ struct TLSEnd {
     }
 
     /// Closes the channel (if the test left it open) and stops its loop: a NIO channel's
-    /// pipeline and its handlers refer to each other until the channel closes.
+    /// pipeline and its handlers refer to each other until the channel closes. A close
+    /// waits for the peer's close_notify, which no one sends here: the loop's virtual clock
+    /// is moved past the shutdown timeout (no real time passes).
     func finish() async {
+        let closing = channel.startClose()
+        await channel.testingEventLoop.advanceTime(by: .hours(1))
+        _ = try? await closing.get()
         _ = try? await channel.finish(acceptAlreadyClosed: true)
         await channel.testingEventLoop.shutdownGracefully()
+    }
+}
+
+extension NIOAsyncTestingChannel {
+    /// Starts closing the channel and returns the close's future without waiting for it
+    /// (`close()` on a testing channel awaits; a TLS close waits for the peer's close_notify).
+    func startClose() -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        close(promise: promise)
+        return promise.futureResult
     }
 }
 
@@ -373,11 +388,17 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         #expect(server.handshakeComplete)
         _ = try await client.handshake.get()
         _ = try drain(server)
-        try await client.channel.close()
+        // The close completes once the peer answers close_notify (or the shutdown timeout).
+        let closed = Outcome(client.channel.startClose())
         let closing = try await client.outbound()
         #expect(!closing.isEmpty)
         for buffer in closing { buffer.withUnsafeReadableBytes { server.receive($0) } }
         #expect(try server.read { _ in } == .closed)
+        #expect(closed.result == nil)
+        server.shutdown()
+        await client.deliver([ByteBuffer(bytes: server.takeOutbound())])
+        #expect(await eventually { closed.succeeded })
+        #expect(!client.channel.isActive)
         #expect(client.recorder.errors.isEmpty)
         await client.finish()
     }

@@ -172,6 +172,10 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// before it is closed (close_notify, then `TLSError.Code.idleTimeout` (NIOGnuTLS) to the
     /// application); `nil`: no limit. Servers default to 2 minutes, clients to `nil`.
     public var idleTimeout: Duration?
+    /// How long a closing connection waits for the peer's close_notify after sending its
+    /// own; when it passes, the channel closes anyway. `.zero` closes right after sending
+    /// close_notify. Defaults to 5 seconds.
+    public var shutdownTimeout: Duration = .seconds(5)
     /// Key sizes and signature algorithms accepted in the peer's chain.
     public var securityProfile: SecurityProfile
     /// Revocation checking against the trust store's CRLs.
