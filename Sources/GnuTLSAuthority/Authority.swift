@@ -36,7 +36,7 @@ public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible 
         /// attributes, or a control or bidirectional-override character in a value.
         public static let invalidSubject = Reason(rawValue: "invalidSubject")
         /// The request names more subject alternative names than a certificate may hold
-        /// (``Policy/maximumAlternativeNames``).
+        /// (the issuance policy's maximum).
         public static let tooManyNames = Reason(rawValue: "tooManyNames")
         /// A server certificate's common name is not one of its DNS or IP alternative names
         /// (CA/Browser Forum Baseline Requirements 7.1.4.3).

@@ -26,6 +26,7 @@ extension LocalAuthority {
     /// Revokes the certificate this authority issued with `serial`.
     ///
     /// - Parameters:
+    ///   - serial: the serial number of the certificate to revoke.
     ///   - reason: the reason code for CRLs; `nil` (or `.unspecified`) writes none.
     ///   - date: the revocation date (second precision); now by default.
     /// - Throws: ``LedgerError`` `.unknownSerial`, `.alreadyRevoked`, `.noLedger`, `.storage`.

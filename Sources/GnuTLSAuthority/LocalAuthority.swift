@@ -49,6 +49,7 @@ public final class LocalAuthority: Authority {
     /// Creates a self-signed root CA.
     ///
     /// - Parameters:
+    ///   - subject: the root's distinguished name (not empty).
     ///   - key: the root's key; a new ECDSA P-256 key when omitted.
     ///   - validityDays: lifetime from now (default ten years).
     ///   - pathLength: how many intermediate levels may follow (`nil`: unlimited).

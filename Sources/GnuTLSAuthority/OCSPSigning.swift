@@ -12,10 +12,12 @@ extension OCSPResponse {
     /// The responder is named by key hash (RFC 6960 section 4.2.1, as RFC 5019 asks).
     ///
     /// - Parameters:
+    ///   - responses: the status of each certificate asked about.
     ///   - signer: the signing certificate: the CA itself, or a delegated responder it
     ///     issued (see ``CertificateProfile/ocspResponder``).
     ///   - key: `signer`'s private key.
-    ///   - nonce: the nonce to echo (``OCSPRequest/nonce``), or `nil`.
+    ///   - producedAt: the response's production time; now by default.
+    ///   - nonce: the nonce to echo (the request's `nonce`), or `nil`.
     ///   - includeSignerCertificate: put `signer` in `certs` (needed for a delegated
     ///     responder, so a client can check its authorisation).
     /// - Throws: `GnuTLSError` `.invalidArgument` when `key` does not match `signer`.

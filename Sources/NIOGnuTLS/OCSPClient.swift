@@ -48,7 +48,7 @@ public enum OCSPClient {
     public static let maximumResponseBytes = 1024 * 1024
 
     /// POSTs `request` to `url` and parses the answer (not verified: call
-    /// ``OCSPResponse/verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)``).
+    /// `OCSPResponse.verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)`).
     /// - Parameter logger: the fetch is logged at `debug`, a failure at `warning`
     ///   (``TLSLogKey/ocspURL``, ``TLSLogKey/ocspStatus``); `nil` logs nothing.
     /// - Throws: ``OCSPFetchError``, or `GnuTLSError` `.malformedDER` when the body is not an OCSP response.

@@ -35,8 +35,12 @@ public struct SecureChannel: Sendable {
     /// Opens a TLS connection to `host:port` and verifies the server.
     ///
     /// - Parameters:
-    ///   - context: a client ``TLSContext`` (reuse it: it holds the trust list and the
+    ///   - host: the server's host name or IP address: connected to, sent in SNI and
+    ///     verified, unless the configuration's `serverName` names another.
+    ///   - port: the server's TCP port.
+    ///   - context: a client `TLSContext` (reuse it: it holds the trust list and the
     ///     session cache for resumption).
+    ///   - eventLoopGroup: where the connection runs.
     ///   - verificationHook: an async check run after the chain verification.
     ///   - logger: where the handshake or its refusal is logged (``TLSLogKey`` metadata);
     ///     `nil` logs nothing.
@@ -82,7 +86,7 @@ public struct SecureChannel: Sendable {
 
     /// Opens a TLS connection with a one-off context built from `configuration`. Building
     /// a context loads credentials and trust: services that connect often should build one
-    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``,
+    /// `TLSContext` and use ``connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``,
     /// which also lets connections resume sessions.
     public static func connect(
         host: String, port: Int, configuration: TLSConfiguration,
@@ -146,10 +150,17 @@ public final class TLSServer: Sendable {
     /// Binds `host:port` (port 0 picks a free one). Connections are spread over the
     /// event loops of `eventLoopGroup`.
     ///
+    /// - Parameter host: the address to listen on (`127.0.0.1`, `::`, `0.0.0.0`, a host name).
+    /// - Parameter port: the TCP port; 0 picks a free one (``port`` tells which).
+    /// - Parameter context: the server `TLSContext`, shared by every connection.
+    /// - Parameter eventLoopGroup: connections are spread over its event loops.
+    /// - Parameter backlog: the listen backlog.
+    /// - Parameter verificationHook: an async check of every connection after the chain
+    ///   verification (see ``TLSVerificationHook``): authorisation by subject or SPIFFE ID.
     /// - Parameter limits: how many connections and handshakes may be open at once; at a
     ///   limit the server stops accepting until one closes (or completes its handshake),
     ///   and further clients wait in the listen backlog. Established connections are also
-    ///   bounded in time by the configuration's ``TLSConfiguration/idleTimeout``.
+    ///   bounded in time by the configuration's `idleTimeout`.
     /// - Parameter logger: where handshakes, refusals, failed connection handlers and
     ///   served certificates near expiry are logged (``TLSLogKey`` metadata); `nil` logs nothing.
     /// - Parameter metrics: the server's metrics; `nil` makes one ``TLSMetrics`` with

@@ -71,6 +71,11 @@ public final class OCSPServer: Sendable {
 
     /// Binds `host:port` (port 0 picks a free one) and answers for `responder`.
     /// - Parameters:
+    ///   - responder: answers the OCSP requests (signs the responses).
+    ///   - host: the address to listen on.
+    ///   - port: the TCP port; 0 picks a free one (``port`` tells which).
+    ///   - eventLoopGroup: where the HTTP connections run.
+    ///   - threadPool: where responses are signed and CRLs produced, off the event loop.
     ///   - crl: produces the DER CRL served at ``crlPath`` (runs on the thread pool); `nil`: 404.
     ///   - log: called once per request, off the event loop's critical path.
     ///   - logger: every answered request is logged at `info` (``TLSLogKey/event`` `ocsp_request`,
