@@ -49,6 +49,10 @@ public enum OCSPClient {
 
     /// POSTs `request` to `url` and parses the answer (not verified: call
     /// `OCSPResponse.verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)`).
+    /// - Parameter request: the OCSP request to send.
+    /// - Parameter url: the responder's `http://` URL (from the certificate's AIA).
+    /// - Parameter timeout: the bound on connecting, sending and reading the answer.
+    /// - Parameter eventLoopGroup: where the HTTP connection runs.
     /// - Parameter logger: the fetch is logged at `debug`, a failure at `warning`
     ///   (``TLSLogKey/ocspURL``, ``TLSLogKey/ocspStatus``); `nil` logs nothing.
     /// - Throws: ``OCSPFetchError``, or `GnuTLSError` `.malformedDER` when the body is not an OCSP response.
@@ -60,6 +64,10 @@ public enum OCSPClient {
     }
 
     /// POSTs the DER bytes `der` (any request, even a malformed one) to `url` and parses the answer.
+    /// - Parameter der: the request's DER bytes, sent as they are.
+    /// - Parameter url: the responder's `http://` URL (from the certificate's AIA).
+    /// - Parameter timeout: the bound on connecting, sending and reading the answer.
+    /// - Parameter eventLoopGroup: where the HTTP connection runs.
     /// - Parameter logger: as for ``fetch(_:from:timeout:eventLoopGroup:logger:)``.
     public static func fetch(
         derEncodedRequest der: [UInt8], from url: String, timeout: TimeAmount = .seconds(10),

@@ -78,7 +78,7 @@ public final class OCSPServer: Sendable {
     ///   - threadPool: where responses are signed and CRLs produced, off the event loop.
     ///   - crl: produces the DER CRL served at ``crlPath`` (runs on the thread pool); `nil`: 404.
     ///   - log: called once per request, off the event loop's critical path.
-    ///   - logger: every answered request is logged at `info` (``TLSLogKey/event`` `ocsp_request`,
+    ///   - logger: every answered request is logged at `info` (`TLSLogKey.event` `ocsp_request`,
     ///     method, HTTP status, OCSP status, latency); `nil` logs nothing.
     public static func start(
         responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])? = nil, host: String = "127.0.0.1", port: Int = 0,
