@@ -34,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         // Documentation only: `swift package generate-documentation`.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
+        // `TLSServer` and the certificate file watcher are `Service`s in a `ServiceGroup`.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // The C library: GnuTLS headers plus `static inline` helpers for what Swift cannot import.
@@ -80,6 +82,7 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The authority's OCSP responder over HTTP on SwiftNIO: kept out of `GnuTLSAuthority`
@@ -107,7 +110,20 @@ let package = Package(
                 "NIOGnuTLSAuthority",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Tests only: a `ServiceGroup` running a `TLSServer`, for the SIGTERM shutdown test
+        // (a signal must go to a process of its own, not to the test runner).
+        .executableTarget(
+            name: "TLSServiceFixture",
+            dependencies: [
+                "GnuTLS", "NIOGnuTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/TLSServiceFixture"
         ),
         // Shared by the test targets: running real peers and tools with timeouts, temp dirs.
         .target(
@@ -130,6 +146,7 @@ let package = Package(
                 "NIOGnuTLS", "GnuTLS", "GnuTLSAuthority", "GnuTLSCore", "TestSupport",
                 // The OCSP responder's request log (ObservabilityTests).
                 "NIOGnuTLSAuthority",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -181,7 +198,11 @@ let package = Package(
         // Runs the built `tlsctl` binary as a user would.
         .testTarget(
             name: "TLSCtlTests",
-            dependencies: ["tlsctl", "GnuTLS", "GnuTLSAuthority", "TestSupport"]
+            dependencies: [
+                "tlsctl", "GnuTLS", "GnuTLSAuthority", "TestSupport", "NIOGnuTLS", "TLSServiceFixture",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -14,6 +14,9 @@ install_pip_package sslyze sslyze
 # The raw TLS record peer of TLSRecordAlertInteropTests encrypts a KeyUpdate itself.
 install_debian_packages python3-cryptography
 install_debian_packages sqlite3
+# PKCS#11 token tests: SoftHSM2 (softhsm2-util, its module, registered with p11-kit) and
+# p11-kit; p11tool comes with gnutls-bin.
+install_debian_packages softhsm2 p11-kit
 
 # Every ```swift block of the DocC articles must be in Tests/DocSnippetTests (which runs them).
 ./scripts/check-doc-snippets.sh

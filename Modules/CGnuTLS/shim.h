@@ -14,6 +14,8 @@
 
 /* `gnutls_free` is a global function pointer; Swift 6 rejects it as shared mutable state. */
 static inline void cgnutls_free(void *ptr) { gnutls_free(ptr); }
+/* `gnutls_malloc` likewise: for memory GnuTLS frees (a signature from an external key, an OCSP staple from the status callback). */
+static inline void *cgnutls_malloc(size_t size) { return gnutls_malloc(size); }
 
 /* Function-like macros Swift cannot import. */
 static inline unsigned cgnutls_curve_to_bits(gnutls_ecc_curve_t curve) {
@@ -22,6 +24,8 @@ static inline unsigned cgnutls_curve_to_bits(gnutls_ecc_curve_t curve) {
 static inline unsigned cgnutls_bits_to_curve(gnutls_ecc_curve_t curve) {
     return GNUTLS_BITS_TO_CURVE(curve);
 }
+/* GNUTLS_FLAGS_TO_SIGN_ALGO is a function-like macro (gnutls_privkey_info_func flags). */
+static inline unsigned cgnutls_flags_to_sign_algo(unsigned flags) { return GNUTLS_FLAGS_TO_SIGN_ALGO(flags); }
 static inline int cgnutls_bits_are_curve(unsigned bits) { return GNUTLS_BITS_ARE_CURVE(bits); }
 
 /* GNUTLS_PROFILE_TO_VFLAGS is a function-like macro. */

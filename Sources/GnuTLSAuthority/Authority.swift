@@ -162,7 +162,12 @@ public struct IssuanceOptions: Hashable, Sendable {
     }
 }
 
-/// Something that signs certificates: a local CA today, a remote CA later.
+/// Something that signs certificates: a ``LocalAuthority`` whose key this process reaches
+/// (in memory, on a token, through a signer), or an authority behind a network call.
+///
+/// Every operation is `async` so an authority backed by a remote service fits without
+/// blocking its caller. ``LocalAuthority`` satisfies them with synchronous methods, which
+/// Swift accepts for `async` requirements; call them with `await` through `any Authority`.
 public protocol Authority: Sendable {
     /// The authority's own certificate.
     var certificate: Certificate { get }
@@ -170,5 +175,11 @@ public protocol Authority: Sendable {
     var chain: [Certificate] { get }
     /// Checks `request` against policy and issues a certificate for it.
     /// - Throws: ``IssuanceError`` for a policy refusal, `GnuTLSError` for a library failure.
-    func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions) throws -> Certificate
+    func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions) async throws -> Certificate
+    /// Revokes the certificate this authority issued with `serial`.
+    /// - Throws: ``LedgerError`` `.unknownSerial`, `.alreadyRevoked`, `.noLedger`.
+    @discardableResult
+    func revoke(serial: SerialNumber, reason: RevocationReason?, date: Date) async throws -> Revocation
+    /// Issues a CRL of every revocation, valid for `days` days.
+    func makeCRL(nextUpdateIn days: Int) async throws -> CertificateRevocationList
 }

@@ -17,6 +17,10 @@ public struct BenchmarkPKI: Sendable {
     public let serverIdentity: TLSIdentity
     /// The client's chain and key.
     public let clientIdentity: TLSIdentity
+    /// The server identity's key, in memory (for baselines that load it as PEM).
+    public var serverKey: KeyPair { Self.keyPair(serverIdentity) }
+    /// The client identity's key, in memory.
+    public var clientKey: KeyPair { Self.keyPair(clientIdentity) }
     /// The host name the server certificate is issued for.
     public let hostname = "localhost"
 
@@ -36,6 +40,13 @@ public struct BenchmarkPKI: Sendable {
         let key = try KeyPair.generate(algorithm)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
         return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
+    }
+
+    private static func keyPair(_ identity: TLSIdentity) -> KeyPair {
+        guard case .inMemory(let key)? = identity.key.reference?.storedForm else {
+            preconditionFailure("benchmark identities are generated in memory")
+        }
+        return key
     }
 
     /// A trust store holding the root.

@@ -74,7 +74,7 @@ public final class LocalAuthority: Authority {
             spec.permittedNames = nameConstraints.permitted
             spec.excludedNames = nameConstraints.excluded
         }
-        let der = try CertificateHandle.issue(spec, issuer: nil, key: key.signingBackend.handle)
+        let der = try CertificateHandle.issue(spec, issuer: nil, key: try coreKeyHandle(for: key))
         return try LocalAuthority(certificate: Certificate(derEncoded: der), key: key)
     }
 
@@ -108,7 +108,7 @@ public final class LocalAuthority: Authority {
             }
             try CrashPoint.afterReserve.reached()
         }
-        let der = try CertificateHandle.issue(spec, issuer: certificate.derEncoded, key: key.signingBackend.handle)
+        let der = try CertificateHandle.issue(spec, issuer: certificate.derEncoded, key: try coreKeyHandle(for: key))
         try CrashPoint.afterSign.reached()
         let issued = try Certificate(derEncoded: der)
         try ledger?.record(issued)
@@ -133,18 +133,21 @@ public final class LocalAuthority: Authority {
         public static let certificate = "ca.pem"
         /// The CA key: encrypted PKCS#8 when saved with a passphrase.
         public static let key = "ca.key.pem"
+        /// Instead of ``key``, for a key that lives elsewhere: its URI (`pkcs11:…`) on one line.
+        public static let keyURI = "ca.key.uri"
         /// The CA certificate followed by its issuers up to the root.
         public static let chain = "chain.pem"
         /// The ledger of issued and revoked certificates (SQLite, with its `-wal`/`-shm` files).
         public static let ledger = "ledger.sqlite"
     }
 
-    /// Writes `ca.pem`, `ca.key.pem` (mode 0600, encrypted with `passphrase` when given) and
+    /// Writes `ca.pem`, `ca.key.pem` (mode 0600, encrypted with `passphrase` when given; or
+    /// `ca.key.uri` for a key named by URI, such as a ``PKCS11Key``: the key stays where it is) and
     /// `chain.pem` into `directory`, creating it (mode 0700) if needed, and opens (or creates)
     /// the directory's `ledger.sqlite` as this authority's ledger.
     public func save(to directory: String, passphrase: String?) throws {
-        guard let keyPair = key as? KeyPair else {
-            throw GnuTLSError(.invalidArgument, "only an in-memory key pair can be saved to a CA directory")
+        guard let reference = key.reference else {
+            throw GnuTLSError(.invalidArgument, "the CA key (\(key.publicKey.keyDescription), \(type(of: key))) has no saved form: only a key pair in memory or a key named by URI (PKCS11Key) can be saved to a CA directory")
         }
         let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
         // A ledger already in the directory must be this CA's (checked before anything is written).
@@ -156,7 +159,12 @@ public final class LocalAuthority: Authority {
         } catch {
             throw GnuTLSError(.fileAccess, "cannot create CA directory \(directory): \(error.localizedDescription)")
         }
-        try FileIO.write(try keyPair.pemEncoded(passphrase: passphrase), to: path(DirectoryLayout.key), secret: true)
+        switch reference.storedForm {
+        case .inMemory(let keyPair):
+            try FileIO.write(try keyPair.pemEncoded(passphrase: passphrase), to: path(DirectoryLayout.key), secret: true)
+        case .uri(let uri):
+            try FileIO.write(uri + "\n", to: path(DirectoryLayout.keyURI))
+        }
         try FileIO.write(certificate.pemEncoded, to: path(DirectoryLayout.certificate))
         try FileIO.write(chain.map(\.pemEncoded).joined(), to: path(DirectoryLayout.chain))
         // Saving is how a CA directory is created, and the only place a ledger is created:
@@ -174,10 +182,19 @@ public final class LocalAuthority: Authority {
     /// - Throws: `.passphraseRequired` / `.wrongPassphrase` for the key, `.fileAccess` for a
     ///   missing file, ``IssuanceError`` `.authorityMisconfigured` when the key does not match,
     ///   ``LedgerError`` `.ledgerMissing`, `.notALedger`, `.corrupted`, `.foreignLedger`.
-    public static func load(from directory: String, passphrase: String?, readOnlyLedger: Bool = false) throws -> LocalAuthority {
+    ///
+    /// A directory holding `ca.key.uri` instead of `ca.key.pem` opens its key as a
+    /// ``PKCS11Key`` with `pin` (`.wrongPIN`, `.tokenNotPresent`, … for the token).
+    public static func load(from directory: String, passphrase: String?, pin: PKCS11PIN = .none, readOnlyLedger: Bool = false) throws -> LocalAuthority {
         let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
         let certificate = try Certificate(pemEncoded: FileIO.readText(path(DirectoryLayout.certificate)))
-        let key = try KeyPair(contentsOfFile: path(DirectoryLayout.key), passphrase: passphrase)
+        let key: any SigningKey
+        if FileManager.default.fileExists(atPath: path(DirectoryLayout.keyURI)) {
+            let uri = try FileIO.readText(path(DirectoryLayout.keyURI)).trimmingCharacters(in: .whitespacesAndNewlines)
+            key = try PKCS11Key(uri: uri, pin: pin)
+        } else {
+            key = try KeyPair(contentsOfFile: path(DirectoryLayout.key), passphrase: passphrase)
+        }
         let chainPath = path(DirectoryLayout.chain)
         let issuers = FileManager.default.fileExists(atPath: chainPath) ? try Certificate.load(contentsOfFile: chainPath) : []
         let authority = try LocalAuthority(certificate: certificate, key: key, issuers: issuers)

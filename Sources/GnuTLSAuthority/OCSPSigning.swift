@@ -42,7 +42,7 @@ extension OCSPResponse {
             throw GnuTLSError(.invalidArgument, "the signing key does not match the public key of OCSP signer '\(signer.subject)'")
         }
         guard !responses.isEmpty else { throw GnuTLSError(.invalidArgument, "a successful OCSP response needs at least one single response") }
-        let handle = key.signingBackend.handle
+        let handle = try coreKeyHandle(for: key)
         let keyHash = CoreCrypto.sha1(PublicKey.subjectPublicKeyBits(signer.publicKey.derEncoded) ?? signer.publicKey.derEncoded)
         var coder = DER.Serializer()
         try coder.appendConstructedNode(identifier: .sequence) { coder in  // ResponseData, version v1 (DEFAULT, omitted)

@@ -145,7 +145,7 @@ extension CertificateHandle {
         } else {
             rc = key.withAbstractKey { gnutls_x509_crt_privkey_sign(raw, raw, $0, digest, 0) }
         }
-        try check(rc, "gnutls_x509_crt_privkey_sign", "signing the certificate")
+        try key.checkSigning(rc, "gnutls_x509_crt_privkey_sign", "signing the certificate")
         return try crt.der()
     }
 }
@@ -196,7 +196,7 @@ extension RequestHandle {
             try check(gnutls_x509_crq_set_challenge_password(raw, password), "gnutls_x509_crq_set_challenge_password")
         }
         let rc = key.withAbstractKey { gnutls_x509_crq_privkey_sign(raw, $0, key.signingDigest, 0) }
-        try check(rc, "gnutls_x509_crq_privkey_sign", "signing the certificate request")
+        try key.checkSigning(rc, "gnutls_x509_crq_privkey_sign", "signing the certificate request")
         return try crq.der()
     }
 }

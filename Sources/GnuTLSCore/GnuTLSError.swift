@@ -40,6 +40,24 @@ public struct GnuTLSError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let fileAccess = Code(rawValue: "fileAccess")
         /// A signature does not verify.
         public static let signatureInvalid = Code(rawValue: "signatureInvalid")
+        /// A signing key (a token, a remote signer) failed to sign.
+        public static let signerFailed = Code(rawValue: "signerFailed")
+        /// The key or token cannot make the signature asked for (mechanism or scheme not offered).
+        public static let mechanismNotSupported = Code(rawValue: "mechanismNotSupported")
+        /// A private key does not match the certificate (or public key) it is paired with.
+        public static let keyMismatch = Code(rawValue: "keyMismatch")
+        /// A PKCS#11 module could not be found or loaded.
+        public static let moduleNotFound = Code(rawValue: "moduleNotFound")
+        /// No token matching the `pkcs11:` URI is present in any loaded module.
+        public static let tokenNotPresent = Code(rawValue: "tokenNotPresent")
+        /// No object (key) matching the `pkcs11:` URI is on the token.
+        public static let objectNotFound = Code(rawValue: "objectNotFound")
+        /// The token needs a PIN and none was given.
+        public static let pinRequired = Code(rawValue: "pinRequired")
+        /// The token refused the PIN (it was tried once, never retried).
+        public static let wrongPIN = Code(rawValue: "wrongPIN")
+        /// The token's PIN is locked after too many wrong attempts.
+        public static let pinLocked = Code(rawValue: "pinLocked")
     }
 
     /// What kind of failure this is.

@@ -8,14 +8,26 @@ package enum CoreKeyKind: Sendable, Hashable {
     case other(name: String, bits: Int)
 }
 
-/// Owns one private key: the `gnutls_x509_privkey_t` it was generated or imported as, and
-/// the abstract `gnutls_privkey_t` view GnuTLS signs with.
+/// Owns one private key as the abstract `gnutls_privkey_t` GnuTLS signs with, and what that
+/// key is made from: a `gnutls_x509_privkey_t` (a software key, generated or imported), a
+/// `pkcs11:` URI with its PIN source (a key on a token), or a ``CoreExternalSigner`` (any
+/// other signer, through `gnutls_privkey_import_ext4`).
 ///
 /// Immutable after `init`; GnuTLS software-key operations keep no per-call state in the
-/// handle, so the object may be shared across threads.
+/// handle, PKCS#11 keys are locked by GnuTLS (3.5.11 and later), and external signers are
+/// `Sendable`, so the object may be shared across threads.
 package final class PrivateKeyHandle: @unchecked Sendable {
-    private let x509: gnutls_x509_privkey_t
+    private let x509: gnutls_x509_privkey_t?
     private let abstract: gnutls_privkey_t
+    /// The signer an external key calls back into (kept alive with the key).
+    let externalSigner: CoreExternalSigner?
+    /// Where a token key's PIN comes from (kept alive with the key: GnuTLS holds it unretained).
+    package let pinSource: CorePINSource?
+    /// The `pkcs11:` URI of a token key.
+    package let url: String?
+    /// The public key of a token or external key, read once (a token would be asked on
+    /// every use otherwise).
+    private let knownPublicKey: PublicKeyHandle?
 
     private init(taking x509: gnutls_x509_privkey_t) throws {
         var abstract: gnutls_privkey_t?
@@ -34,11 +46,92 @@ package final class PrivateKeyHandle: @unchecked Sendable {
         }
         self.x509 = x509
         self.abstract = abstract
+        self.externalSigner = nil
+        self.pinSource = nil
+        self.url = nil
+        self.knownPublicKey = nil
+    }
+
+    init(external signer: CoreExternalSigner) throws {
+        abstract = try Self.importExternal(signer)
+        x509 = nil
+        externalSigner = signer
+        pinSource = nil
+        url = nil
+        knownPublicKey = signer.publicKey
+    }
+
+    /// Takes ownership of `abstract`, a token key imported from `url` with `pin` as its PIN function.
+    init(taking abstract: gnutls_privkey_t, url: String, pin: CorePINSource) {
+        self.abstract = abstract
+        self.x509 = nil
+        self.externalSigner = nil
+        self.pinSource = pin
+        self.url = url
+        self.knownPublicKey = try? PublicKeyHandle(privateKey: abstract)
     }
 
     deinit {
         gnutls_privkey_deinit(abstract)
-        gnutls_x509_privkey_deinit(x509)
+        if let x509 { gnutls_x509_privkey_deinit(x509) }
+    }
+
+    /// A new `gnutls_privkey_t` for the same key, for a caller that takes ownership of it
+    /// (`gnutls_certificate_set_key`: "the key will become part of the credentials structure
+    /// and must not be deallocated"). A software key is copied
+    /// (`GNUTLS_PRIVKEY_IMPORT_COPY`), a token key imported again by URI with the same PIN
+    /// source, an external key imported again around the same signer, which this handle
+    /// keeps alive: the receiver must keep this handle as long as it uses the copy.
+    package func makeOwnedCopy() throws -> gnutls_privkey_t {
+        if let externalSigner { return try Self.importExternal(externalSigner) }
+        if let url, let pinSource { return try PKCS11.importURL(url, pin: pinSource) }
+        var key: gnutls_privkey_t?
+        try check(gnutls_privkey_init(&key), "gnutls_privkey_init")
+        guard let key, let x509 else { throw GnuTLSError(.library, "gnutls_privkey_init returned no key") }
+        let rc = gnutls_privkey_import_x509(key, x509, UInt32(GNUTLS_PRIVKEY_IMPORT_COPY.rawValue))
+        guard rc >= 0 else {
+            gnutls_privkey_deinit(key)
+            throw GnuTLSError.from(rc, function: "gnutls_privkey_import_x509", context: "copying a private key for TLS credentials")
+        }
+        return key
+    }
+
+    /// After a GnuTLS call that signed with this key: rethrows what an external signer threw,
+    /// maps token failures (wrong PIN, locked PIN, unsupported mechanism) to typed errors,
+    /// and otherwise throws as ``check(_:_:_:code:)`` would.
+    package func checkSigning(_ rc: Int32, _ function: StaticString, _ context: @autoclosure () -> String) throws {
+        let signerError = externalSigner?.takeError()
+        guard rc < 0 else { return }
+        if let signerError { throw signerError }
+        if url != nil { throw PKCS11.error(rc, function: function, context: context(), pin: pinSource) }
+        throw GnuTLSError.from(rc, function: function, context: context())
+    }
+
+    /// Signs `input` with `algorithm`: the digest for hash-then-sign schemes
+    /// (`gnutls_privkey_sign_hash2`), the message for Ed25519 (`gnutls_privkey_sign_data2`).
+    package func sign(_ input: [UInt8], algorithm: CoreSignatureAlgorithm) throws -> [UInt8] {
+        if let externalSigner {
+            // Straight to the signer: GnuTLS would only hand the same bytes back to it.
+            return try externalSigner.signDirectly(algorithm: algorithm, input: input)
+        }
+        guard algorithm.keyFamily == KeyFamilyName.of(kind) else {
+            throw GnuTLSError(.mechanismNotSupported, "a \(kind) key cannot make \(algorithm.rawValue) signatures")
+        }
+        if algorithm.digest != nil, input.count != algorithm.digestLength {
+            throw GnuTLSError(.invalidArgument, "a \(algorithm.rawValue) signature is made over a \(algorithm.digestLength)-byte digest, not \(input.count) bytes")
+        }
+        var signature = gnutls_datum_t(data: nil, size: 0)
+        let rc = withDatum(input) { datum in
+            withAbstractKey { key in
+                algorithm.digest == nil
+                    ? gnutls_privkey_sign_data2(key, algorithm.gnutls, 0, datum, &signature)
+                    : gnutls_privkey_sign_hash2(key, algorithm.gnutls, 0, datum, &signature)
+            }
+        }
+        defer { if signature.data != nil { cgnutls_free(signature.data) } }
+        try checkSigning(rc, algorithm.digest == nil ? "gnutls_privkey_sign_data2" : "gnutls_privkey_sign_hash2",
+                         "signing with a \(kind) key (\(algorithm.rawValue))")
+        return takeBytes(signature)
     }
 
     private static func makeX509() throws -> gnutls_x509_privkey_t {
@@ -125,7 +218,10 @@ package final class PrivateKeyHandle: @unchecked Sendable {
 
     /// PKCS#8 DER; encrypted with PBES2/AES-256 when `passphrase` is given.
     package func exportPKCS8(passphrase: String?) throws -> [UInt8] {
-        try exportDatum("gnutls_x509_privkey_export2_pkcs8", "exporting a private key as PKCS#8") { out in
+        guard let x509 else {
+            throw GnuTLSError(.invalidArgument, "a key on a token or behind a signer cannot be exported: only its public key can")
+        }
+        return try exportDatum("gnutls_x509_privkey_export2_pkcs8", "exporting a private key as PKCS#8") { out in
             if let passphrase {
                 return gnutls_x509_privkey_export2_pkcs8(
                     x509, GNUTLS_X509_FMT_DER, passphrase, UInt32(GNUTLS_PKCS_PBES2_AES_256.rawValue), out)
@@ -136,6 +232,7 @@ package final class PrivateKeyHandle: @unchecked Sendable {
 
     /// The algorithm and size of this key.
     package var kind: CoreKeyKind {
+        if let knownPublicKey { return knownPublicKey.kind }
         var bits: UInt32 = 0
         let pk = gnutls_privkey_get_pk_algorithm(abstract, &bits)
         return CoreKeyKind.from(pk: pk, bits: Int(bits))
@@ -143,7 +240,8 @@ package final class PrivateKeyHandle: @unchecked Sendable {
 
     /// The public half.
     package func publicKey() throws -> PublicKeyHandle {
-        try PublicKeyHandle(privateKey: abstract)
+        if let knownPublicKey { return knownPublicKey }
+        return try PublicKeyHandle(privateKey: abstract)
     }
 
     /// Runs `body` with the abstract key GnuTLS signs with.
@@ -163,7 +261,33 @@ package final class PrivateKeyHandle: @unchecked Sendable {
     }
 }
 
+/// The family names ``CoreSignatureAlgorithm/keyFamily`` uses.
+enum KeyFamilyName {
+    static func of(_ kind: CoreKeyKind) -> String {
+        switch kind {
+        case .rsa: return "RSA"
+        case .ecdsa: return "ECDSA"
+        case .ed25519: return "Ed25519"
+        case .other(let name, _): return name
+        }
+    }
+}
+
 extension CoreKeyKind {
+    /// The schemes a key of this kind can sign with: for RSA, PSS and PKCS#1 v1.5 with
+    /// SHA-256/384/512; for ECDSA, the curve's own digest first, then the others (TLS 1.2
+    /// allows any); for Ed25519, Ed25519.
+    package var signatureAlgorithms: [CoreSignatureAlgorithm] {
+        switch self {
+        case .rsa: return [.rsaPSSSHA256, .rsaPSSSHA384, .rsaPSSSHA512, .rsaPKCS1SHA256, .rsaPKCS1SHA384, .rsaPKCS1SHA512]
+        case .ecdsa(384): return [.ecdsaSHA384, .ecdsaSHA256, .ecdsaSHA512]
+        case .ecdsa(521): return [.ecdsaSHA512, .ecdsaSHA256, .ecdsaSHA384]
+        case .ecdsa: return [.ecdsaSHA256, .ecdsaSHA384, .ecdsaSHA512]
+        case .ed25519: return [.ed25519]
+        case .other: return []
+        }
+    }
+
     static func from(pk: Int32, bits: Int) -> CoreKeyKind {
         switch gnutls_pk_algorithm_t(UInt32(bitPattern: pk)) {
         case GNUTLS_PK_RSA: return .rsa(bits: bits)

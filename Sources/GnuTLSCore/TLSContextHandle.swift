@@ -8,8 +8,8 @@ package struct CoreTLSSettings: Sendable {
     package enum ClientCertificates: Sendable { case none, optional, required }
 
     package var role: Role
-    /// Certificate chains (PEM, leaf first) with their private keys.
-    package var identities: [(chainPEM: String, key: PrivateKeyHandle)] = []
+    /// Certificate chains (DER, leaf first) with their private keys.
+    package var identities: [(chain: [[UInt8]], key: PrivateKeyHandle)] = []
     package var trustAnchors: [[UInt8]] = []
     package var crls: [[UInt8]] = []
     package var systemTrust = false
@@ -20,6 +20,9 @@ package struct CoreTLSSettings: Sendable {
     package var sessionTickets = true
     /// DER OCSP responses to staple, by identity index (already verified by the caller).
     package var ocspStaples: [Int: [UInt8]] = [:]
+    /// Staples that change while the context serves, by identity index: asked for on every
+    /// handshake (an index here takes the place of one in ``ocspStaples``).
+    package var ocspStapleStores: [Int: OCSPStapleStore] = [:]
 
     package init(role: Role, priority: String) {
         self.role = role
@@ -66,21 +69,24 @@ package final class TLSContextHandle: @unchecked Sendable {
     }
 
     private func configure() throws {
+        // The GnuTLS layer compares each key's public key with its leaf before it gets here;
+        // GnuTLS's own check would make a test signature with every token or external key.
+        gnutls_certificate_set_flags(credentials, UInt32(GNUTLS_CERTIFICATE_SKIP_KEY_CERT_MATCH.rawValue))
         for identity in settings.identities {
-            let keyPEM = try identity.key.exportPKCS8(passphrase: nil)
-            let keyText = "-----BEGIN PRIVATE KEY-----\n" + base64Lines(keyPEM) + "-----END PRIVATE KEY-----\n"
-            let rc = withDatum(identity.chainPEM) { chain in
-                withDatum(keyText) { key in
-                    gnutls_certificate_set_x509_key_mem2(credentials, chain, key, GNUTLS_X509_FMT_PEM, nil, 0)
-                }
-            }
-            try check(rc, "gnutls_certificate_set_x509_key_mem2", "loading a certificate chain and its key into the TLS credentials")
+            try addIdentity(chain: identity.chain, key: identity.key)
         }
         for (index, staple) in settings.ocspStaples.sorted(by: { $0.key < $1.key }) {
             // Identities are numbered in the order they were added; GnuTLS checks that the
             // response is about that identity's leaf (GNUTLS_E_OCSP_MISMATCH_WITH_CERTS).
             let rc = withDatum(staple) { gnutls_certificate_set_ocsp_status_request_mem(credentials, $0, UInt32(index), GNUTLS_X509_FMT_DER) }
             try check(rc, "gnutls_certificate_set_ocsp_status_request_mem", "stapling the OCSP response of identity \(index)", code: .invalidArgument)
+        }
+        for (index, store) in settings.ocspStapleStores.sorted(by: { $0.key < $1.key }) {
+            // The store stays alive as long as `settings`, which this handle keeps: GnuTLS
+            // keeps only the pointer (unretained) for the credentials' lifetime.
+            let rc = gnutls_certificate_set_ocsp_status_request_function2(
+                credentials, UInt32(index), ocspStapleCallback, Unmanaged.passUnretained(store).toOpaque())
+            try check(rc, "gnutls_certificate_set_ocsp_status_request_function2", "stapling the OCSP responses of identity \(index)", code: .invalidArgument)
         }
         if !settings.trustAnchors.isEmpty || !settings.crls.isEmpty || settings.systemTrust {
             let list = try TrustListHandle()
@@ -115,19 +121,30 @@ package final class TLSContextHandle: @unchecked Sendable {
         }
     }
 
-    private func base64Lines(_ bytes: [UInt8]) -> String {
-        var datum = gnutls_datum_t(data: nil, size: 0)
-        let rc = withDatum(bytes) { gnutls_base64_encode2($0, &datum) }
-        defer { cgnutls_free(datum.data) }
-        guard rc >= 0 else { return "" }
-        let text = String(decoding: takeBytes(datum), as: UTF8.self)
-        var out = ""
-        var line = ""
-        for character in text {
-            line.append(character)
-            if line.count == 64 { out += line + "\n"; line = "" }
+    /// Hands one certificate chain and its key to the credentials with
+    /// `gnutls_certificate_set_key`. The manual: "pcert_list and key will become part of the
+    /// credentials structure and must not be deallocated"; it copies the array itself. So
+    /// the certificates are imported into `gnutls_pcert_st`s and the key is a copy made for
+    /// the credentials (``PrivateKeyHandle/makeOwnedCopy()``): a software key copied, a token
+    /// key opened again by URI, an external key wrapped again around its signer, which
+    /// `keys` keeps alive. No key is ever written out as PEM or DER.
+    private func addIdentity(chain: [[UInt8]], key: PrivateKeyHandle) throws {
+        let certificates = UnsafeMutablePointer<gnutls_pcert_st>.allocate(capacity: max(chain.count, 1))
+        defer { certificates.deallocate() }
+        var imported = 0
+        var handedOver = false
+        defer { if !handedOver { for index in 0..<imported { gnutls_pcert_deinit(certificates + index) } } }
+        for der in chain {
+            let rc = withDatum(der) { gnutls_pcert_import_x509_raw(certificates + imported, $0, GNUTLS_X509_FMT_DER, 0) }
+            try check(rc, "gnutls_pcert_import_x509_raw", "loading certificate \(imported) of an identity's chain", code: .malformedDER)
+            imported += 1
         }
-        if !line.isEmpty { out += line + "\n" }
-        return out
+        let owned = try key.makeOwnedCopy()
+        let rc = gnutls_certificate_set_key(credentials, nil, 0, certificates, Int32(imported), owned)
+        guard rc >= 0 else {
+            gnutls_privkey_deinit(owned)
+            throw GnuTLSError.from(rc, function: "gnutls_certificate_set_key", context: "loading a certificate chain and its key into the TLS credentials")
+        }
+        handedOver = true
     }
 }

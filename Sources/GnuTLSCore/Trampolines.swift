@@ -74,3 +74,60 @@ let enginePullTimeout: gnutls_pull_timeout_func = { pointer, _ in
     gnutls_transport_set_errno(io.session, EAGAIN)
     return -1
 }
+
+// MARK: Keys outside GnuTLS (gnutls_privkey_import_ext4)
+
+/// gnutls_privkey_sign_hash_func: hands the digest GnuTLS computed to the Swift signer and
+/// copies its signature into a datum GnuTLS owns. A thrown error is kept on the signer (for
+/// the calling thread) and GnuTLS gets `GNUTLS_E_PK_SIGN_FAILED`.
+let externalSignHash: gnutls_privkey_sign_hash_func = { _, algorithm, userdata, _, hash, signature in
+    let signer = Unmanaged<CoreExternalSigner>.fromOpaque(userdata!).takeUnretainedValue()
+    return signer.signFromGnuTLS(algorithm: algorithm, input: hash.map { takeBytes($0.pointee) } ?? [], prehashed: true, into: signature)
+}
+
+/// gnutls_privkey_sign_data_func: the same for algorithms that sign the message itself (Ed25519).
+let externalSignData: gnutls_privkey_sign_data_func = { _, algorithm, userdata, _, data, signature in
+    let signer = Unmanaged<CoreExternalSigner>.fromOpaque(userdata!).takeUnretainedValue()
+    return signer.signFromGnuTLS(algorithm: algorithm, input: data.map { takeBytes($0.pointee) } ?? [], prehashed: false, into: signature)
+}
+
+/// gnutls_privkey_info_func: the key's public-key algorithm, size, and which signature
+/// algorithms it can make (GnuTLS asks before it negotiates one).
+let externalInfo: gnutls_privkey_info_func = { _, flags, userdata in
+    let signer = Unmanaged<CoreExternalSigner>.fromOpaque(userdata!).takeUnretainedValue()
+    return signer.info(flags: flags)
+}
+
+/// gnutls_pin_callback_t: copies the PIN of a ``CorePINSource`` into GnuTLS's buffer, once
+/// per operation: a second attempt (the token refused the PIN) is refused here, so a wrong
+/// PIN reaches the token at most once and never locks it by silent retries.
+let pinCallback: gnutls_pin_callback_t = { userdata, attempt, tokenURL, tokenLabel, flags, pin, pinMax in
+    let source = Unmanaged<CorePINSource>.fromOpaque(userdata!).takeUnretainedValue()
+    let token = tokenLabel.map { String(cString: $0) } ?? tokenURL.map { String(cString: $0) } ?? "token"
+    return source.supply(attempt: Int(attempt), token: token, flags: flags, into: pin, capacity: pinMax)
+}
+
+/// The global PIN function: answers from the source set for the calling thread, if any.
+let globalPINCallback: gnutls_pin_callback_t = { _, attempt, tokenURL, tokenLabel, flags, pin, pinMax in
+    guard let source = PKCS11.globalSource() else { return GNUTLS_E_PKCS11_PIN_ERROR }
+    let token = tokenLabel.map { String(cString: $0) } ?? tokenURL.map { String(cString: $0) } ?? "token"
+    return source.supply(attempt: Int(attempt), token: token, flags: flags, into: pin, capacity: pinMax)
+}
+
+/// gnutls_status_request_ocsp_func: copies the store's current response into memory from
+/// gnutls_malloc, which GnuTLS frees after sending it (gnutls_certificate_set_ocsp_status_request_function:
+/// "The response must be a value allocated using gnutls_malloc(), and will be
+/// deinitialized by the caller"). No current response: GNUTLS_E_NO_CERTIFICATE_STATUS,
+/// and the handshake goes on without a staple.
+let ocspStapleCallback: gnutls_status_request_ocsp_func = { _, pointer, response in
+    guard let pointer, let response else { return GNUTLS_E_NO_CERTIFICATE_STATUS }
+    let store = Unmanaged<OCSPStapleStore>.fromOpaque(pointer).takeUnretainedValue()
+    guard let der = store.current(), !der.isEmpty, let memory = cgnutls_malloc(der.count) else {
+        return GNUTLS_E_NO_CERTIFICATE_STATUS
+    }
+    der.withUnsafeBytes { bytes in
+        if let base = bytes.baseAddress { memory.copyMemory(from: base, byteCount: bytes.count) }
+    }
+    response.pointee = gnutls_datum_t(data: memory.assumingMemoryBound(to: UInt8.self), size: UInt32(der.count))
+    return 0
+}

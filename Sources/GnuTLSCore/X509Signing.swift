@@ -44,11 +44,13 @@ extension PrivateKeyHandle {
         guard let (algorithm, _) = x509SignAlgorithm else {
             throw GnuTLSError(.unsupportedAlgorithm, "cannot sign X.509 structures with a \(kind) key")
         }
-        let signature = try withDatum(data) { input in
-            try exportDatum("gnutls_privkey_sign_data2", "signing \(data.count) bytes") { out in
-                withAbstractKey { gnutls_privkey_sign_data2($0, algorithm, 0, input, out) }
-            }
+        var datum = gnutls_datum_t(data: nil, size: 0)
+        let rc = withDatum(data) { input in
+            withAbstractKey { gnutls_privkey_sign_data2($0, algorithm, 0, input, &datum) }
         }
+        defer { if datum.data != nil { cgnutls_free(datum.data) } }
+        try checkSigning(rc, "gnutls_privkey_sign_data2", "signing \(data.count) bytes")
+        let signature = takeBytes(datum)
         return CoreX509Signature(algorithmOID: oid, parametersAreNull: nullParameters, signature: signature)
     }
 }

@@ -289,6 +289,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     info.verifiedChain = verdict?.chain
                     info.verificationCacheHit = verdict?.cacheHit ?? false
                 } catch let error as VerificationError {
+                    let error = error.explainingPeerChainLimit(presented: engine.peerCertificates.count)
                     engine.sendFatalAlert(badCertificate: true)
                     flushCiphertext(context: context)
                     fail(context: context, TLSError(.verificationFailed, error.description, verification: error))
@@ -793,6 +794,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     do {
                         _ = try verifier.verify(leaf, intermediates: Array(peer.dropFirst()), policy: tlsContext.verificationPolicy(forHost: host))
                     } catch let error as VerificationError {
+                        let error = error.explainingPeerChainLimit(presented: peer.count)
                         return TLSError(.verificationFailed, error.description, verification: error, gnutlsName: failure.name)
                     } catch {}
                     // GnuTLS also refuses a revoked or invalid stapled OCSP response: say why.

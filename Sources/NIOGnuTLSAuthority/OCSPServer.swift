@@ -14,7 +14,8 @@ import NIOPosix
 ///
 /// Requests are bounded: bodies above ``maximumRequestBytes`` get `413`, a connection that
 /// does not complete a request within ``requestTimeout`` is closed. Signing and the ledger
-/// lookup run on NIO's thread pool, never on an event loop.
+/// lookup run on a thread pool, never on an event loop: by default one the server starts
+/// for itself and shuts down in ``close()``, after the listening channel has closed.
 public final class OCSPServer: Sendable {
     /// The path the CRL is served at.
     public static let crlPath = "/ca.crl"
@@ -61,13 +62,23 @@ public final class OCSPServer: Sendable {
     }
 
     private let channel: any Channel
+    /// The pool the server started for itself (shut down in ``close()``); `nil` when the
+    /// caller gave one, which stays the caller's to shut down.
+    private let ownedThreadPool: NIOThreadPool?
 
     /// The port the server listens on.
     public var port: Int { channel.localAddress?.port ?? 0 }
     /// The address the server listens on.
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    private init(channel: any Channel) { self.channel = channel }
+    private init(channel: any Channel, ownedThreadPool: NIOThreadPool?) {
+        self.channel = channel
+        self.ownedThreadPool = ownedThreadPool
+    }
+
+    /// Threads of the pool a server starts for itself: signing is short CPU work and the
+    /// ledger lookup a short SQLite read, so a few threads serve many connections.
+    static var defaultThreadCount: Int { min(4, max(2, System.coreCount)) }
 
     /// Binds `host:port` (port 0 picks a free one) and answers for `responder`.
     /// - Parameters:
@@ -77,16 +88,43 @@ public final class OCSPServer: Sendable {
     ///   - eventLoopGroup: where the HTTP connections run.
     ///   - threadPool: where responses are signed and CRLs produced, off the event loop.
     ///   - crl: produces the DER CRL served at ``crlPath`` (runs on the thread pool); `nil`: 404.
+    ///   - threadPool: where signing and ledger lookups run; `nil` (the default): a pool of
+    ///     the server's own, started here and shut down by ``close()``. NIO's process-wide
+    ///     `NIOThreadPool.singleton` is never shut down, so a server that must leave no
+    ///     threads behind uses its own.
     ///   - log: called once per request, off the event loop's critical path.
     ///   - logger: every answered request is logged at `info` (`TLSLogKey.event` `ocsp_request`,
     ///     method, HTTP status, OCSP status, latency); `nil` logs nothing.
     public static func start(
         responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])? = nil, host: String = "127.0.0.1", port: Int = 0,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        threadPool: NIOThreadPool = .singleton, log: (@Sendable (LogRecord) -> Void)? = nil, logger: Logger? = nil
+        threadPool: NIOThreadPool? = nil, log: (@Sendable (LogRecord) -> Void)? = nil, logger: Logger? = nil
     ) async throws -> OCSPServer {
         let log = OCSPLogging.requestLogger(log, logger: logger)
-        let channel = try await ServerBootstrap(group: eventLoopGroup)
+        let pool: NIOThreadPool
+        let ownedThreadPool: NIOThreadPool?
+        if let threadPool {
+            (pool, ownedThreadPool) = (threadPool, nil)
+        } else {
+            pool = NIOThreadPool(numberOfThreads: defaultThreadCount)
+            pool.start()
+            ownedThreadPool = pool
+        }
+        do {
+            let channel = try await bind(responder: responder, crl: crl, host: host, port: port, eventLoopGroup: eventLoopGroup,
+                                         threadPool: pool, log: log)
+            return OCSPServer(channel: channel, ownedThreadPool: ownedThreadPool)
+        } catch {
+            try? await ownedThreadPool?.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private static func bind(
+        responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])?, host: String, port: Int,
+        eventLoopGroup: any EventLoopGroup, threadPool: NIOThreadPool, log: (@Sendable (LogRecord) -> Void)?
+    ) async throws -> any Channel {
+        try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -99,12 +137,19 @@ public final class OCSPServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        return OCSPServer(channel: channel)
     }
 
-    /// Stops listening.
+    /// Stops listening, then shuts the server's own thread pool down (a pool given to
+    /// ``start(responder:crl:host:port:eventLoopGroup:threadPool:log:logger:)`` is left running).
+    /// A request still queued or still arriving on an open connection is answered
+    /// `503 Service Unavailable`. Calling it again does nothing more.
     public func close() async throws {
-        try await channel.close()
+        do {
+            try await channel.close()
+        } catch ChannelError.alreadyClosed {
+            // Closed before; the pool is shut down below all the same.
+        }
+        try await ownedThreadPool?.shutdownGracefully()
     }
 }
 
@@ -141,6 +186,9 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var tooLarge = false
+    /// A request is being answered: the read timeout bounds waiting for a request, not
+    /// the signing of its answer (slow on a loaded machine).
+    private var answering = false
 
     init(responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])?, threadPool: NIOThreadPool,
          log: (@Sendable (OCSPServer.LogRecord) -> Void)?) {
@@ -175,6 +223,7 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
+            guard !answering else { return }
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -222,6 +271,8 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let method = head.method.rawValue
         let path = head.uri.count > 48 ? String(head.uri.prefix(45)) + "…" : head.uri
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        answering = true
         let future: EventLoopFuture<(HTTPResponseStatus, String?, [UInt8], OCSPServer.LogRecord)>
         let record: @Sendable (HTTPResponseStatus, OCSPResponder.Answer?) -> OCSPServer.LogRecord = { status, answer in
             OCSPServer.LogRecord(method: method, path: path, httpStatus: Int(status.code), responseStatus: answer?.response.responseStatus,
@@ -246,6 +297,7 @@ final class OCSPHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         future.whenComplete { result in
+            handler.value.answering = false
             let context = loopBound.value
             let (status, contentType, bytes, logRecord): (HTTPResponseStatus, String?, [UInt8], OCSPServer.LogRecord)
             switch result {

@@ -35,8 +35,11 @@ struct SigningCAOptions: ParsableArguments {
     @Option(name: .customLong("ca-passphrase-file"), help: ArgumentHelp("The passphrase of the signing CA's key, on the first line of this file.", valueName: "file"))
     var caPassphraseFile: String?
 
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("The token PIN of a CA whose key is on a token (its directory holds ca.key.uri), on the first line of this file.", valueName: "file"))
+    var pinFile: String?
+
     func load() throws -> LocalAuthority {
-        try Inputs.authority(at: ca, passphraseFile: caPassphraseFile)
+        try Inputs.authority(at: ca, passphraseFile: caPassphraseFile, pinFile: pinFile)
     }
 }
 
@@ -84,21 +87,57 @@ struct NewCAOptions: ParsableArguments {
     }
 }
 
-/// `tlsctl ca init --dir DIR --subject DN [--algorithm A] [--days N] [--passphrase-file F]`
+/// Where `ca init` puts the root's key when it is not generated in memory.
+struct TokenKeyOptions: ParsableArguments {
+    @Option(name: .customLong("key-uri"), help: ArgumentHelp("Keep the root's key on a PKCS#11 token: generate it there at this pkcs11: URI (token=…;object=LABEL), or use the key already there with --existing-key. The directory then holds ca.key.uri instead of ca.key.pem.", valueName: "uri"))
+    var keyURI: String?
+
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("The token's user PIN, on the first line of this file.", valueName: "file"))
+    var pinFile: String?
+
+    @Flag(name: .customLong("existing-key"), help: "Use the key already on the token at --key-uri instead of generating one.")
+    var existingKey = false
+
+    func validate() throws {
+        if keyURI == nil && (pinFile != nil || existingKey) {
+            throw ValidationError("--pin-file and --existing-key go with --key-uri")
+        }
+        if let keyURI, !keyURI.hasPrefix("pkcs11:") {
+            throw ValidationError("--key-uri must be a pkcs11: URI (RFC 7512), not '\(keyURI)'")
+        }
+    }
+
+    /// The root's key: on the token when --key-uri is given, else a new key in memory.
+    func key(algorithm: KeyAlgorithm) throws -> any SigningKey {
+        guard let keyURI else { return try KeyPair.generate(algorithm) }
+        let pin = try Inputs.pin(file: pinFile)
+        if existingKey {
+            return try context("cannot open token key \(keyURI)", hint: Inputs.tokenHints) { try PKCS11Key(uri: keyURI, pin: pin) }
+        }
+        return try context("cannot generate an \(algorithm) key at \(keyURI)", hint: Inputs.tokenHints) {
+            try PKCS11Key.generate(algorithm, uri: keyURI, pin: pin)
+        }
+    }
+}
+
+/// `tlsctl ca init --dir DIR --subject DN [--algorithm A] [--days N] [--passphrase-file F] [--key-uri URI [--pin-file F] [--existing-key]]`
 struct CAInit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Create a self-signed root CA in a new directory.")
 
     @OptionGroup var options: NewCAOptions
+    @OptionGroup(title: "Key on a token") var token: TokenKeyOptions
 
     func run() async throws {
         let (subject, passphrase, nameConstraints) = try options.prepare()
-        let key = try KeyPair.generate(options.algorithm)
-        let root = try LocalAuthority.createRoot(
-            subject: subject, key: key, validityDays: options.days ?? 3650, pathLength: options.pathLength,
-            nameConstraints: nameConstraints)
-        print("Created root CA \(root.certificate.subject) (\(key.keyDescription)) in \(options.dir)")
+        let key = try token.key(algorithm: options.algorithm)
+        let root = try context("cannot create the root CA", hint: Inputs.tokenHints) {
+            try LocalAuthority.createRoot(
+                subject: subject, key: key, validityDays: options.days ?? 3650, pathLength: options.pathLength,
+                nameConstraints: nameConstraints)
+        }
+        print("Created root CA \(root.certificate.subject) (\(key.publicKey.keyDescription)\(token.keyURI.map { " on \($0)" } ?? "")) in \(options.dir)")
         try options.save(root, passphrase: passphrase)
     }
 }

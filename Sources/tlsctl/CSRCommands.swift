@@ -23,8 +23,11 @@ struct CSRCreate: AsyncParsableCommand {
             extended key usage and validity when it issues the certificate.
             """)
 
-    @Option(help: ArgumentHelp("The private key to sign the request with (PEM or DER).", valueName: "file"))
+    @Option(help: ArgumentHelp("The private key to sign the request with: a file (PEM or DER), or a pkcs11: URI of a key on a token.", valueName: "file-or-uri"))
     var key: String
+
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("The token PIN when --key is a pkcs11: URI, on the first line of this file.", valueName: "file"))
+    var pinFile: String?
 
     @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("The passphrase of an encrypted key, on the first line of this file.", valueName: "file"))
     var passphraseFile: String?
@@ -57,7 +60,7 @@ struct CSRCreate: AsyncParsableCommand {
             names.append(.ipAddress(parsed))
         }
         names += email.map { .email($0) } + uri.map { .uri($0) }
-        let key = try Inputs.key(at: key, passphraseFile: passphraseFile, passphraseOption: "--passphrase-file")
+        let key = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, passphraseOption: "--passphrase-file")
         let request = try context("cannot create the certificate request") {
             try CertificateRequest.create(subject: subject, key: key, alternativeNames: names)
         }

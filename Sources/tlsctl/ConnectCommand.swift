@@ -39,11 +39,14 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Client certificate chain (PEM, leaf first), for servers that ask.", valueName: "file"))
     var cert: String?
 
-    @Option(help: ArgumentHelp("The client certificate's private key (PEM).", valueName: "file"))
+    @Option(help: ArgumentHelp("The client certificate's private key: a PEM file, or the pkcs11: URI of a key on a token (with --pin-file).", valueName: "file-or-uri"))
     var key: String?
 
     @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
     var passphraseFile: String?
+
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
+    var pinFile: String?
 
     @Option(help: ArgumentHelp("Name sent in SNI and verified in the certificate (default: HOST).", valueName: "name"))
     var servername: String?
@@ -74,7 +77,7 @@ struct ConnectCommand: AsyncParsableCommand {
             guard !trust.certificates.isEmpty else { throw CLIError("\(ca) (--ca) holds no certificate") }
         }
         try session.addCRLs(to: &trust)
-        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile) }
+        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile, pinFile: pinFile) }
         var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
         configuration.serverName = servername
         if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }

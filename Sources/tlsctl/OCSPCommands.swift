@@ -252,8 +252,12 @@ struct OCSPVerifyCommand: AsyncParsableCommand {
 
 /// `tlsctl serve --ocsp-staple FILE|auto [--ocsp-issuer FILE]`.
 enum OCSPStapleOption {
-    static func apply(_ value: String?, issuerFile: String?, to configuration: inout TLSConfiguration) async throws {
-        guard let value, !configuration.identities.isEmpty else { return }
+    /// Sets the staple of the first identity. With `auto`, returns the refresher that keeps
+    /// it fresh (refresh at half-life, stapling stops at expiry; each outcome logged on
+    /// standard error): keep it for as long as the server runs.
+    @discardableResult
+    static func apply(_ value: String?, issuerFile: String?, to configuration: inout TLSConfiguration) async throws -> OCSPStapleRefresher? {
+        guard let value, !configuration.identities.isEmpty else { return nil }
         var identity = configuration.identities[0]
         if let issuerFile {
             let issuer = try context("cannot load issuer certificate \(issuerFile) (--ocsp-issuer)") { try Certificate.load(contentsOfFile: issuerFile)[0] }
@@ -275,9 +279,20 @@ enum OCSPStapleOption {
             }
         } else {
             response = try context("cannot load OCSP response \(value) (--ocsp-staple)") { try OCSPResponse.load(contentsOfFile: value) }
+            identity.ocspResponse = response
+            configuration.identities[0] = identity
+            return nil
         }
-        identity.ocspResponse = response
+        let source = try context("--ocsp-staple auto: refusing the responder's answer") {
+            try OCSPStapleSource(identity: identity, trustStore: configuration.trustStore, initial: response)
+        }
+        identity.ocspStapleSource = source
         configuration.identities[0] = identity
+        let refresher = try OCSPStapleRefresher(source: source)
+        Task {
+            for await event in refresher.events { Console.error("tlsctl: \(event)") }
+        }
+        return refresher
     }
 }
 

@@ -28,17 +28,26 @@ struct ServeCommand: AsyncParsableCommand {
             fingerprint (or `client=anonymous`), or `refused` with the reason. Whatever a \
             client sends is sent back. With --client-ca, clients may present certificates \
             that chain to it; with --require-client-cert as well, they must (mutual TLS). \
-            SIGINT or SIGTERM stops accepting and gives open connections 5 seconds to finish.
+            SIGINT or SIGTERM stops accepting and gives open connections 5 seconds to finish. \
+            The certificate chain, key, --client-ca and --crls files are read again on SIGHUP \
+            and when they change (checked every --reload-interval seconds); each attempt prints \
+            one line: `reloaded identity: serial HEX` (with the client CA and CRL counts when \
+            --client-ca is given), or `reload refused: REASON; keeping HEX`, in which case new \
+            connections keep the previous certificate. Open connections keep the certificate \
+            they started with. With --ocsp-staple the files are not reloaded.
             """)
 
     @Option(help: ArgumentHelp("PEM file with the server's certificate chain, leaf first.", valueName: "file"))
     var cert: String
 
-    @Option(help: ArgumentHelp("The server's private key (PEM).", valueName: "file"))
+    @Option(help: ArgumentHelp("The server's private key: a PEM file, or the pkcs11: URI of a key on a token (with --pin-file).", valueName: "file-or-uri"))
     var key: String
 
     @Option(help: ArgumentHelp("File whose first line is the passphrase of --key.", valueName: "file"))
     var passphraseFile: String?
+
+    @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
+    var pinFile: String?
 
     @Option(help: ArgumentHelp("Address to bind (default: the loopback address 127.0.0.1).", valueName: "address"))
     var host: String = "127.0.0.1"
@@ -69,6 +78,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run at most this many handshakes at once; more wait in the listen backlog (default: no limit).", valueName: "n"))
     var maxHandshakes: Int?
 
+    @Option(help: ArgumentHelp("Check the certificate, key, CA and CRL files for changes this often; 0: only on SIGHUP (default: 2).", valueName: "seconds"))
+    var reloadInterval: Double = 2
+
     func validate() throws {
         if requireClientCert && clientCA == nil {
             throw ValidationError("--require-client-cert needs --client-ca: the CAs client certificates must chain to")
@@ -86,10 +98,13 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--max-handshakes must be at least 1")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard reloadInterval >= 0 && reloadInterval <= 86_400 else {
+            throw ValidationError("--reload-interval must be a number of seconds between 0 and 86400")
+        }
     }
 
     func makeConfiguration() throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile))
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile, pinFile: pinFile))
         if let clientCA {
             var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }
@@ -103,26 +118,38 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = try makeConfiguration()
-        try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        let stapleRefresher = try await OCSPStapleOption.apply(ocspStaple, issuerFile: ocspIssuer, to: &configuration)
+        defer { stapleRefresher?.stop() }
         let tlsContext = try context("invalid server configuration") { try TLSContext(configuration: configuration) }
+        let watcher = try makeWatcher(configuration)
+        let provider: any TLSContextProvider = watcher ?? tlsContext
         let server: TLSServer
         do {
-            server = try await TLSServer.bind(host: host, port: port, context: tlsContext,
+            server = try await TLSServer.bind(host: host, port: port, contextProvider: provider,
                                               limits: TLSServerLimits(maxConnections: maxOpenConnections, maxConcurrentHandshakes: maxHandshakes),
-                                              logger: session.makeLogger(label: "tlsctl.serve"))
+                                              drainTimeout: .seconds(5), logger: session.makeLogger(label: "tlsctl.serve"))
         } catch {
             throw CLIError("cannot listen on \(Endpoint.format(host: host, port: port)): \(error)")
         }
+        let polling = reloadInterval > 0 ? watcher.map { watcher in Task { try await watcher.run() } } : nil
+        defer { polling?.cancel() }
         let counter = ConnectionCounter(limit: maxConnections)
         let stop: @Sendable () -> Void = { Task { try? await server.close() } }
-        SignalHandlers.install(signals: [SIGINT, SIGTERM]) { signal in
-            Console.error("tlsctl: \(signal == SIGINT ? "SIGINT" : "SIGTERM"): closing the listener; open connections get 5 seconds")
-            stop()
-            DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
-                // Still open: close them (close_notify), and exit even if that hangs.
-                counter.closeAll()
-                DispatchQueue.global().asyncAfter(deadline: .now() + 2) { Foundation.exit(0) }
+        SignalHandlers.install(signals: [SIGINT, SIGTERM, SIGHUP]) { signal in
+            guard signal != SIGHUP else {
+                if let watcher {
+                    watcher.reload()
+                } else {
+                    let serial = tlsContext.configuration.identities.first?.leaf.serialNumber.hexString ?? "none"
+                    TLSOutput.line("reload refused: --ocsp-staple staples one response, fixed at start; keeping \(serial)")
+                }
+                return
             }
+            Console.error("tlsctl: \(signal == SIGINT ? "SIGINT" : "SIGTERM"): closing the listener; open connections get 5 seconds")
+            // The server's graceful shutdown: the listener closes now, connections still open
+            // after 5 seconds are closed with close_notify. Exit even if that hangs.
+            server.shutDownGracefully()
+            DispatchQueue.global().asyncAfter(deadline: .now() + 7) { Foundation.exit(0) }
         }
 
         // Announced only now, so a signal sent as soon as the line is read is handled.
@@ -137,12 +164,11 @@ struct ServeCommand: AsyncParsableCommand {
             TLSOutput.line("refused #\(number): \(TLSOutput.reason(error))")
             if counter.isDone(number) { stop() }
         }, handler: { channel in
-            let number = counter.next(channel)
+            let number = counter.next()
             let remote = channel.channel.remoteAddress.map { Endpoint.format(host: $0.ipAddress ?? "?", port: $0.port ?? 0) } ?? "?"
             let info = channel.info
             TLSOutput.line("accepted #\(number) from \(remote): version=\(info.protocolVersion) cipher=\(info.cipherSuite) alpn=\(info.applicationProtocol ?? "none") resumed=\(info.isResumed ? "yes" : "no") sni=\(TLSOutput.serverName(info.serverName)) \(TLSOutput.identity(info))")
             defer { if counter.isDone(number) { stop() } }
-            defer { counter.remove(number) }
             do {
                 let bytes = try await channel.executeThenClose { inbound, outbound in
                     var total = 0
@@ -159,41 +185,55 @@ struct ServeCommand: AsyncParsableCommand {
         })
     }
 
+    /// The file watcher behind SIGHUP and --reload-interval, printing one line per reload
+    /// attempt; `nil` with --ocsp-staple (its response is fetched or read once, at start).
+    func makeWatcher(_ configuration: TLSConfiguration) throws -> TLSFileWatcher? {
+        guard ocspStaple == nil else { return nil }
+        let passphrase = try Passphrase.read(ifGiven: passphraseFile, option: "--passphrase-file")
+        let counts = clientCA != nil
+        return try context("cannot watch the server's files") {
+            try TLSFileWatcher(
+                configuration: configuration,
+                identities: [TLSIdentityFiles(chainPath: cert, keyPath: key, passphrase: passphrase)],
+                trustStoreFile: clientCA, crlFiles: session.crls,
+                pollInterval: .milliseconds(Int64((max(reloadInterval, 0.01) * 1000).rounded())),
+                onReload: { event in TLSOutput.line(Self.reloadLine(event, counts: counts)) })
+        }
+    }
+
+    /// `reloaded identity: serial HEX[; client CAs: N; CRLs: M]` or
+    /// `reload refused: REASON; keeping HEX`.
+    static func reloadLine(_ event: TLSReloadEvent, counts: Bool) -> String {
+        let serial = event.serials.map(\.hexString).joined(separator: ",")
+        if let error = event.error {
+            return "reload refused: \(error.message); keeping \(serial.isEmpty ? "none" : serial)"
+        }
+        var line = "reloaded identity: serial \(serial)"
+        if counts, let trust = event.context.configuration.trustStore {
+            line += "; client CAs: \(trust.certificates.count); CRLs: \(trust.crls.count)"
+        }
+        return line
+    }
+
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 }
 
-/// Numbers connections, keeps the open ones, and says when `--max-connections` is reached.
+/// Numbers connections and says when `--max-connections` is reached.
 final class ConnectionCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
     private var finished = 0
-    private var open: [Int: SecureChannel] = [:]
     let limit: Int?
 
     init(limit: Int?) { self.limit = limit }
 
-    /// The next connection's number (1, 2, …), remembering `channel` while it is open.
-    func next(_ channel: SecureChannel? = nil) -> Int {
+    /// The next connection's number (1, 2, …).
+    func next() -> Int {
         lock.lock(); defer { lock.unlock() }
         count += 1
-        open[count] = channel
         return count
-    }
-
-    /// Connection `number` is closed.
-    func remove(_ number: Int) {
-        lock.lock(); defer { lock.unlock() }
-        open[number] = nil
-    }
-
-    /// Closes every open connection (each sends close_notify).
-    func closeAll() {
-        lock.lock()
-        let channels = Array(open.values)
-        lock.unlock()
-        for channel in channels { channel.channel.close(promise: nil) }
     }
 
     /// Records that connection `number` is over; true when it is the last one allowed.

@@ -134,9 +134,36 @@ enum Inputs {
         }
     }
 
-    /// Loads a CA directory (`ca.pem`, `ca.key.pem`, `chain.pem`).
-    static func authority(at directory: String, passphraseFile: String?) throws -> LocalAuthority {
+    /// A token PIN from `--pin-file`, or no PIN.
+    static func pin(file: String?) throws -> PKCS11PIN {
+        guard let file else { return .none }
+        return try context("cannot read the PIN file \(file) (--pin-file)") { try PKCS11PIN.file(file) }
+    }
+
+    /// What to tell the user for each token failure.
+    static let tokenHints: [GnuTLSError.Code: String] = [
+        .pinRequired: "give the token PIN with --pin-file FILE",
+        .wrongPIN: "check --pin-file",
+        .pinLocked: "unlock the token's user PIN with its security officer PIN",
+        .tokenNotPresent: "check the token= part of the URI, the PKCS#11 module, or SOFTHSM2_CONF",
+        .objectNotFound: "check the object= part of the URI (tlsctl key list shows the token's keys)",
+        .moduleNotFound: "check the module path",
+    ]
+
+    /// Loads `--key`: a `pkcs11:` URI opens a key on a token (PIN from `--pin-file`), anything
+    /// else is a key file (passphrase from `passphraseOption`).
+    static func signingKey(_ key: String, passphraseFile: String?, pinFile: String?, passphraseOption: String) throws -> any SigningKey {
+        guard key.hasPrefix("pkcs11:") else {
+            return try self.key(at: key, passphraseFile: passphraseFile, passphraseOption: passphraseOption)
+        }
+        let pin = try pin(file: pinFile)
+        return try context("cannot open token key \(key)", hint: tokenHints) { try PKCS11Key(uri: key, pin: pin) }
+    }
+
+    /// Loads a CA directory (`ca.pem`, `ca.key.pem` or `ca.key.uri`, `chain.pem`).
+    static func authority(at directory: String, passphraseFile: String?, pinFile: String? = nil) throws -> LocalAuthority {
         let passphrase = try Passphrase.read(ifGiven: passphraseFile, option: "--ca-passphrase-file")
+        let pin = try pin(file: pinFile)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CLIError("CA directory \(directory) does not exist: create one with `tlsctl ca init --dir \(directory) …`")
@@ -144,8 +171,8 @@ enum Inputs {
         return try context("cannot open CA in \(directory)", hint: [
             .passphraseRequired: "give it with --ca-passphrase-file FILE",
             .wrongPassphrase: "check --ca-passphrase-file",
-        ]) {
-            try LocalAuthority.load(from: directory, passphrase: passphrase)
+        ].merging(tokenHints) { $1 }) {
+            try LocalAuthority.load(from: directory, passphrase: passphrase, pin: pin)
         }
     }
 

@@ -172,11 +172,12 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
 }
 
 /// Loads `--cert` and `--key` into an identity.
-func loadIdentity(certificate: String, key: String, passphraseFile: String?) throws -> TLSIdentity {
+/// A `pkcs11:` URI as `--key` opens the key on its token with `--pin-file`.
+func loadIdentity(certificate: String, key: String, passphraseFile: String?, pinFile: String? = nil) throws -> TLSIdentity {
     let chain = try context("cannot load certificate chain \(certificate) (--cert)") { try Certificate.load(contentsOfFile: certificate) }
     guard !chain.isEmpty else { throw CLIError("\(certificate) (--cert) holds no certificate") }
-    let keyPair = try Inputs.key(at: key, passphraseFile: passphraseFile, passphraseOption: "--passphrase-file")
-    return TLSIdentity(chain: chain, key: keyPair)
+    let signingKey = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, passphraseOption: "--passphrase-file")
+    return TLSIdentity(chain: chain, key: signingKey)
 }
 
 extension Endpoint {

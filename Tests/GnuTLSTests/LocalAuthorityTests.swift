@@ -319,14 +319,14 @@ struct LocalAuthorityTests {
         #expect(leaf.notValidAfter == Date(timeIntervalSince1970: 4_102_444_800))  // 2100-01-01T00:00:00Z
     }
 
-    /// A signing key that is not a ``KeyPair``: the seam a token key will use.
+    /// A signing key that is not a ``KeyPair``: reached through the sign callback.
     struct WrappedKey: SigningKey {
         let inner: KeyPair
         var publicKey: PublicKey { inner.publicKey }
-        var signingBackend: SigningBackend { inner.signingBackend }
+        func sign(_ data: [UInt8], algorithm: SignatureScheme) throws -> [UInt8] { try inner.sign(data, algorithm: algorithm) }
     }
 
-    @Test("any SigningKey signs requests and certificates; only a KeyPair can be saved to disk")
+    @Test("any SigningKey signs requests and certificates; a key with no saved form cannot be saved to disk")
     func signingKeyProtocol() throws {
         let wrapped = WrappedKey(inner: try KeyPair.generate(.ed25519))
         let root = try LocalAuthority.createRoot(subject: try name("CN=Wrapped Root"), key: wrapped)
@@ -336,7 +336,7 @@ struct LocalAuthorityTests {
         #expect(request.isSignatureValid)
         #expect(try root.issue(request, profile: .tlsServer).authorityKeyIdentifier == wrapped.publicKey.keyIdentifier)
         _ = try withTemporaryDirectory { directory in
-            expectGnuTLSError(.invalidArgument, mentioning: ["only an in-memory key pair"]) {
+            expectGnuTLSError(.invalidArgument, mentioning: ["has no saved form"]) {
                 try root.save(to: directory.file("wrapped"), passphrase: "pw")
             }
         }
@@ -364,10 +364,10 @@ struct LocalAuthorityTests {
     }
 
     @Test("LocalAuthority is used through the Authority protocol")
-    func protocolUse() throws {
+    func protocolUse() async throws {
         let authority: any Authority = try LocalAuthority.createRoot(subject: try name("CN=Protocol Root"))
         let (_, request) = try makeRequest("CN=p", names: [.dnsName("p.example.com")])
-        let certificate = try authority.issue(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 5))
+        let certificate = try await authority.issue(request, profile: .tlsServer, options: IssuanceOptions(validityDays: 5))
         #expect(certificate.issuer == authority.certificate.subject)
         #expect(authority.chain == [authority.certificate])
     }

@@ -97,4 +97,46 @@ final class FakeOCSPNetwork: @unchecked Sendable {
         }
         #expect(RevocationCheckingMode(name: "hard") == .hardFail && RevocationCheckingMode(name: "bogus") == nil)
     }
+
+    /// Issue 10: the Verifier takes the channels' ``RevocationCheckingMode``; each mode
+    /// behaves as it does in a TLS handshake.
+    @Test("Verifier.verify(revocation:): off, soft and hard behave as they do for channels")
+    func verifierTakesTheChannelsMode() async throws {
+        let fixture = try OCSPFixture()
+        let root = fixture.ca.certificate
+        let leaf = try fixture.leaf(options: IssuanceOptions(validityDays: 30, ocspURLs: ["http://127.0.0.1:9/"]))
+        let verifier = try Verifier(trustStore: TrustStore(certificates: [root]))
+        let policy = VerificationPolicy.server(host: "host.example.com")
+        let responder = try OCSPResponder(authority: fixture.ca)
+        let up = FakeOCSPNetwork(responder)
+        let down = FakeOCSPNetwork(nil)
+
+        // Good: every mode accepts; hard asks the responder once, then answers from the cache.
+        for mode in [RevocationCheckingMode.off, .softFail, .hardFail] {
+            let chain = try await verifier.verify(leaf, policy: policy, revocation: mode, fetcher: up.fetcher)
+            #expect(chain.certificates == [leaf, root])
+        }
+        try await verifier.verify(leaf, policy: policy, revocation: .hardFail, fetcher: up.fetcher)
+        #expect(up.queries == 2, "soft and hard each asked once (off never asks); the second hard call was cached")
+
+        // Responder unreachable: off and soft accept, hard refuses.
+        let verifier2 = try Verifier(trustStore: TrustStore(certificates: [root]))
+        try await verifier2.verify(leaf, policy: policy, revocation: .off, fetcher: down.fetcher)
+        try await verifier2.verify(leaf, policy: policy, revocation: .softFail, fetcher: down.fetcher)
+        await Self.expectProblem(.revocationStatusUnknown) { try await verifier2.verify(leaf, policy: policy, revocation: .hardFail, fetcher: down.fetcher) }
+        #expect(down.queries == 2, "off never asks")
+
+        // Revoked (the responder says so): off accepts, soft and hard refuse with the reason.
+        try fixture.ca.revoke(leaf, reason: .keyCompromise)
+        let verifier3 = try Verifier(trustStore: TrustStore(certificates: [root]))
+        try await verifier3.verify(leaf, policy: policy, revocation: .off, fetcher: FakeOCSPNetwork(responder).fetcher)
+        for mode in [RevocationCheckingMode.softFail, .hardFail] {
+            await Self.expectProblem(.revoked) { try await verifier3.verify(leaf, policy: policy, revocation: mode, fetcher: FakeOCSPNetwork(responder).fetcher) }
+        }
+        // A revoked staple given to the Verifier counts as the channels' staple does.
+        let staple = responder.respond(to: try OCSPRequest(certificate: leaf, issuer: root)).response
+        await Self.expectProblem(.revoked) { try await verifier3.verify(leaf, policy: policy, revocation: .softFail, stapledResponse: staple) }
+        // Path problems come first and unchanged: a wrong host is a name mismatch in every mode.
+        await Self.expectProblem(.nameMismatch) { try await verifier3.verify(leaf, policy: .server(host: "other.example.com"), revocation: .hardFail) }
+    }
 }

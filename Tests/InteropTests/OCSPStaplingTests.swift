@@ -61,7 +61,7 @@ struct OCSPStaplingTests {
         let staple = try OCSPResponder(authority: fixture.ca).respond(to: try OCSPRequest(certificate: identity.leaf, issuer: fixture.ca.certificate)).response
         let stapleFile = try fixture.directory.write(staple.derEncoded, to: "revoked-staple.der")
         _ = try fixture.directory.write(identity.chain.map(\.pemEncoded).joined(), to: "server-chain.pem")
-        _ = try fixture.directory.write(try identity.key.pemEncoded(), to: "server.key")
+        _ = try fixture.directory.write(try identity.key.pemEncodedForTests(), to: "server.key")
         let (peer, port) = try await startOpenSSLServer(["-cert", fixture.path("server-chain.pem"), "-key", fixture.path("server.key"),
                                                          "-status_file", stapleFile, "-naccept", "3"], in: fixture.directory)
         defer { peer.stop() }
@@ -104,5 +104,49 @@ struct OCSPStaplingTests {
         } catch let error as TLSError {
             #expect(error.verification?.contains(.revocationStatusUnknown) == true, "\(error)")
         }
+    }
+
+    /// Issue 10: `gnutls-cli --ocsp` and `curl --cert-status` (OpenSSL) read our staple; a
+    /// revoked certificate gets no staple from us (a revoked answer is never stapled), so
+    /// curl refuses it.
+    @Test("our staple: gnutls-cli --ocsp and curl --cert-status accept the good one; curl fails once the certificate is revoked")
+    func gnutlsCLIAndCurlReadOurStaple() async throws {
+        let fixture = try OCSPInteropFixture()
+        let responder = try await fixture.startResponder()
+        defer { Task { try? await responder.close() } }
+        let url = "http://127.0.0.1:\(responder.port)/"
+        var identity = try Self.serverIdentity(fixture, url: url)
+        identity.ocspResponse = try await OCSPClient.fetch(try OCSPRequest(certificate: identity.leaf, issuer: fixture.ca.certificate), from: url)
+        let server = try await RunningServer.start(TLSConfiguration.makeServerConfiguration(identity: identity), behaviour: .http)
+        defer { Task { await server.stop() } }
+
+        let saved = fixture.path("gnutls-cli-staple.der")
+        let gnutls = try await runTool(["gnutls-cli", "--ocsp", "--save-ocsp", saved, "--x509cafile", fixture.path("ca.pem"),
+                                        "--port", "\(server.port)", "127.0.0.1"], input: "GET / HTTP/1.0\r\n\r\n", timeout: 60, package: "gnutls-bin")
+        #expect(gnutls.succeeded, "\(gnutls)")
+        // gnutls-cli --ocsp checks the staple in its verification: a bad one is not "trusted".
+        #expect(gnutls.output.contains("The certificate is trusted"), "\(gnutls)")
+        #expect(gnutls.output.contains("OCSP status request"), "\(gnutls)")
+        let received = try OCSPResponse.load(contentsOfFile: saved)
+        #expect(received.derEncoded == identity.ocspResponse?.derEncoded)
+        #expect(received.responses.first?.status == .good)
+
+        let curl = try await runTool(["curl", "--silent", "--show-error", "--cert-status", "--cacert", fixture.path("ca.pem"),
+                                      "--max-time", "30", "https://127.0.0.1:\(server.port)/"], timeout: 60, package: "curl")
+        #expect(curl.succeeded, "\(curl)")
+        #expect(curl.output.contains("hello"), "\(curl)")
+
+        // Revoked: the fresh answer says so, the server will not staple it, curl refuses.
+        try fixture.ca.revoke(identity.leaf, reason: .keyCompromise)
+        var revoked = identity
+        revoked.ocspResponse = try await OCSPClient.fetch(try OCSPRequest(certificate: identity.leaf, issuer: fixture.ca.certificate), from: url)
+        #expect(throws: GnuTLSError.self) { try TLSContext(configuration: .makeServerConfiguration(identity: revoked)) }
+        revoked.ocspResponse = nil
+        let unstapled = try await RunningServer.start(TLSConfiguration.makeServerConfiguration(identity: revoked), behaviour: .http)
+        defer { Task { await unstapled.stop() } }
+        let refused = try await runTool(["curl", "--silent", "--show-error", "--cert-status", "--cacert", fixture.path("ca.pem"),
+                                         "--max-time", "30", "https://127.0.0.1:\(unstapled.port)/"], timeout: 60, package: "curl")
+        #expect(!refused.succeeded, "\(refused)")
+        #expect(refused.output.lowercased().contains("ocsp"), "\(refused)")
     }
 }

@@ -70,7 +70,7 @@ struct TLSTestPKI: Sendable {
     func write(_ identity: TLSIdentity, as name: String) throws {
         try directory.write(identity.leaf.pemEncoded, to: "\(name).pem")
         try directory.write(identity.chain.map(\.pemEncoded).joined(), to: "\(name)-chain.pem")
-        try directory.write(try identity.key.pemEncoded(), to: "\(name).key.pem")
+        try directory.write(try identity.key.pemEncodedForTests(), to: "\(name).key.pem")
     }
 
     func path(_ name: String) -> String { directory.file(name) }

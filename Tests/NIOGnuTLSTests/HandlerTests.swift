@@ -425,11 +425,19 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: server.port).get()
         let handshake = channel.eventLoop.makePromise(of: ConnectionInfo.self)
-        let handler = try await channel.eventLoop.submit {
-            let handler = GnuTLSHandler(context: clientContext, serverHostname: "localhost", handshakePromise: handshake)
-            try channel.pipeline.syncOperations.addHandler(handler)
-            return NIOLoopBound(handler, eventLoop: channel.eventLoop)
-        }.get()
+        let handler: NIOLoopBound<GnuTLSHandler>
+        do {
+            handler = try await channel.eventLoop.submit {
+                let handler = GnuTLSHandler(context: clientContext, serverHostname: "localhost", handshakePromise: handshake)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                return NIOLoopBound(handler, eventLoop: channel.eventLoop)
+            }.get()
+        } catch {
+            // The channel closed before the handler was added (the server timed out a slow
+            // start): complete the promise, which NIO's debug builds trap on if dropped.
+            handshake.fail(error)
+            throw error
+        }
         _ = try await handshake.futureResult.get()
         try await channel.writeAndFlush(ByteBuffer(string: "then gone")).get()
         #expect(await eventually { received.value == "then gone" })

@@ -217,7 +217,7 @@ func removeTLSHandler(_ channel: NIOAsyncTestingChannel) async throws {
         defer { directory.remove() }
         let root = try directory.write(pki.root.certificate.pemEncoded, to: "root.pem")
         let chain = try directory.write(pki.clientIdentity.chain.map(\.pemEncoded).joined(), to: "client-chain.pem")
-        let key = try directory.write(try pki.clientIdentity.key.pemEncoded(), to: "client.key.pem")
+        let key = try directory.write(try #require(pki.clientIdentity.key as? KeyPair).pemEncoded(), to: "client.key.pem")
         let url = "https://localhost:\(server.port)/"
         func curl(_ mode: String) async throws -> ProcessResult {
             try await Tool.run(["curl", "-sS", mode, "--cacert", root, "--cert", chain, "--key", key,

@@ -303,13 +303,17 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
     /// Kept open until the process ends when `holdStandardInput` is set.
     private let input = Pipe()
 
-    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false) throws {
-        let binary = BuiltProducts.tlsctl
+    /// Starts `executable` (tlsctl unless given) with `arguments` in `directory`, with
+    /// `environment` added to this process's.
+    init(_ arguments: [String], directory: String, holdStandardInput: Bool = false, environment: [String: String]? = nil,
+         executable: String = BuiltProducts.tlsctl) throws {
+        let binary = executable
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw TLSCtlNotBuilt(path: binary) }
         self.arguments = arguments
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardInput = holdStandardInput ? input : FileHandle.nullDevice
         let stdout = Pipe()
         let stderr = Pipe()
@@ -380,6 +384,36 @@ final class BackgroundTLSCtl: @unchecked Sendable, CustomStringConvertible {
             usleep(10_000)
         }
         return lines.first { $0.hasPrefix(prefix) }
+    }
+
+    /// `waitForLine` for async tests: polls without blocking a thread of the cooperative
+    /// pool (a blocked pool starves the test's own client tasks on a 2-core machine).
+    func nextLine(prefix: String, timeout: TimeInterval) async -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = lines.first(where: { $0.hasPrefix(prefix) }) { return line }
+            if !process.isRunning { break }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return lines.first { $0.hasPrefix(prefix) }
+    }
+
+    /// `port()` for async tests (see ``nextLine(prefix:timeout:)``).
+    func listeningPort(timeout: TimeInterval = 30) async throws -> Int {
+        guard let line = await nextLine(prefix: "", timeout: timeout) else {
+            throw ServerDidNotStart(detail: "no `listening on` line within \(timeout) s: \(self)")
+        }
+        guard line.hasPrefix("listening on "), let port = line.split(separator: ":").last.flatMap({ Int($0) }) else {
+            throw ServerDidNotStart(detail: "unexpected first line '\(line)': \(self)")
+        }
+        return port
+    }
+
+    /// `waitForExit` for async tests (see ``nextLine(prefix:timeout:)``).
+    func exitStatus(timeout: TimeInterval) async -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        return process.isRunning ? nil : waitForExit(timeout: 0)
     }
 
     /// Waits at most `timeout` seconds for the process to exit by itself; its status, or nil.

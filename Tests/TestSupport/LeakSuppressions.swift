@@ -1,3 +1,5 @@
+import Foundation
+
 /// LeakSanitizer suppressions for leaks in the Swift toolchain's own libraries, read by the
 /// sanitizer runtime when the test executable is built with `--sanitize=address`.
 ///
@@ -13,7 +15,10 @@
 /// - XCTest's runner leaks its own suite objects (`XCTestSuiteRun`, `XCTMainMisc`) in the
 ///   XCTest pass of `swift test`, which runs no test of this package.
 ///
-/// Nothing else is suppressed: a leak in GnuTLS, GnuTLSCore or GnuTLS still fails the run.
+/// - GnuTLS 3.7.9 itself (``ChildLeakSuppressions/gnuTLSLines``), in this process and in
+///   the `tlsctl` processes the tests start.
+///
+/// Nothing else is suppressed: a leak in GnuTLSCore, GnuTLS or NIOGnuTLS still fails the run.
 /// The function is looked up by name by the sanitizer runtime; without a sanitizer it is
 /// never called.
 @_cdecl("__lsan_default_suppressions")
@@ -23,10 +28,47 @@ public func lsanDefaultSuppressions() -> UnsafePointer<CChar> {
 
 /// NUL-terminated, as every `StaticString` literal is. Patterns match a substring of any
 /// frame's (mangled) function or module name; a `$` would anchor the end, so none is used.
+/// Keep the GnuTLS lines equal to ``ChildLeakSuppressions/gnuTLSLines``.
 private let leakSuppressions: StaticString = """
     leak:10Foundation7ProcessC3runyyKF
     leak:20FoundationEssentials17readBytesFromFile
     leak:10Foundation10FileHandleC7monitor
     leak:libXCTest.so
+    leak:gnutls_x509_ext_import_name_constraints
 
     """
+
+/// LeakSanitizer suppressions for the sanitized `tlsctl` the tests start (directly, or
+/// through the x509-limbo driver): handed down in `LSAN_OPTIONS`, which children inherit,
+/// as a suppressions file written once per test run. The shipping `tlsctl` carries no
+/// sanitizer hook of its own.
+public enum ChildLeakSuppressions {
+    /// GnuTLS 3.7.9's own leaks, which no caller can avoid:
+    ///
+    /// - `gnutls_x509_ext_import_name_constraints` (via `extract_name_constraints` in
+    ///   lib/x509/name_constraints.c) leaks the OID string of an otherName constraint whose
+    ///   type it cannot map (`gnutls_x509_othername_to_virtual` fails and the error path
+    ///   frees only the value): 25 bytes each time GnuTLS reads such a CA, in its trust-list
+    ///   verification and in the handshake's alike (x509-limbo
+    ///   `rfc5280::nc::nc-forbids-othername-noop`). Not a one-time allocation: a process that
+    ///   verifies such chains for ever grows by that much per verification; the Swift
+    ///   verifier checks these constraints itself, but GnuTLS is still asked for its opinion.
+    public static let gnuTLSLines = ["leak:gnutls_x509_ext_import_name_constraints"]
+
+    /// Sets `LSAN_OPTIONS=suppressions=FILE` (kept with any options already there) for every
+    /// child started afterwards. Unconditional: the sanitizer runtime's symbols are local to
+    /// a sanitized test executable (dlsym cannot tell), and an unsanitized child ignores
+    /// the variable. Idempotent.
+    public static func install() { _ = installed }
+
+    private static let installed: Bool = {
+        let existing = ProcessInfo.processInfo.environment["LSAN_OPTIONS"] ?? ""
+        // A suppressions file given by the caller wins: LSAN_OPTIONS holds only one.
+        guard !existing.contains("suppressions=") else { return false }
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("swift-gnutls-lsan-children-\(getpid()).supp").path
+        guard FileManager.default.createFile(atPath: path, contents: Data((gnuTLSLines.joined(separator: "\n") + "\n").utf8)) else { return false }
+        setenv("LSAN_OPTIONS", existing.isEmpty ? "suppressions=\(path)" : "\(existing):suppressions=\(path)", 1)
+        return true
+    }()
+}

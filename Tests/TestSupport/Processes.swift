@@ -398,6 +398,10 @@ public enum BuiltProducts {
         return URL(fileURLWithPath: CommandLine.arguments.first ?? ".").deletingLastPathComponent().path
     }
 
-    /// The path of the built `tlsctl`.
-    public static var tlsctl: String { (directory as NSString).appendingPathComponent("tlsctl") }
+    /// The path of the built `tlsctl`. Under AddressSanitizer, asking for it also hands
+    /// ``ChildLeakSuppressions`` down to the children started afterwards.
+    public static var tlsctl: String {
+        ChildLeakSuppressions.install()
+        return (directory as NSString).appendingPathComponent("tlsctl")
+    }
 }

@@ -16,8 +16,8 @@ final class RawRunner: ScenarioRunner {
         let priority = scenario.priority ?? TLSConfiguration.defaultPriority(minimum: scenario.version, maximum: scenario.version)
         let texts = [
             pki.root.certificate.pemEncoded,
-            pki.serverIdentity.chain.map(\.pemEncoded).joined(), try pki.serverIdentity.key.pemEncoded(),
-            pki.clientIdentity.chain.map(\.pemEncoded).joined(), try pki.clientIdentity.key.pemEncoded(),
+            pki.serverIdentity.chain.map(\.pemEncoded).joined(), try pki.serverKey.pemEncoded(),
+            pki.clientIdentity.chain.map(\.pemEncoded).joined(), try pki.clientKey.pemEncoded(),
             priority, pki.hostname,
         ]
         let strings = texts.map { strdup($0)! }

@@ -93,18 +93,24 @@ public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertib
     public var description: String { name }
 }
 
-/// A certificate chain (leaf first, without the root) and its private key.
+/// A certificate chain (leaf first, without the root) and its private key: a ``KeyPair`` in
+/// memory, a ``PKCS11Key`` on a token, or any other ``SigningKey`` (a remote signer).
+///
+/// Two identities are equal when their chains, staples and public keys are.
 public struct TLSIdentity: Hashable, Sendable {
     /// Leaf first, then intermediates.
     public var chain: [Certificate]
     /// The leaf's private key.
-    public var key: KeyPair
+    public var key: any SigningKey
     /// An OCSP response about the leaf to staple (servers). It must verify (signed by the
     /// leaf's issuer or its delegated responder, current, good) or the context is not built.
     public var ocspResponse: OCSPResponse? = nil
+    /// A staple that may change while the server runs (it takes the place of
+    /// ``ocspResponse``): every handshake staples the source's current response.
+    public var ocspStapleSource: OCSPStapleSource? = nil
 
     /// An identity from values.
-    public init(chain: [Certificate], key: KeyPair) {
+    public init(chain: [Certificate], key: any SigningKey) {
         self.chain = chain
         self.key = key
     }
@@ -115,8 +121,26 @@ public struct TLSIdentity: Hashable, Sendable {
         self.key = try KeyPair(contentsOfFile: keyPath, passphrase: passphrase)
     }
 
+    /// Two identities are equal when their chains, staples and public keys are.
+    public static func == (lhs: TLSIdentity, rhs: TLSIdentity) -> Bool {
+        lhs.chain == rhs.chain && lhs.ocspResponse == rhs.ocspResponse && lhs.key.publicKey == rhs.key.publicKey
+    }
+
+    /// Hashes what `==` compares.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(chain)
+        hasher.combine(ocspResponse)
+        hasher.combine(key.publicKey)
+    }
+
     /// The leaf certificate.
     public var leaf: Certificate { chain[0] }
+
+    /// Whether ``key`` is the leaf certificate's key (`false` for an empty chain). Checked
+    /// by ``TLSContext`` and by reloaders, which refuse a mismatched renewal with its own code.
+    package var keyMatchesLeaf: Bool {
+        chain.first.map { $0.publicKey.keyIdentifier == key.publicKey.keyIdentifier } ?? false
+    }
 }
 
 /// Everything a TLS client or server needs, as a value. Build it with a factory, adjust

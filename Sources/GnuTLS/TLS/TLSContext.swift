@@ -39,8 +39,8 @@ public final class TLSContext: Sendable {
             guard let leaf = identity.chain.first else {
                 throw GnuTLSError(.invalidArgument, "an identity has an empty certificate chain")
             }
-            guard leaf.publicKey.keyIdentifier == identity.key.publicKey.keyIdentifier else {
-                throw GnuTLSError(.invalidArgument, "the private key does not match certificate '\(leaf.subject)'")
+            guard identity.keyMatchesLeaf else {
+                throw GnuTLSError(.keyMismatch, "the private key does not match certificate '\(leaf.subject)'")
             }
             for (child, parent) in zip(identity.chain, identity.chain.dropFirst()) where !parent.subject.matches(child.issuer) {
                 throw GnuTLSError(.invalidArgument, "the certificate chain is out of order: '\(child.subject)' is issued by '\(child.issuer)', but the next certificate is '\(parent.subject)'")
@@ -48,10 +48,17 @@ public final class TLSContext: Sendable {
         }
         let mapping = try TLSPolicyMapping(configuration)
         var settings = CoreTLSSettings(role: configuration.role.core, priority: mapping.priority)
-        settings.identities = configuration.identities.map { identity in
-            (chainPEM: identity.chain.map(\.pemEncoded).joined(), key: identity.key.handle)
+        settings.identities = try configuration.identities.map { identity in
+            (chain: identity.chain.map(\.derEncoded), key: try coreKeyHandle(for: identity.key))
         }
         for (index, identity) in configuration.identities.enumerated() {
+            if let source = identity.ocspStapleSource {
+                guard source.identity.leaf == identity.leaf else {
+                    throw GnuTLSError(.invalidArgument, "the OCSP staple source of '\(identity.leaf.subject)' is about another certificate, '\(source.identity.leaf.subject)'")
+                }
+                settings.ocspStapleStores[index] = source.store
+                continue
+            }
             guard let response = identity.ocspResponse else { continue }
             try OCSPStapling.check(response, for: identity, trust: configuration.trustStore)
             settings.ocspStaples[index] = response.derEncoded

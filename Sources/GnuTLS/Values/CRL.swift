@@ -275,7 +275,7 @@ extension CertificateRevocationList {
         }
         let issuerName = try CRLEncoding.subjectDER(of: issuer)
         let keyIdentifier = authorityKeyIdentifier ?? issuer.subjectKeyIdentifier ?? issuer.publicKey.keyIdentifier
-        let handle = key.signingBackend.handle
+        let handle = try coreKeyHandle(for: key)
         // The signed part names the signature algorithm too, so ask the key for it first.
         let algorithm = try handle.x509SignatureAlgorithm()
         let tbs = try CRLEncoding.tbsCertList(

@@ -98,7 +98,7 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
     ///   - extendedKeyUsage: the purposes the subject asks for; the authority decides.
     ///   - challengePassword: the PKCS#9 challenge password attribute.
     public static func create(
-        subject: DistinguishedName, key: some SigningKey, alternativeNames: [GeneralName] = [],
+        subject: DistinguishedName, key: any SigningKey, alternativeNames: [GeneralName] = [],
         keyUsage: KeyUsage? = nil, extendedKeyUsage: [ExtendedKeyUsage] = [], challengePassword: String? = nil
     ) throws -> CertificateRequest {
         if subject.isEmpty && alternativeNames.isEmpty {
@@ -109,7 +109,7 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
             subject: try subject.coreAttributes, alternativeNames: alternativeNames.map(\.core),
             keyUsage: keyUsage?.rawValue, extendedKeyUsage: extendedKeyUsage.map(\.rawValue),
             challengePassword: challengePassword)
-        return try CertificateRequest(derEncoded: RequestHandle.create(spec, key: key.signingBackend.handle))
+        return try CertificateRequest(derEncoded: RequestHandle.create(spec, key: try coreKeyHandle(for: key)))
     }
 
     /// Throws `.signatureInvalid` unless the request is signed by the key it carries.

@@ -164,20 +164,160 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A key that can sign certificates and requests: a software ``KeyPair`` today, a token key
-/// (PKCS#11) later. The library reaches the signing operation through ``signingBackend``.
+/// A signature scheme: what a ``SigningKey`` is asked to make (the hash and padding
+/// together, as TLS 1.3 names them). Not to be confused with ``SignatureAlgorithm``, which
+/// describes the algorithm a parsed certificate or CRL was signed with.
+///
+/// `RawRepresentable` by the names below (`ecdsa-sha256`, `rsa-pss-sha256`, …).
+public struct SignatureScheme: RawRepresentable, Hashable, Sendable, CustomStringConvertible, CaseIterable {
+    /// The scheme's name.
+    public let rawValue: String
+    let core: CoreSignatureAlgorithm
+
+    /// The scheme with this name, if there is one.
+    public init?(rawValue: String) {
+        guard let match = Self.allCases.first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = match
+    }
+
+    init(_ core: CoreSignatureAlgorithm) {
+        self.core = core
+        switch core {
+        case .ecdsaSHA256: rawValue = "ecdsa-sha256"
+        case .ecdsaSHA384: rawValue = "ecdsa-sha384"
+        case .ecdsaSHA512: rawValue = "ecdsa-sha512"
+        case .rsaPKCS1SHA256: rawValue = "rsa-pkcs1-sha256"
+        case .rsaPKCS1SHA384: rawValue = "rsa-pkcs1-sha384"
+        case .rsaPKCS1SHA512: rawValue = "rsa-pkcs1-sha512"
+        case .rsaPSSSHA256: rawValue = "rsa-pss-sha256"
+        case .rsaPSSSHA384: rawValue = "rsa-pss-sha384"
+        case .rsaPSSSHA512: rawValue = "rsa-pss-sha512"
+        case .ed25519: rawValue = "ed25519"
+        }
+    }
+
+    /// A readable form, for logs and messages.
+    public var description: String { rawValue }
+
+    /// ECDSA over a SHA-256 digest (GnuTLS `GNUTLS_SIGN_ECDSA_SHA256`, TLS `ecdsa_secp256r1_sha256`).
+    public static let ecdsaSHA256 = SignatureScheme(.ecdsaSHA256)
+    /// ECDSA over a SHA-384 digest (`GNUTLS_SIGN_ECDSA_SHA384`).
+    public static let ecdsaSHA384 = SignatureScheme(.ecdsaSHA384)
+    /// ECDSA over a SHA-512 digest (`GNUTLS_SIGN_ECDSA_SHA512`).
+    public static let ecdsaSHA512 = SignatureScheme(.ecdsaSHA512)
+    /// RSA PKCS#1 v1.5 over a SHA-256 digest (`GNUTLS_SIGN_RSA_SHA256`).
+    public static let rsaPKCS1SHA256 = SignatureScheme(.rsaPKCS1SHA256)
+    /// RSA PKCS#1 v1.5 over a SHA-384 digest (`GNUTLS_SIGN_RSA_SHA384`).
+    public static let rsaPKCS1SHA384 = SignatureScheme(.rsaPKCS1SHA384)
+    /// RSA PKCS#1 v1.5 over a SHA-512 digest (`GNUTLS_SIGN_RSA_SHA512`).
+    public static let rsaPKCS1SHA512 = SignatureScheme(.rsaPKCS1SHA512)
+    /// RSA-PSS over a SHA-256 digest, MGF1-SHA-256, salt as long as the digest (`GNUTLS_SIGN_RSA_PSS_RSAE_SHA256`).
+    public static let rsaPSSSHA256 = SignatureScheme(.rsaPSSSHA256)
+    /// RSA-PSS over a SHA-384 digest (`GNUTLS_SIGN_RSA_PSS_RSAE_SHA384`).
+    public static let rsaPSSSHA384 = SignatureScheme(.rsaPSSSHA384)
+    /// RSA-PSS over a SHA-512 digest (`GNUTLS_SIGN_RSA_PSS_RSAE_SHA512`).
+    public static let rsaPSSSHA512 = SignatureScheme(.rsaPSSSHA512)
+    /// Ed25519 over the message itself (`GNUTLS_SIGN_EDDSA_ED25519`).
+    public static let ed25519 = SignatureScheme(.ed25519)
+
+    /// Every signature scheme the package can sign with.
+    public static let allCases: [SignatureScheme] = CoreSignatureAlgorithm.allCases.map(SignatureScheme.init)
+
+    /// The length of the digest ``SigningKey/sign(_:algorithm:)`` receives; `nil` for
+    /// Ed25519, which receives the whole message.
+    public var digestLength: Int? { core.digestLength == 0 ? nil : core.digestLength }
+
+    /// The key family that makes this signature.
+    public var keyFamily: KeyFamily { KeyFamily(rawValue: core.keyFamily) }
+}
+
+/// How a ``SigningKey`` is written to a CA directory.
+public struct KeyReference: Hashable, Sendable, CustomStringConvertible {
+    /// What is saved (used by `LocalAuthority.save`).
+    package enum StoredForm: Hashable, Sendable {
+        case inMemory(KeyPair)
+        case uri(String)
+    }
+    package let storedForm: StoredForm
+
+    /// A key held in memory: saved as PKCS#8 (encrypted with the CA's passphrase when given).
+    public static func inMemory(_ key: KeyPair) -> KeyReference { KeyReference(storedForm: .inMemory(key)) }
+    /// A key that lives elsewhere and is named by a URI (RFC 7512 `pkcs11:`): saved as the URI.
+    public static func uri(_ uri: String) -> KeyReference { KeyReference(storedForm: .uri(uri)) }
+
+    /// A readable form, for logs and messages.
+    public var description: String {
+        switch storedForm {
+        case .inMemory(let key): return "in-memory \(key)"
+        case .uri(let uri): return uri
+        }
+    }
+}
+
+/// A private key that signs: certificates, requests, CRLs, OCSP responses, and TLS
+/// handshakes all reach it through this one seam.
+///
+/// Conforming types in this package: ``KeyPair`` (in memory) and ``PKCS11Key`` (on a token).
+/// Conform your own type to sign elsewhere (a remote signer, a KMS): the library bridges it
+/// to GnuTLS (`gnutls_privkey_import_ext4`), so it serves every signing path the same way.
+///
+/// ```swift
+/// struct RemoteKey: SigningKey {
+///     let publicKey: PublicKey
+///     func sign(_ data: [UInt8], algorithm: SignatureScheme) throws -> [UInt8] {
+///         try kms.sign(digest: data, scheme: algorithm.rawValue)
+///     }
+/// }
+/// ```
+///
+/// ``sign(_:algorithm:)`` is called synchronously, on the thread that needs the signature:
+/// inside a TLS handshake that is the connection's event loop (GnuTLS's sign callback
+/// cannot wait). A slow signer there delays every connection of that event loop.
 public protocol SigningKey: Sendable {
     /// The public half.
     var publicKey: PublicKey { get }
-    /// The object that performs signatures. Conformers outside this package return the
-    /// backend of a key they wrap.
-    var signingBackend: SigningBackend { get }
+    /// The schemes ``sign(_:algorithm:)`` accepts, preferred first. By default, every scheme
+    /// of the key's family (``KeyFamily``) that this library uses.
+    var signatureSchemes: [SignatureScheme] { get }
+    /// Signs `data` with `algorithm`.
+    ///
+    /// `data` is the digest of the message (``SignatureScheme/digestLength`` bytes) for
+    /// ECDSA and RSA, as Go's `crypto.Signer` receives it, and the message itself for
+    /// Ed25519. Return an ECDSA signature as a DER `Ecdsa-Sig-Value`, an RSA or Ed25519
+    /// signature as its raw bytes. Throw to refuse; the error reaches the caller of the
+    /// signing operation (issuance, request creation) unchanged.
+    func sign(_ data: [UInt8], algorithm: SignatureScheme) throws -> [UInt8]
+    /// How a CA directory saves this key; `nil` (the default) when it cannot: such a key is
+    /// used from memory only.
+    var reference: KeyReference? { get }
 }
 
-/// The opaque signing operation behind a ``SigningKey``.
-public final class SigningBackend: Sendable {
-    package let handle: PrivateKeyHandle
-    init(handle: PrivateKeyHandle) { self.handle = handle }
+extension SigningKey {
+    /// Every scheme of the key's family: RSA-PSS and PKCS#1 v1.5 with SHA-256/384/512,
+    /// ECDSA with the curve's digest first, Ed25519.
+    public var signatureSchemes: [SignatureScheme] {
+        let kind = (try? PublicKeyHandle(spki: publicKey.derEncoded).kind) ?? .other(name: "unknown", bits: 0)
+        return kind.signatureAlgorithms.map(SignatureScheme.init)
+    }
+
+    /// `nil`: the key cannot be saved to a CA directory.
+    public var reference: KeyReference? { nil }
+}
+
+/// A key GnuTLS holds itself (software or token): its handle is used directly, with no callback.
+protocol NativeSigningKey: SigningKey {
+    var handle: PrivateKeyHandle { get }
+}
+
+/// The one `gnutls_privkey_t` behind any ``SigningKey``: the key's own for ``KeyPair`` and
+/// ``PKCS11Key``; for any other type an external key whose sign callbacks call
+/// ``SigningKey/sign(_:algorithm:)``.
+package func coreKeyHandle(for key: any SigningKey) throws -> PrivateKeyHandle {
+    if let native = key as? any NativeSigningKey { return native.handle }
+    let signer = try CoreExternalSigner(spki: key.publicKey.derEncoded, algorithms: Set(key.signatureSchemes.map { $0.core })) { algorithm, input in
+        try key.sign(input, algorithm: SignatureScheme(algorithm))
+    }
+    return try PrivateKeyHandle.external(signer)
 }
 
 /// A private key held in memory, and its public key.
@@ -190,7 +330,7 @@ public final class SigningBackend: Sendable {
 /// let pem = try key.pemEncoded(passphrase: "correct horse")
 /// let again = try KeyPair(pemEncoded: pem, passphrase: "correct horse")
 /// ```
-public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
+public struct KeyPair: NativeSigningKey, Hashable, CustomStringConvertible {
     let handle: PrivateKeyHandle
     /// The public half.
     public let publicKey: PublicKey
@@ -305,8 +445,13 @@ public struct KeyPair: SigningKey, Hashable, CustomStringConvertible {
     /// Algorithm and size.
     public var keyDescription: KeyDescription { publicKey.keyDescription }
 
-    /// The GnuTLS key behind this key pair, for the ``SigningKey`` requirement.
-    public var signingBackend: SigningBackend { SigningBackend(handle: handle) }
+    /// Signs `data` (a digest, or the message for Ed25519) with GnuTLS.
+    public func sign(_ data: [UInt8], algorithm: SignatureScheme) throws -> [UInt8] {
+        try handle.sign(data, algorithm: algorithm.core)
+    }
+
+    /// ``KeyReference/inMemory(_:)``: saved as PKCS#8.
+    public var reference: KeyReference? { .inMemory(self) }
 
     /// A readable form, for logs and messages.
     public var description: String { "\(keyDescription) key pair" }

@@ -27,6 +27,9 @@ public struct RevocationCheckingMode: Hashable, Sendable, CustomStringConvertibl
 
     private init(uncheckedName: String) { name = uncheckedName }
 
+    /// Every mode, weakest first.
+    static let allModes: [RevocationCheckingMode] = [.off, .softFail, .hardFail]
+
     /// A readable form, for logs and messages.
     public var description: String { name }
 }
@@ -161,6 +164,45 @@ public final class RevocationChecker: Sendable {
         problem.revocationDate = date
         problem.revocationReason = reason
         return problem
+    }
+}
+
+extension Verifier {
+    /// Verifies `leaf` as ``verify(_:intermediates:policy:)`` does, then establishes the
+    /// revocation status of the chain it found in `revocation` mode: the same
+    /// ``RevocationCheckingMode`` a TLS configuration's `ocspRevocation` takes, checked the
+    /// same way (``RevocationChecker``): a stapled response for the leaf, the trust store's
+    /// CRLs, then online OCSP through `fetcher`. The policy's time (or now) is the moment
+    /// every answer must be current at.
+    ///
+    /// - Parameters:
+    ///   - revocation: `.off` checks only what the policy's CRL rules and must-staple
+    ///     demand; `.softFail` refuses a definite revoked; `.hardFail` needs a fresh good
+    ///     answer for every certificate below the anchor.
+    ///   - stapledResponse: an OCSP response about the leaf obtained by other means (a TLS
+    ///     staple, a file).
+    ///   - fetcher: asks OCSP responders online (NIOGnuTLS's `OCSPClient.fetch` does, off
+    ///     any event loop); `nil`: no online queries.
+    /// - Returns: the validated chain, leaf first.
+    /// - Throws: ``VerificationError`` naming every problem and its chain position.
+    @discardableResult
+    public func verify(
+        _ leaf: Certificate, intermediates: [Certificate] = [], policy: VerificationPolicy? = nil,
+        revocation: RevocationCheckingMode, stapledResponse: OCSPResponse? = nil, fetcher: OCSPFetcher? = nil
+    ) async throws(VerificationError) -> VerifiedChain {
+        let chain: VerifiedChain
+        do {
+            chain = try verify(leaf, intermediates: intermediates, policy: policy)
+        } catch let error as VerificationError {
+            throw error
+        } catch {
+            throw VerificationError(problems: [VerificationError.Problem(.rejectedByGnuTLS, "GnuTLS could not verify the chain: \(error)")])
+        }
+        let checker = revocationCheckers[revocation] ?? RevocationChecker(mode: revocation)
+        let crls = (policy ?? defaultPolicy).revocation == .disabledInsecure ? [] : trustStore.crls
+        try await checker.check(chain: chain.certificates, staple: stapledResponse, crls: crls,
+                                at: (policy ?? defaultPolicy).time ?? Date(), fetcher: fetcher)
+        return chain
     }
 }
 

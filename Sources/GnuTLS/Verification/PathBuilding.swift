@@ -29,7 +29,7 @@ struct PathValidation {
         self.crls = crls
         self.policy = policy
         self.now = policy.time ?? Date()
-        self.maxDepth = min(16, (policy.maximumIntermediates.map { $0 + 2 } ?? 16) + 4)
+        self.maxDepth = min(Self.gnuTLSMaximumDepth, (policy.maximumIntermediates.map { $0 + 2 } ?? Self.gnuTLSMaximumDepth) + 4)
     }
 
     mutating func findPath(from leaf: Certificate) -> Result<[Certificate], VerificationError> {
@@ -59,9 +59,7 @@ struct PathValidation {
             }
         }
         if issuers.isEmpty {
-            record(VerificationError(problems: [VerificationError.Problem(
-                .untrustedIssuer, "issuer '\(current.issuer)' of '\(current.subject)' is not trusted and no intermediate for it was given",
-                position: path.count - 1, subject: current.subject)]), depth: path.count)
+            record(VerificationError(problems: [missingIssuerProblem(path)]), depth: path.count)
             return nil
         }
         for (issuer, isAnchor) in issuers {
@@ -82,6 +80,31 @@ struct PathValidation {
         }
         return nil
     }
+
+    /// Why `path` cannot be extended: its last certificate's issuer is missing, or it is
+    /// there but the path already holds as many certificates as may be verified (GnuTLS
+    /// verifies at most 16, `DEFAULT_MAX_VERIFY_DEPTH`; a policy may allow fewer).
+    private func missingIssuerProblem(_ path: [Certificate]) -> VerificationError.Problem {
+        let current = path[path.count - 1]
+        let position = path.count - 1
+        let issuerGiven = candidates.contains { candidate in
+            Self.mayIssue(candidate, current) && !path.contains { $0 == candidate }
+        }
+        guard path.count >= maxDepth, issuerGiven else {
+            return VerificationError.Problem(
+                .untrustedIssuer, "issuer '\(current.issuer)' of '\(current.subject)' is not trusted and no intermediate for it was given",
+                position: position, subject: current.subject)
+        }
+        let limit = maxDepth == Self.gnuTLSMaximumDepth
+            ? "GnuTLS's limit of \(Self.gnuTLSMaximumDepth) certificates"
+            : "the \(maxDepth) certificates this policy's maximum number of intermediates allows"
+        return VerificationError.Problem(
+            .pathLengthExceeded, "chain longer than \(limit): '\(current.subject)' at position \(position) still needs its issuer '\(current.issuer)' before a trust anchor is reached",
+            position: position, subject: current.subject)
+    }
+
+    /// The longest chain GnuTLS verifies (`DEFAULT_MAX_VERIFY_DEPTH` in GnuTLS 3.7).
+    static let gnuTLSMaximumDepth = 16
 
     /// Keeps the failure of the candidate path that got furthest (complete paths rank above
     /// incomplete ones), so the error describes the chain the caller most likely meant.
@@ -137,5 +160,25 @@ struct SignedParts {
         let fields = top[0].children
         guard let algorithm = fields.first(where: { $0.tag == 0x30 }) else { return nil }
         innerAlgorithm = algorithm.encoded
+    }
+}
+
+extension VerificationError {
+    /// GnuTLS keeps at most 16 of the certificates a TLS peer presents
+    /// (`DEFAULT_MAX_VERIFY_DEPTH`). When the peer presented that many and the chain breaks
+    /// at the last one kept, its issuer is one GnuTLS dropped: report the chain's length
+    /// (``Reason/pathLengthExceeded``), not a missing intermediate.
+    package func explainingPeerChainLimit(presented: Int) -> VerificationError {
+        let limit = PathValidation.gnuTLSMaximumDepth
+        guard presented >= limit else { return self }
+        var explained = self
+        explained.problems = problems.map { problem in
+            guard problem.reason == .untrustedIssuer, problem.position == limit - 1 else { return problem }
+            var relabeled = problem
+            relabeled.reason = .pathLengthExceeded
+            relabeled.message = "chain longer than GnuTLS's limit of \(limit) certificates: the peer's chain does not reach a trust anchor within the first \(limit), and GnuTLS keeps no more (\(problem.message))"
+            return relabeled
+        }
+        return explained
     }
 }

@@ -21,12 +21,16 @@ public final class Verifier: Sendable {
     public let defaultPolicy: VerificationPolicy
     let trustList: TrustListHandle
     let anchors: [Certificate]
+    /// One checker per ``RevocationCheckingMode``, so good OCSP answers fetched online are
+    /// cached across calls until their nextUpdate (OCSPRevocation.swift).
+    let revocationCheckers: [RevocationCheckingMode: RevocationChecker]
 
     /// Builds the GnuTLS trust list for `trustStore`.
     public init(trustStore: TrustStore, policy: VerificationPolicy = VerificationPolicy()) throws {
         self.trustStore = trustStore
         self.defaultPolicy = policy
         (trustList, anchors) = try trustStore.prepare()
+        revocationCheckers = Dictionary(uniqueKeysWithValues: RevocationCheckingMode.allModes.map { ($0, RevocationChecker(mode: $0)) })
     }
 
     /// Verifies `leaf` with the help of `intermediates` (any order).

@@ -1,0 +1,279 @@
+import Foundation
+import GnuTLS
+import Testing
+import TestSupport
+
+/// A SoftHSM2 token store of its own in a temporary directory: `SOFTHSM2_CONF` is set for
+/// each child process (tlsctl, softhsm2-util, p11tool), never for this process. GnuTLS finds
+/// SoftHSM through p11-kit's module configuration (Debian's softhsm2 registers it).
+struct SoftHSM {
+    static let pin = "1234"
+    static let soPIN = "5678"
+    let work: CLIWorkspace
+    let environment: [String: String]
+
+    /// Initializes one token per label, each with user PIN ``pin``; writes `pin` (the right
+    /// PIN) and `wrong-pin` files.
+    init(tokens: [String] = ["ca"]) throws {
+        work = try CLIWorkspace()
+        let tokenDirectory = work.file("tokens")
+        try FileManager.default.createDirectory(atPath: tokenDirectory, withIntermediateDirectories: true)
+        let configuration = try work.directory.write("directories.tokendir = \(tokenDirectory)\nobjectstore.backend = file\nlog.level = ERROR\n", to: "softhsm2.conf")
+        environment = ["SOFTHSM2_CONF": configuration]
+        for label in tokens {
+            let result = try Tool.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", Self.pin, "--so-pin", Self.soPIN],
+                                      timeout: 60, environment: environment, package: "softhsm2")
+            #expect(result.succeeded, "\(result)")
+        }
+        _ = try work.directory.write(Self.pin + "\n", to: "pin")
+        _ = try work.directory.write("0000\n", to: "wrong-pin")
+    }
+
+    /// Runs tlsctl with the token environment.
+    @discardableResult
+    func tlsctl(_ arguments: [String]) throws -> ProcessResult {
+        try Tool.run([BuiltProducts.tlsctl] + arguments, timeout: 180, directory: work.path, environment: environment)
+    }
+
+    /// Runs tlsctl, which must succeed.
+    @discardableResult
+    func succeed(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
+        let result = try tlsctl(arguments)
+        #expect(result.succeeded, "\(result)", sourceLocation: sourceLocation)
+        return result
+    }
+
+    /// Runs a tool in the workspace with the token environment; it must succeed.
+    @discardableResult
+    func tool(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> ProcessResult {
+        let result = try Tool.run(arguments, timeout: 120, directory: work.path, environment: environment)
+        #expect(result.succeeded, "\(result)", sourceLocation: sourceLocation)
+        return result
+    }
+
+    /// The token's flags as p11tool prints them (`USER_PIN_COUNT_LOW`, …).
+    func tokenFlags(_ label: String) throws -> String {
+        let result = try Tool.run(["p11tool", "--list-token-urls", "--list-tokens"], timeout: 60, environment: environment, package: "gnutls-bin")
+        let blocks = result.standardOutput.components(separatedBy: "Token ")
+        return blocks.first { $0.contains("Label: \(label)\n") }.flatMap { block in
+            block.split(separator: "\n").first { $0.contains("Flags:") }.map(String.init)
+        } ?? ""
+    }
+
+    func remove() { work.remove() }
+}
+
+@Suite("tlsctl with keys on a PKCS#11 token (SoftHSM2)", .serialized)
+struct TokenCommandTests {
+    @Test("a root CA on the token issues an intermediate, a server and a client certificate and a CRL that openssl verifies")
+    func tokenRoot() throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        try hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Token Root,O=tlsctl tests",
+                         "--key-uri", "pkcs11:token=ca;object=root", "--pin-file", "pin"])
+        #expect(FileManager.default.fileExists(atPath: hsm.work.file("root/ca.key.uri")))
+        #expect(!FileManager.default.fileExists(atPath: hsm.work.file("root/ca.key.pem")))
+        try hsm.succeed(["ca", "intermediate", "--ca", "root", "--pin-file", "pin", "--dir", "issuing", "--subject", "CN=Token Issuing,O=tlsctl tests"])
+        for (name, profile, names) in [("server", "server", ["--dns", "server.example.com"]), ("client", "client", ["--email", "alice@example.com"])] {
+            try hsm.succeed(["key", "generate", "--out", "\(name).key.pem"])
+            try hsm.succeed(["csr", "create", "--key", "\(name).key.pem", "--subject", "CN=\(name == "server" ? "server.example.com" : "alice")", "--out", "\(name).csr"] + names)
+            try hsm.succeed(["ca", "issue", "--ca", "root", "--pin-file", "pin", "--csr", "\(name).csr", "--profile", profile,
+                             "--days", "30", "--out", "\(name).pem"])
+        }
+        for certificate in ["issuing/ca.pem", "server.pem", "client.pem"] {
+            try hsm.tool(["openssl", "verify", "-CAfile", "root/ca.pem", certificate])
+            let lint = try Tool.run(["lint_pkix_cert", "lint", "-s", "WARNING", hsm.work.file(certificate)], timeout: 120, package: "pkilint")
+            #expect(lint.succeeded && lint.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(certificate) has findings: \(lint)")
+        }
+        try hsm.succeed(["ca", "revoke", "--ca", "root", "--pin-file", "pin", "--cert", "client.pem"])
+        try hsm.succeed(["ca", "crl", "--ca", "root", "--pin-file", "pin", "--out", "root.crl"])
+        try hsm.tool(["openssl", "crl", "-in", "root.crl", "-CAfile", "root/ca.pem", "-verify", "-noout"])
+    }
+
+    @Test("key generate, csr create and key list with a token key", arguments: ["ecdsa-p256", "rsa-2048"])
+    func tokenKeyRequest(_ algorithm: String) throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=leaf-\(algorithm)"
+        try hsm.succeed(["key", "generate", "--algorithm", algorithm, "--key-uri", uri, "--pin-file", "pin"])
+        try hsm.succeed(["csr", "create", "--key", uri, "--pin-file", "pin", "--subject", "CN=localhost", "--dns", "localhost", "--out", "leaf.csr"])
+        try hsm.tool(["openssl", "req", "-in", "leaf.csr", "-verify", "-noout"])
+        let list = try hsm.succeed(["key", "list", "--module", "/usr/lib/softhsm/libsofthsm2.so", "--pin-file", "pin"])
+        #expect(list.standardOutput.contains("object=leaf-\(algorithm)"), "\(list)")
+    }
+
+    @Test("ca init --existing-key uses a key already on the token; the CA signs through it after reloading")
+    func existingKey() throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=made-earlier"
+        try hsm.succeed(["key", "generate", "--algorithm", "rsa-2048", "--key-uri", uri, "--pin-file", "pin"])
+        try hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Existing Key Root", "--key-uri", uri, "--pin-file", "pin", "--existing-key"])
+        #expect(try hsm.work.read("root/ca.key.uri") == uri + "\n")
+        try hsm.succeed(["key", "generate", "--out", "leaf.key.pem"])
+        try hsm.succeed(["csr", "create", "--key", "leaf.key.pem", "--subject", "CN=leaf", "--email", "leaf@example.com", "--out", "leaf.csr"])
+        // Without the PIN the CA cannot sign, and says how to fix it.
+        let refused = try hsm.tlsctl(["ca", "issue", "--ca", "root", "--csr", "leaf.csr", "--profile", "client", "--days", "7", "--out", "leaf.pem"])
+        #expect(refused.exitCode == 1 && refused.standardError.contains("give the token PIN with --pin-file FILE"), "\(refused)")
+        try hsm.succeed(["ca", "issue", "--ca", "root", "--pin-file", "pin", "--csr", "leaf.csr", "--profile", "client", "--days", "7", "--out", "leaf.pem"])
+        try hsm.tool(["openssl", "verify", "-CAfile", "root/ca.pem", "leaf.pem"])
+    }
+
+    @Test("serve --key pkcs11: completes handshakes with openssl, gnutls-cli and tlsctl, TLS 1.2 and 1.3", arguments: ["ecdsa-p256", "rsa-2048"])
+    func serveTokenKey(_ algorithm: String) throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=server"
+        try hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Serve Root"])
+        try hsm.succeed(["key", "generate", "--algorithm", algorithm, "--key-uri", uri, "--pin-file", "pin"])
+        try hsm.succeed(["csr", "create", "--key", uri, "--pin-file", "pin", "--subject", "CN=localhost", "--dns", "localhost", "--ip", "127.0.0.1", "--out", "server.csr"])
+        try hsm.succeed(["ca", "issue", "--ca", "root", "--csr", "server.csr", "--profile", "server", "--days", "7", "--out", "server.pem", "--chain-out", "server-chain.pem"])
+        let server = try BackgroundTLSCtl(["serve", "--cert", "server-chain.pem", "--key", uri, "--pin-file", "pin", "--port", "0"],
+                                          directory: hsm.work.path, environment: hsm.environment)
+        defer { server.terminate() }
+        let port = try server.port()
+        for (openssl, gnutls) in [("-tls1_2", "NORMAL:-VERS-ALL:+VERS-TLS1.2"), ("-tls1_3", "NORMAL:-VERS-ALL:+VERS-TLS1.3")] {
+            let s = try Tool.run(["openssl", "s_client", "-connect", "127.0.0.1:\(port)", openssl, "-CAfile", hsm.work.file("root/ca.pem"),
+                                  "-verify_return_error", "-servername", "localhost"], input: "ping\n", timeout: 30)
+            #expect(s.succeeded && s.standardOutput.contains("Verify return code: 0"), "\(s)")
+            let g = try Tool.run(["gnutls-cli", "--port", "\(port)", "--x509cafile", hsm.work.file("root/ca.pem"), "--priority", gnutls,
+                                  "--sni-hostname", "localhost", "--verify-hostname", "localhost", "127.0.0.1"], input: "ping\n", timeout: 30, package: "gnutls-bin")
+            #expect(g.succeeded, "\(g)")
+        }
+        for version in ["1.2", "1.3"] {
+            let c = try Tool.run([BuiltProducts.tlsctl, "connect", "127.0.0.1:\(port)", "--ca", "root/ca.pem", "--tls-version", version],
+                                 input: "ping\n", timeout: 30, directory: hsm.work.path)
+            #expect(c.succeeded, "\(c)")
+        }
+    }
+
+    @Test("a mutual-TLS client whose key is on the token is accepted by openssl s_server -Verify, TLS 1.2 and 1.3", arguments: ["-tls1_2", "-tls1_3"])
+    func tokenClientAgainstOpenSSL(_ version: String) throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=client"
+        try hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Client Root"])
+        try hsm.succeed(["key", "generate", "--out", "server.key.pem"])
+        try hsm.succeed(["csr", "create", "--key", "server.key.pem", "--subject", "CN=server", "--ip", "127.0.0.1", "--out", "server.csr"])
+        try hsm.succeed(["ca", "issue", "--ca", "root", "--csr", "server.csr", "--profile", "server", "--days", "7", "--out", "server.pem"])
+        try hsm.succeed(["key", "generate", "--key-uri", uri, "--pin-file", "pin"])
+        try hsm.succeed(["csr", "create", "--key", uri, "--pin-file", "pin", "--subject", "CN=alice", "--email", "alice@example.com", "--out", "client.csr"])
+        try hsm.succeed(["ca", "issue", "--ca", "root", "--csr", "client.csr", "--profile", "client", "--days", "7", "--out", "client.pem", "--chain-out", "client-chain.pem"])
+        let server = try OpenSSLServer(["-Verify", "1", "-verify_return_error", version, "-CAfile", "root/ca.pem",
+                                        "-cert", "server.pem", "-key", "server.key.pem", "-naccept", "1"], in: hsm.work)
+        defer { server.stop() }
+        let port = try server.port()
+        let connect = try Tool.run([BuiltProducts.tlsctl, "connect", "127.0.0.1:\(port)", "--ca", "root/ca.pem", "--cert", "client-chain.pem",
+                                    "--key", uri, "--pin-file", "pin"], input: "hello from the token\n", timeout: 30,
+                                   directory: hsm.work.path, environment: hsm.environment)
+        #expect(connect.succeeded, "\(connect)")
+        #expect(server.waitForExit(), "s_server did not finish its one connection: \(server.output)")
+        #expect(server.output.contains("subject=CN = alice") && server.output.contains("hello from the token"), "\(server.output)")
+    }
+
+    @Test("a wrong PIN reaches the token once per operation and is reported, never retried")
+    func wrongPINOnce() throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=k"
+        try hsm.succeed(["key", "generate", "--key-uri", uri, "--pin-file", "pin"])
+        #expect(try !hsm.tokenFlags("ca").contains("low count"))
+        for arguments in [["csr", "create", "--key", uri, "--pin-file", "wrong-pin", "--subject", "CN=x", "--out", "x.csr"],
+                          ["key", "list", "--pin-file", "wrong-pin"]] {
+            let result = try hsm.tlsctl(arguments)
+            #expect(result.exitCode == 1)
+            // Each PIN handed over is one C_Login; GnuTLS asks again after a refusal, and
+            // is refused: the count stays at one.
+            #expect(result.standardError.contains("the token refused the PIN (given to it once, not retried)"), "\(result)")
+        }
+        // The token saw the failures (SoftHSM flags a low count) and is not locked: the
+        // right PIN still works.
+        #expect(try hsm.tokenFlags("ca").contains("low count"))
+        try hsm.succeed(["csr", "create", "--key", uri, "--pin-file", "pin", "--subject", "CN=x", "--out", "x.csr"])
+        #expect(try !hsm.tokenFlags("ca").contains("low count"))
+    }
+
+    @Test("typed errors: token not present, object not found, PIN required, module not found, mechanism not supported, key does not match the certificate")
+    func negativeErrors() throws {
+        let hsm = try SoftHSM()
+        defer { hsm.remove() }
+        try hsm.succeed(["key", "generate", "--key-uri", "pkcs11:token=ca;object=k", "--pin-file", "pin"])
+        let cases: [([String], String)] = [
+            (["csr", "create", "--key", "pkcs11:token=nosuch;object=k", "--pin-file", "pin", "--subject", "CN=x", "--out", "x.csr"],
+             "no token matching pkcs11:token=nosuch is present"),
+            (["csr", "create", "--key", "pkcs11:token=ca;object=missing", "--pin-file", "pin", "--subject", "CN=x", "--out", "x.csr"],
+             "no such object on the token"),
+            (["csr", "create", "--key", "pkcs11:token=ca;object=k", "--subject", "CN=x", "--out", "x.csr"],
+             "the token needs a PIN and none was given"),
+            (["key", "list", "--module", "/nonexistent/libpkcs11.so"],
+             "PKCS#11 module /nonexistent/libpkcs11.so was not found"),
+            // SoftHSM 2.6 has no EdDSA key generation.
+            (["key", "generate", "--algorithm", "ed25519", "--key-uri", "pkcs11:token=ca;object=ed", "--pin-file", "pin"],
+             "the token does not support this mechanism"),
+            (["key", "generate", "--key-uri", "pkcs11:token=ca;object=k", "--pin-file", "pin"],
+             "a private key matching pkcs11:token=ca;object=k is already on the token"),
+            (["serve", "--cert", "other.pem", "--key", "pkcs11:token=ca;object=k", "--pin-file", "pin", "--port", "0"],
+             "the private key does not match certificate 'CN=Other'"),
+        ]
+        // A certificate for another key, to pair with the token key.
+        try hsm.succeed(["ca", "init", "--dir", "other-ca", "--subject", "CN=Other CA"])
+        try hsm.succeed(["key", "generate", "--out", "other.key.pem"])
+        try hsm.succeed(["csr", "create", "--key", "other.key.pem", "--subject", "CN=Other", "--dns", "other.example.com", "--out", "other.csr"])
+        try hsm.succeed(["ca", "issue", "--ca", "other-ca", "--csr", "other.csr", "--profile", "server", "--days", "7", "--out", "other.pem"])
+        for (arguments, reason) in cases {
+            let result = try hsm.tlsctl(arguments)
+            #expect(result.exitCode != 0 && result.standardError.contains(reason), "\(result)")
+            #expect(!result.standardError.contains("Fatal error"), "\(result)")
+        }
+    }
+}
+
+/// `openssl s_server` on a port it picks on 127.0.0.1, its standard input held open (it
+/// quits at end of input), stopped by its pid.
+final class OpenSSLServer: @unchecked Sendable {
+    private let process = Process()
+    private let input = Pipe()
+    private let outputPath: String
+
+    init(_ arguments: [String], in work: CLIWorkspace) throws {
+        outputPath = work.file("s_server-\(UUID().uuidString.prefix(8)).out")
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: try Tool.locate("openssl"))
+        process.arguments = ["s_server", "-accept", "127.0.0.1:0"] + arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: work.path)
+        process.standardInput = input
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// The port from s_server's `ACCEPT 127.0.0.1:PORT` line; bounded wait for that line.
+    func port(timeout: TimeInterval = 30) throws -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let text = output
+            if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("ACCEPT") }),
+               let port = line.split(separator: ":").last.flatMap({ Int($0) }) {
+                return port
+            }
+            guard process.isRunning, Date() < deadline else { throw ServerDidNotStart(detail: "openssl s_server printed no ACCEPT line: \(text)") }
+            usleep(20_000)
+        }
+    }
+
+    /// Waits (bounded) for s_server to exit on its own.
+    func waitForExit(timeout: TimeInterval = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return !process.isRunning
+    }
+
+    func stop() {
+        try? input.fileHandleForWriting.close()
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
