@@ -35,7 +35,8 @@ struct DocPKI: Sendable {
 
     func write(_ identity: TLSIdentity, as name: String) throws {
         try directory.write(identity.chain.map(\.pemEncoded).joined(), to: "\(name).chain.pem")
-        try directory.write(try identity.key.pemEncoded(passphrase: passphrase), to: "\(name).key.pem")
+        guard let key = identity.key as? KeyPair else { throw GnuTLSError(.invalidArgument, "the doc PKI writes only in-memory keys") }
+        try directory.write(try key.pemEncoded(passphrase: passphrase), to: "\(name).key.pem")
     }
 
     var caFile: String { directory.file("ca.pem") }
