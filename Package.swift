@@ -32,6 +32,8 @@ let package = Package(
         // Tests only: runs the external peers and tools (openssl, certtool, tlsctl, ...).
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // Documentation only: `swift package generate-documentation`.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
         // `TLSServer` and the certificate file watcher are `Service`s in a `ServiceGroup`.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
@@ -174,6 +176,18 @@ let package = Package(
                 "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS", "NIOGnuTLSAuthority", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Every ```swift block of the DocC articles (GnuTLS's GettingStarted, NIOGnuTLS's
+        // articles) as code that compiles and runs against a run-time PKI on 127.0.0.1;
+        // scripts/check-doc-snippets.sh checks that the articles and these sources agree.
+        .testTarget(
+            name: "DocSnippetTests",
+            dependencies: [
+                "GnuTLS", "GnuTLSAuthority", "NIOGnuTLS", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Keys we write, read by another TLS library (BoringSSL through swift-nio-ssl).

@@ -18,6 +18,8 @@ install_debian_packages sqlite3
 # p11-kit; p11tool comes with gnutls-bin.
 install_debian_packages softhsm2 p11-kit
 
+# Every ```swift block of the DocC articles must be in Tests/DocSnippetTests (which runs them).
+./scripts/check-doc-snippets.sh
 echo "==> Building with tests"
 swift build "${swift_flags[@]}" --build-tests
 # Zero compiler warnings in our own sources. Read from the compiler's per-file diagnostics

@@ -5,8 +5,11 @@ import GnuTLS
 public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The policy that refused.
     public struct Reason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// The request is not signed by the key it carries (no proof of possession).
@@ -33,7 +36,7 @@ public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible 
         /// attributes, or a control or bidirectional-override character in a value.
         public static let invalidSubject = Reason(rawValue: "invalidSubject")
         /// The request names more subject alternative names than a certificate may hold
-        /// (``Policy/maximumAlternativeNames``).
+        /// (the issuance policy's maximum).
         public static let tooManyNames = Reason(rawValue: "tooManyNames")
         /// A server certificate's common name is not one of its DNS or IP alternative names
         /// (CA/Browser Forum Baseline Requirements 7.1.4.3).
@@ -45,11 +48,13 @@ public struct IssuanceError: Error, Hashable, Sendable, CustomStringConvertible 
     /// What was refused and why, in words a user can act on.
     public var message: String
 
+    /// An error with `reason` and a sentence a user can act on.
     public init(_ reason: Reason, _ message: String) {
         self.reason = reason
         self.message = message
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { message }
 }
 
@@ -113,6 +118,7 @@ public struct CertificateProfile: Hashable, Sendable, CustomStringConvertible {
         return key.family == .rsa && requiresNetworkName ? [.digitalSignature, .keyEncipherment] : [.digitalSignature]
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -168,7 +174,7 @@ public protocol Authority: Sendable {
     /// The authority's certificate followed by its issuers, up to and including the root.
     var chain: [Certificate] { get }
     /// Checks `request` against policy and issues a certificate for it.
-    /// - Throws: ``IssuanceError`` for a policy refusal, ``GnuTLSError`` for a library failure.
+    /// - Throws: ``IssuanceError`` for a policy refusal, `GnuTLSError` for a library failure.
     func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions) async throws -> Certificate
     /// Revokes the certificate this authority issued with `serial`.
     /// - Throws: ``LedgerError`` `.unknownSerial`, `.alreadyRevoked`, `.noLedger`.

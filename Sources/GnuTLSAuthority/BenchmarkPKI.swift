@@ -9,9 +9,13 @@ import GnuTLS
 /// of one algorithm, the server named `localhost`.
 @_spi(Benchmarks)
 public struct BenchmarkPKI: Sendable {
+    /// The self-signed root CA.
     public let root: LocalAuthority
+    /// The issuing CA under the root.
     public let issuing: LocalAuthority
+    /// The server's chain and key.
     public let serverIdentity: TLSIdentity
+    /// The client's chain and key.
     public let clientIdentity: TLSIdentity
     /// The server identity's key, in memory (for baselines that load it as PEM).
     public var serverKey: KeyPair { Self.keyPair(serverIdentity) }

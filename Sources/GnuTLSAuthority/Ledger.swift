@@ -119,6 +119,7 @@ public struct Revocation: Hashable, Sendable, CustomStringConvertible {
         CertificateRevocationList.Entry(serialNumber: serialNumber, revocationDate: date, reason: reason)
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(serialNumber) revoked \(date) (\(reason ?? .unspecified))" }
 }
 
@@ -148,8 +149,11 @@ public struct LedgerEntry: Hashable, Sendable {
 public struct LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// No certificate with the serial was issued by this authority.
@@ -192,6 +196,7 @@ public struct LedgerError: Error, Hashable, Sendable, CustomStringConvertible {
         self.serialNumber = serialNumber
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { message }
 }
 

@@ -26,6 +26,7 @@ extension LocalAuthority {
     /// Revokes the certificate this authority issued with `serial`.
     ///
     /// - Parameters:
+    ///   - serial: the serial number of the certificate to revoke.
     ///   - reason: the reason code for CRLs; `nil` (or `.unspecified`) writes none.
     ///   - date: the revocation date (second precision); now by default.
     /// - Throws: ``LedgerError`` `.unknownSerial`, `.alreadyRevoked`, `.noLedger`, `.storage`.
@@ -53,7 +54,7 @@ extension LocalAuthority {
     ///
     /// - Throws: ``LedgerError`` `.noLedger`/`.storage`; ``IssuanceError``
     ///   `.authorityMisconfigured` when the CA certificate does not allow CRL signing;
-    ///   ``GnuTLSError`` for signing failures.
+    ///   `GnuTLSError` for signing failures.
     public func makeCRL(nextUpdateIn days: Int = 7) throws -> CertificateRevocationList {
         guard days > 0 else {
             throw GnuTLSError(.invalidArgument, "a CRL must be valid for at least one day, not \(days)")

@@ -269,6 +269,7 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// Claims `serial` in the `serials` table (see ``CertificateLedger/reserve(serial:)``).
     public func reserve(serial: SerialNumber) throws -> Bool {
         try transaction("claim serial \(serial)") { db in
             try db.execute(sql: "INSERT OR IGNORE INTO serials (serial, reserved_at) VALUES (?, ?)",
@@ -277,6 +278,7 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// Records an issued certificate (see ``CertificateLedger/record(_:)``).
     public func record(_ certificate: Certificate) throws {
         let serial = certificate.serialNumber
         let crash = CrashPoint.handler
@@ -296,12 +298,14 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// The certificate issued with `serial` and its revocation, if any (see ``CertificateLedger/certificate(serial:)``).
     public func certificate(serial: SerialNumber) throws -> LedgerEntry? {
         try read("read certificate \(serial)") { db in
             try Row.fetchOne(db, sql: Self.entryQuery + " WHERE c.serial = ?", arguments: [serial.hexString]).map(Self.entry)
         }
     }
 
+    /// Every issued certificate, oldest first (see ``CertificateLedger/issuedCertificates()``).
     public func issuedCertificates() throws -> [LedgerEntry] {
         try read("list issued certificates") { db in
             try Row.fetchAll(db, sql: Self.entryQuery + " ORDER BY c.seq").map(Self.entry)
@@ -321,6 +325,7 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// Records a revocation in one transaction (see ``CertificateLedger/revoke(serial:reason:date:)``).
     @discardableResult
     public func revoke(serial: SerialNumber, reason: RevocationReason?, date: Date) throws -> Revocation {
         guard date.timeIntervalSince1970.isFinite, (0...Policy.latestDate.timeIntervalSince1970).contains(date.timeIntervalSince1970) else {
@@ -347,6 +352,7 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// Every revocation, in the order they were made (see ``CertificateLedger/revocations()``).
     public func revocations() throws -> [Revocation] {
         try read("list revocations", Self.revocations)
     }
@@ -357,10 +363,12 @@ public final class SQLiteLedger: CertificateLedger {
         }
     }
 
+    /// Hands out the next CRL number (see ``CertificateLedger/nextCRLNumber()``).
     public func nextCRLNumber() throws -> Int {
         try transaction("hand out a CRL number", allocateCRLNumber)
     }
 
+    /// The revocations and the next CRL number, read in one transaction (see ``CertificateLedger/nextCRLSnapshot()``).
     public func nextCRLSnapshot() throws -> CRLSnapshot {
         // One BEGIN IMMEDIATE transaction: no revocation can commit between the read of the
         // revocations and the allocation of the number.

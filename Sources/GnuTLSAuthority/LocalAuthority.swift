@@ -11,7 +11,9 @@ import GnuTLS
 /// let leaf = try issuing.issue(csr, profile: .tlsServer, options: IssuanceOptions(validityDays: 90))
 /// ```
 public final class LocalAuthority: Authority {
+    /// The authority's own certificate.
     public let certificate: Certificate
+    /// The authority's certificate and its issuers up to the root, the authority first.
     public let chain: [Certificate]
     /// The signing key.
     public let key: any SigningKey
@@ -47,6 +49,7 @@ public final class LocalAuthority: Authority {
     /// Creates a self-signed root CA.
     ///
     /// - Parameters:
+    ///   - subject: the root's distinguished name (not empty).
     ///   - key: the root's key; a new ECDSA P-256 key when omitted.
     ///   - validityDays: lifetime from now (default ten years).
     ///   - pathLength: how many intermediate levels may follow (`nil`: unlimited).
@@ -89,6 +92,7 @@ public final class LocalAuthority: Authority {
         return try LocalAuthority(certificate: certificate, key: key, issuers: chain)
     }
 
+    /// Checks `request` against `profile`, `options` and this authority's policy, records the certificate in the ledger (when there is one) and signs it.
     public func issue(_ request: CertificateRequest, profile: CertificateProfile, options: IssuanceOptions = IssuanceOptions()) throws -> Certificate {
         var spec = try Policy.check(request: request, profile: profile, options: options, authority: self)
         let ledger = self.ledger

@@ -12,13 +12,15 @@ extension OCSPResponse {
     /// The responder is named by key hash (RFC 6960 section 4.2.1, as RFC 5019 asks).
     ///
     /// - Parameters:
+    ///   - responses: the status of each certificate asked about.
     ///   - signer: the signing certificate: the CA itself, or a delegated responder it
     ///     issued (see ``CertificateProfile/ocspResponder``).
     ///   - key: `signer`'s private key.
-    ///   - nonce: the nonce to echo (``OCSPRequest/nonce``), or `nil`.
+    ///   - producedAt: the response's production time; now by default.
+    ///   - nonce: the nonce to echo (the request's `nonce`), or `nil`.
     ///   - includeSignerCertificate: put `signer` in `certs` (needed for a delegated
     ///     responder, so a client can check its authorisation).
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` does not match `signer`.
+    /// - Throws: `GnuTLSError` `.invalidArgument` when `key` does not match `signer`.
     public static func sign(
         responses: [SingleResponse], signer: Certificate, key: any SigningKey, producedAt: Date = Date(),
         nonce: [UInt8]? = nil, includeSignerCertificate: Bool = false
@@ -153,7 +155,7 @@ public final class OCSPResponder: Sendable {
     /// A responder for `issuer`'s certificates answering from `ledger`, signing with
     /// `signer`/`key`: `issuer` itself, or a delegated responder `issuer` issued with the
     /// OCSP-signing purpose.
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when the key does not match, the
+    /// - Throws: `GnuTLSError` `.invalidArgument` when the key does not match, the
     ///   delegated signer was not issued by `issuer` or lacks OCSP signing, or `validity` is not positive.
     public init(issuer: Certificate, ledger: any CertificateLedger, signer: Certificate, key: any SigningKey, validity: TimeInterval = 3600) throws {
         guard key.publicKey.derEncoded == signer.publicKey.derEncoded else {

@@ -4,14 +4,17 @@
 /// Match on ``code``; read ``message`` for words a user can act on.
 ///
 /// ```swift
-/// do { _ = try KeyPair(pem: text, passphrase: "wrong") }
+/// do { _ = try KeyPair(pemEncoded: text, passphrase: "wrong") }
 /// catch let error as GnuTLSError where error.code == .wrongPassphrase { … }
 /// ```
 public struct GnuTLSError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// A GnuTLS function returned an error that has no more specific code here.
@@ -83,6 +86,7 @@ public struct GnuTLSError: Error, Hashable, Sendable, CustomStringConvertible {
         self.gnutlsDescription = gnutlsDescription
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         var text = message
         if let function, let gnutlsName {

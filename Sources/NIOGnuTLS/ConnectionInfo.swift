@@ -32,6 +32,7 @@ public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
     /// SHA-256 of the peer's leaf certificate.
     public var peerFingerprint: [UInt8]? { peerCertificate?.sha256Fingerprint }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         var text = "\(protocolVersion) \(cipherSuite)"
         if let applicationProtocol { text += " alpn=\(applicationProtocol)" }

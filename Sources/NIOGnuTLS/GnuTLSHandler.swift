@@ -38,9 +38,13 @@ public typealias TLSVerificationHook = @Sendable (ConnectionInfo) async throws -
 /// close_notify is reported as ``TLSError/Code/uncleanShutdown``. Removing the handler fails
 /// the writes it still holds with ``TLSError/Code/handlerRemoved``.
 public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// Ciphertext from the network.
     public typealias InboundIn = ByteBuffer
+    /// Plaintext for the next handler.
     public typealias InboundOut = ByteBuffer
+    /// Plaintext from the handlers behind this one.
     public typealias OutboundIn = ByteBuffer
+    /// TLS records for the network.
     public typealias OutboundOut = ByteBuffer
 
     private enum State {
@@ -116,6 +120,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: Lifecycle
 
+    /// Starts the handshake when the handler is added to an active channel.
     public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { start(context: context) }
     }
@@ -140,6 +145,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         engine = nil
     }
 
+    /// Starts the handshake (and its timeout) when the connection opens.
     public func channelActive(context: ChannelHandlerContext) {
         start(context: context)
         context.fireChannelActive()
@@ -162,6 +168,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         advanceHandshake(context: context)
     }
 
+    /// Fails a handshake in progress and every pending write; reports a close without close_notify as ``TLSError/Code/uncleanShutdown``.
     public func channelInactive(context: ChannelHandlerContext) {
         cancelTimers()
         countConnectionClosed()
@@ -224,6 +231,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: Inbound
 
+    /// Feeds ciphertext to the engine: it advances the handshake, or is decrypted and passed on as plaintext.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         guard let engine else { return }
@@ -239,6 +247,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Feeds ciphertext to the engine: it advances the handshake, or is decrypted and passed on as plaintext.
     public func channelReadComplete(context: ChannelHandlerContext) {
         flushCiphertext(context: context)
         context.fireChannelReadComplete()
@@ -387,6 +396,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// verification hook runs; beyond it the socket is not read until the hook decides.
     static let heldPlaintextLimit = 64 * 1024
 
+    /// Asks for more input, unless plaintext is held while the verification hook runs.
     public func read(context: ChannelHandlerContext) {
         if state == .verifying,
            heldPlaintextBytes >= Self.heldPlaintextLimit || (engine?.pendingInboundBytes ?? 0) >= Self.heldPlaintextLimit {
@@ -515,6 +525,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: Outbound
 
+    /// Encrypts plaintext into TLS records; before the handshake completes, the write waits.
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
         switch state {
@@ -531,10 +542,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    /// Flushes the TLS records written so far.
     public func flush(context: ChannelHandlerContext) {
         if state == .active { flushPendingWrites(context: context) }
     }
 
+    /// Sends close_notify, then closes (`.output` sends close_notify and keeps reading).
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         switch state {
         case .active:

@@ -9,8 +9,11 @@ import NIOPosix
 public struct OCSPFetchError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure this is.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// The URL is not a plain `http://host[:port][/path]` URL.
@@ -28,11 +31,13 @@ public struct OCSPFetchError: Error, Hashable, Sendable, CustomStringConvertible
     /// What was attempted and why it failed.
     public var message: String
 
+    /// An error with `code` and a sentence a user can act on.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { message }
 }
 
@@ -43,10 +48,14 @@ public enum OCSPClient {
     public static let maximumResponseBytes = 1024 * 1024
 
     /// POSTs `request` to `url` and parses the answer (not verified: call
-    /// ``OCSPResponse/verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)``).
+    /// `OCSPResponse.verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)`).
+    /// - Parameter request: the OCSP request to send.
+    /// - Parameter url: the responder's `http://` URL (from the certificate's AIA).
+    /// - Parameter timeout: the bound on connecting, sending and reading the answer.
+    /// - Parameter eventLoopGroup: where the HTTP connection runs.
     /// - Parameter logger: the fetch is logged at `debug`, a failure at `warning`
     ///   (``TLSLogKey/ocspURL``, ``TLSLogKey/ocspStatus``); `nil` logs nothing.
-    /// - Throws: ``OCSPFetchError``, or ``GnuTLSError`` `.malformedDER` when the body is not an OCSP response.
+    /// - Throws: ``OCSPFetchError``, or `GnuTLSError` `.malformedDER` when the body is not an OCSP response.
     public static func fetch(
         _ request: OCSPRequest, from url: String, timeout: TimeAmount = .seconds(10),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger? = nil
@@ -55,6 +64,10 @@ public enum OCSPClient {
     }
 
     /// POSTs the DER bytes `der` (any request, even a malformed one) to `url` and parses the answer.
+    /// - Parameter der: the request's DER bytes, sent as they are.
+    /// - Parameter url: the responder's `http://` URL (from the certificate's AIA).
+    /// - Parameter timeout: the bound on connecting, sending and reading the answer.
+    /// - Parameter eventLoopGroup: where the HTTP connection runs.
     /// - Parameter logger: as for ``fetch(_:from:timeout:eventLoopGroup:logger:)``.
     public static func fetch(
         derEncodedRequest der: [UInt8], from url: String, timeout: TimeAmount = .seconds(10),

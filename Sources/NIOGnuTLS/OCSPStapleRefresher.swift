@@ -15,8 +15,11 @@ public final class OCSPStapleRefresher: Sendable {
     public struct Event: Sendable, CustomStringConvertible {
         /// What happened.
         public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+            /// The kind's name, stable across releases.
             public var rawValue: String
+            /// A kind by name; prefer the static members.
             public init(rawValue: String) { self.rawValue = rawValue }
+            /// A readable form, for logs and messages.
             public var description: String { rawValue }
             /// A new response verified and is stapled from now on.
             public static let refreshed = Kind(rawValue: "refreshed")
@@ -37,6 +40,7 @@ public final class OCSPStapleRefresher: Sendable {
         /// A sentence for the log.
         public var message: String
 
+        /// A readable form, for logs and messages.
         public var description: String { "OCSP staple \(kind): \(message)" }
     }
 
@@ -64,7 +68,7 @@ public final class OCSPStapleRefresher: Sendable {
 
     /// Refreshes `source` from the leaf's OCSP responder (its first `http://` OCSP URL), the
     /// issuer found in the identity's chain or the source's trust store.
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when the leaf names no HTTP OCSP URL or
+    /// - Throws: `GnuTLSError` `.invalidArgument` when the leaf names no HTTP OCSP URL or
     ///   its issuer is not at hand.
     public convenience init(source: OCSPStapleSource, timeout: TimeAmount = .seconds(10), retryDelay: TimeInterval = 5) throws {
         let leaf = source.identity.leaf

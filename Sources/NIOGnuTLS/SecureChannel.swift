@@ -35,8 +35,12 @@ public struct SecureChannel: Sendable {
     /// Opens a TLS connection to `host:port` and verifies the server.
     ///
     /// - Parameters:
-    ///   - context: a client ``TLSContext`` (reuse it: it holds the trust list and the
+    ///   - host: the server's host name or IP address: connected to, sent in SNI and
+    ///     verified, unless the configuration's `serverName` names another.
+    ///   - port: the server's TCP port.
+    ///   - context: a client `TLSContext` (reuse it: it holds the trust list and the
     ///     session cache for resumption).
+    ///   - eventLoopGroup: where the connection runs.
     ///   - verificationHook: an async check run after the chain verification.
     ///   - logger: where the handshake or its refusal is logged (``TLSLogKey`` metadata);
     ///     `nil` logs nothing.
@@ -82,7 +86,7 @@ public struct SecureChannel: Sendable {
 
     /// Opens a TLS connection with a one-off context built from `configuration`. Building
     /// a context loads credentials and trust: services that connect often should build one
-    /// ``TLSContext`` and use ``connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``,
+    /// `TLSContext` and use ``connect(host:port:context:eventLoopGroup:verificationHook:logger:metrics:)``,
     /// which also lets connections resume sessions.
     public static func connect(
         host: String, port: Int, configuration: TLSConfiguration,

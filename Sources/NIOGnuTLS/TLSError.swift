@@ -10,8 +10,11 @@ import GnuTLS
 public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What kind of failure.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// The peer's certificate failed verification; ``TLSError/verification`` says why.
@@ -56,6 +59,7 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The GnuTLS error name, when GnuTLS reported the failure.
     public var gnutlsName: String?
 
+    /// An error with `code`, a sentence a user can act on, and what is known of the cause: the verification problems, the alert received, GnuTLS's error name.
     public init(_ code: Code, _ message: String, verification: VerificationError? = nil, alert: String? = nil, gnutlsName: String? = nil) {
         self.code = code
         self.message = message
@@ -64,5 +68,6 @@ public struct TLSError: Error, Hashable, Sendable, CustomStringConvertible {
         self.gnutlsName = gnutlsName
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { "TLS \(code): \(message)" }
 }

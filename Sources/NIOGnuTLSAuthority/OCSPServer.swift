@@ -41,6 +41,7 @@ public final class OCSPServer: Sendable {
         /// Whether the response came from the cache.
         public var cached: Bool
 
+        /// A readable form, for logs and messages.
         public var description: String {
             let what: String
             if let responseStatus, responseStatus == .successful {
@@ -81,13 +82,18 @@ public final class OCSPServer: Sendable {
 
     /// Binds `host:port` (port 0 picks a free one) and answers for `responder`.
     /// - Parameters:
+    ///   - responder: answers the OCSP requests (signs the responses).
+    ///   - host: the address to listen on.
+    ///   - port: the TCP port; 0 picks a free one (``port`` tells which).
+    ///   - eventLoopGroup: where the HTTP connections run.
+    ///   - threadPool: where responses are signed and CRLs produced, off the event loop.
     ///   - crl: produces the DER CRL served at ``crlPath`` (runs on the thread pool); `nil`: 404.
     ///   - threadPool: where signing and ledger lookups run; `nil` (the default): a pool of
     ///     the server's own, started here and shut down by ``close()``. NIO's process-wide
     ///     `NIOThreadPool.singleton` is never shut down, so a server that must leave no
     ///     threads behind uses its own.
     ///   - log: called once per request, off the event loop's critical path.
-    ///   - logger: every answered request is logged at `info` (``TLSLogKey/event`` `ocsp_request`,
+    ///   - logger: every answered request is logged at `info` (`TLSLogKey.event` `ocsp_request`,
     ///     method, HTTP status, OCSP status, latency); `nil` logs nothing.
     public static func start(
         responder: OCSPResponder, crl: (@Sendable () throws -> [UInt8])? = nil, host: String = "127.0.0.1", port: Int = 0,

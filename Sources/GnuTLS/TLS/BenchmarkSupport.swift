@@ -9,6 +9,7 @@ import GnuTLSCore
 /// Why a back-to-back handshake or transfer failed.
 @_spi(Benchmarks)
 public struct InMemoryTLSFailure: Error, Sendable, CustomStringConvertible {
+    /// What failed, in words.
     public var description: String
 }
 
@@ -89,6 +90,7 @@ public final class InMemoryTLSPair {
 
     /// The negotiated version (`TLS1.3`) and cipher suite.
     public var protocolVersion: String { client.protocolVersion }
+    /// The negotiated cipher suite's IANA name.
     public var cipherSuite: String { client.cipherSuite }
 
     /// Data that resumes this session in a later pair (after ``handshake()``).

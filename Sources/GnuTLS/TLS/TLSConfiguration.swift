@@ -18,6 +18,7 @@ public struct TLSVersion: RawRepresentable, Hashable, Sendable, Comparable, Cust
     public static let tls12 = TLSVersion(.tls12)
     /// TLS 1.3 (GnuTLS `VERS-TLS1.3`).
     public static let tls13 = TLSVersion(.tls13)
+    /// Orders versions from older to newer.
     public static func < (lhs: TLSVersion, rhs: TLSVersion) -> Bool { lhs.rawValue < rhs.rawValue }
     /// `TLS1.2` or `TLS1.3`, GnuTLS's names.
     public var description: String { backing == .tls13 ? "TLS1.3" : "TLS1.2" }
@@ -57,6 +58,7 @@ public struct PeerVerification: Hashable, Sendable, CustomStringConvertible {
     var verifiesChain: Bool { backing != .none }
     /// Whether the host name (or IP address) is verified too.
     var verifiesHostname: Bool { backing == .full }
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -87,6 +89,7 @@ public struct ClientCertificatePolicy: Hashable, Sendable, CustomStringConvertib
         case .required: return .required
         }
     }
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -139,10 +142,12 @@ public struct TLSIdentity: Hashable, Sendable {
         try self.init(chain: chain, key: try KeyPair(contentsOfFile: keyPath, passphrase: passphrase))
     }
 
+    /// Two identities are equal when their chains, staples and public keys are.
     public static func == (lhs: TLSIdentity, rhs: TLSIdentity) -> Bool {
         lhs.chain == rhs.chain && lhs.ocspResponse == rhs.ocspResponse && lhs.key.publicKey == rhs.key.publicKey
     }
 
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(chain)
         hasher.combine(ocspResponse)
@@ -178,6 +183,7 @@ public struct TLSConfiguration: Hashable, Sendable {
         /// The side that accepts.
         public static let server = Role(.server)
         var core: CoreTLSSettings.Role { backing == .client ? .client : .server }
+        /// A readable form, for logs and messages.
         public var description: String { name }
     }
 
@@ -194,6 +200,7 @@ public struct TLSConfiguration: Hashable, Sendable {
     public var clientCertificates: ClientCertificatePolicy
     /// Lowest and highest protocol versions (TLS 1.2 and 1.3 by default).
     public var minimumVersion: TLSVersion
+    /// The highest protocol version offered or accepted (TLS 1.3 by default).
     public var maximumVersion: TLSVersion
     /// ALPN protocols, most preferred first.
     public var applicationProtocols: [String]
@@ -204,7 +211,7 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// How long a handshake (including verification) may take.
     public var handshakeTimeout: Duration
     /// How long an established connection may stay without plaintext going either way
-    /// before it is closed (close_notify, then ``TLSError/Code/idleTimeout`` to the
+    /// before it is closed (close_notify, then `TLSError.Code.idleTimeout` (NIOGnuTLS) to the
     /// application); `nil`: no limit. Servers default to 2 minutes, clients to `nil`.
     public var idleTimeout: Duration?
     /// How long a closing connection waits for the peer's close_notify after sending its
@@ -324,7 +331,7 @@ struct TLSPolicyMapping: Hashable, Sendable {
     let revocation: RevocationPolicy
     let verificationProfile: VerificationProfile
 
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when a custom priority string names a
+    /// - Throws: `GnuTLSError` `.invalidArgument` when a custom priority string names a
     ///   `%PROFILE_` other than the configuration's ``TLSConfiguration/securityProfile``.
     init(_ configuration: TLSConfiguration) throws {
         let keyword = configuration.securityProfile.priorityKeyword

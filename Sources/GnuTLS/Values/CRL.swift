@@ -34,6 +34,7 @@ public struct RevocationReason: RawRepresentable, Hashable, Sendable, CustomStri
 
     /// The RFC 5280 name.
     public var name: String { Self.names[rawValue] }
+    /// A readable form, for logs and messages.
     public var description: String { name }
 
     /// unspecified (0). CRLs this library issues omit the extension for it (RFC 5280: SHOULD be absent).
@@ -57,6 +58,7 @@ public struct RevocationReason: RawRepresentable, Hashable, Sendable, CustomStri
     /// aACompromise (10).
     public static let aACompromise = RevocationReason(10)
 
+    /// Every reason code of RFC 5280, in code order.
     public static let allCases: [RevocationReason] = [
         .unspecified, .keyCompromise, .cACompromise, .affiliationChanged, .superseded, .cessationOfOperation,
         .certificateHold, .removeFromCRL, .privilegeWithdrawn, .aACompromise,
@@ -91,6 +93,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
             self.reason = reason
         }
 
+        /// A readable form, for logs and messages.
         public var description: String {
             "\(serialNumber) revoked \(revocationDate)" + (reason.map { " (\($0))" } ?? "")
         }
@@ -130,7 +133,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
     /// Parses one DER CRL with swift-asn1, in one linear pass: the `TBSCertList` once into
     /// its fields and a dictionary of serials (GnuTLS's `gnutls_x509_crl_import` is
     /// quadratic in the number of entries, so no path hands a CRL to it).
-    /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a certificate).
+    /// - Throws: `GnuTLSError` `.malformedDER` (or `.unexpectedObject` for a certificate).
     public init(derEncoded der: [UInt8]) throws {
         let decoded: CRLDecoding.Decoded
         do {
@@ -225,9 +228,12 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
         nextUpdate.map { $0 < date } ?? false
     }
 
+    /// Two CRLs are equal when their DER encodings are.
     public static func == (lhs: CertificateRevocationList, rhs: CertificateRevocationList) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    /// Hashes the DER encoding.
     public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "CertificateRevocationList(issuer: \(issuer), number: \(crlNumber.map { SerialNumber(bytes: $0).description } ?? "none"), thisUpdate: \(thisUpdate), entries: \(entries.count))"
     }
@@ -244,11 +250,16 @@ extension CertificateRevocationList {
     /// swift-asn1, signed through GnuTLS, and the result parsed back through GnuTLS.
     ///
     /// - Parameters:
+    ///   - issuer: the CA certificate whose revocations the CRL lists.
+    ///   - key: the issuer's signing key.
     ///   - number: the CRL number, positive and monotonic per issuer (a ledger hands them out).
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` is not `issuer`'s key or the
-    ///   dates are inconsistent.
+    ///   - thisUpdate: when the CRL is issued; now by default.
+    ///   - nextUpdate: when the next CRL is due (`nil`: none promised).
+    ///   - entries: the revoked serials with their dates and reasons.
     ///   - authorityKeyIdentifier: the key identifier to write; the issuer's subject key
     ///     identifier (or its key's identifier) by default.
+    /// - Throws: `GnuTLSError` `.invalidArgument` when `key` is not `issuer`'s key or the
+    ///   dates are inconsistent.
     public static func create(
         issuer: Certificate, key: any SigningKey, number: SerialNumber, thisUpdate: Date = Date(),
         nextUpdate: Date?, entries: [Entry], authorityKeyIdentifier: [UInt8]? = nil

@@ -20,7 +20,9 @@ public struct SerialNumber: Hashable, Sendable, CustomStringConvertible, Compara
     }
     /// Lower-case hex.
     public var hexString: String { bytes.hexString }
+    /// A readable form, for logs and messages.
     public var description: String { bytes.colonHex.lowercased() }
+    /// Orders serial numbers by their bytes as an unsigned big-endian integer.
     public static func < (lhs: SerialNumber, rhs: SerialNumber) -> Bool {
         lhs.bytes.count != rhs.bytes.count ? lhs.bytes.count < rhs.bytes.count : lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }
@@ -32,6 +34,7 @@ public struct SignatureAlgorithm: Hashable, Sendable, CustomStringConvertible {
     public var name: String
     /// The dotted OID.
     public var oid: String
+    /// A readable form, for logs and messages.
     public var description: String { name }
     /// Whether the algorithm hashes with SHA-1 or MD5 (refused by the MEDIUM profile).
     public var isInsecure: Bool {
@@ -55,6 +58,7 @@ public struct BasicConstraints: Hashable, Sendable, CustomStringConvertible {
     public var isCertificateAuthority: Bool
     /// The maximum number of intermediate CAs that may follow this one, if limited.
     public var pathLengthConstraint: Int?
+    /// A readable form, for logs and messages.
     public var description: String {
         isCertificateAuthority ? "CA:TRUE" + (pathLengthConstraint.map { ", pathlen:\($0)" } ?? "") : "CA:FALSE"
     }
@@ -138,7 +142,7 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
     let decoded: DecodedExtensions
 
     /// Parses one DER certificate.
-    /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a key or request).
+    /// - Throws: `GnuTLSError` `.malformedDER` (or `.unexpectedObject` for a key or request).
     public init(derEncoded der: [UInt8]) throws {
         let fields: CoreCertificateFields
         do {
@@ -252,9 +256,12 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
     /// The extension with `oid`, if present.
     public func `extension`(oid: String) -> CertificateExtension? { extensions.first { $0.oid == oid } }
 
+    /// Two certificates are equal when their DER encodings are.
     public static func == (lhs: Certificate, rhs: Certificate) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    /// Hashes the DER encoding.
     public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "Certificate(subject: \(subject), issuer: \(issuer), serial: \(serialNumber), notAfter: \(notValidAfter))"
     }

@@ -39,7 +39,7 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
     public var requestsCertificateAuthority: Bool { decoded.basicConstraints?.isCertificateAuthority ?? false }
 
     /// Parses a DER request.
-    /// - Throws: ``GnuTLSError`` `.malformedDER` or `.unexpectedObject`.
+    /// - Throws: `GnuTLSError` `.malformedDER` or `.unexpectedObject`.
     public init(derEncoded der: [UInt8]) throws {
         let fields: CoreRequestFields
         do {
@@ -93,7 +93,9 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
     /// - Parameters:
     ///   - subject: the requested subject; may be empty when alternative names identify the subject.
     ///   - alternativeNames: DNS names, IP addresses, email addresses, URIs (SPIFFE IDs).
-    ///   - keyUsage / extendedKeyUsage: what the subject asks for; the authority decides.
+    ///   - key: the subject's key: its public key goes in the request, and it signs it.
+    ///   - keyUsage: the key usage the subject asks for; the authority decides.
+    ///   - extendedKeyUsage: the purposes the subject asks for; the authority decides.
     ///   - challengePassword: the PKCS#9 challenge password attribute.
     public static func create(
         subject: DistinguishedName, key: any SigningKey, alternativeNames: [GeneralName] = [],
@@ -120,6 +122,7 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
     /// The `CERTIFICATE REQUEST` PEM block.
     public var pemEncoded: String { PEMBlock(label: "CERTIFICATE REQUEST", derBytes: derEncoded).pemString }
 
+    /// A readable form, for logs and messages.
     public var description: String { "CertificateRequest(subject: \(subject), key: \(publicKey.keyDescription))" }
 }
 

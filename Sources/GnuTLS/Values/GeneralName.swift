@@ -30,6 +30,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible, LosslessSt
     /// Whether this is an IPv4 address.
     public var isIPv4: Bool { bytes.count == 4 }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         var buffer = [CChar](repeating: 0, count: 64)
         let family = isIPv4 ? AF_INET : AF_INET6
@@ -88,6 +89,7 @@ public struct IPNetwork: Hashable, Sendable, CustomStringConvertible, LosslessSt
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(address)/\(prefixLength)" }
 }
 
@@ -129,6 +131,7 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         switch self {
         case .dnsName(let name): return "DNS:\(name)"
@@ -181,17 +184,28 @@ public enum GeneralName: Hashable, Sendable, CustomStringConvertible {
 
 /// Key usage bits (RFC 5280 section 4.2.1.3). Raw values are GnuTLS's `GNUTLS_KEY_*` bits.
 public struct KeyUsage: OptionSet, Hashable, Sendable, CustomStringConvertible {
+    /// The key usage bits.
     public var rawValue: UInt32
+    /// Key usage from its bits.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
+    /// digitalSignature (bit 0).
     public static let digitalSignature = KeyUsage(rawValue: CoreKeyUsage.digitalSignature)
+    /// contentCommitment, formerly nonRepudiation (bit 1).
     public static let contentCommitment = KeyUsage(rawValue: CoreKeyUsage.nonRepudiation)
+    /// keyEncipherment (bit 2).
     public static let keyEncipherment = KeyUsage(rawValue: CoreKeyUsage.keyEncipherment)
+    /// dataEncipherment (bit 3).
     public static let dataEncipherment = KeyUsage(rawValue: CoreKeyUsage.dataEncipherment)
+    /// keyAgreement (bit 4).
     public static let keyAgreement = KeyUsage(rawValue: CoreKeyUsage.keyAgreement)
+    /// keyCertSign (bit 5): may sign certificates.
     public static let keyCertSign = KeyUsage(rawValue: CoreKeyUsage.keyCertSign)
+    /// cRLSign (bit 6): may sign CRLs.
     public static let cRLSign = KeyUsage(rawValue: CoreKeyUsage.crlSign)
+    /// encipherOnly (bit 7).
     public static let encipherOnly = KeyUsage(rawValue: CoreKeyUsage.encipherOnly)
+    /// decipherOnly (bit 8).
     public static let decipherOnly = KeyUsage(rawValue: CoreKeyUsage.decipherOnly)
 
     /// The bits with the names RFC 5280 and x509-limbo use.
@@ -209,6 +223,7 @@ public struct KeyUsage: OptionSet, Hashable, Sendable, CustomStringConvertible {
         self = match.1
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         Self.named.filter { contains($0.1) }.map(\.0).joined(separator: ", ")
     }
@@ -218,6 +233,7 @@ public struct KeyUsage: OptionSet, Hashable, Sendable, CustomStringConvertible {
 public struct ExtendedKeyUsage: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// The dotted OID.
     public var rawValue: String
+    /// A purpose by its dotted OID; prefer the static members.
     public init(rawValue: String) { self.rawValue = rawValue }
     /// A purpose by dotted OID.
     public init(oid: String) { rawValue = oid }
@@ -256,5 +272,6 @@ public struct ExtendedKeyUsage: RawRepresentable, Hashable, Sendable, CustomStri
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { Self.named.first { $0.1 == self }?.0 ?? rawValue }
 }

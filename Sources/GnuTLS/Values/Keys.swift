@@ -6,12 +6,15 @@ import SwiftASN1
 ///
 /// `RawRepresentable` by the names `tlsctl` uses (`ecdsa-p256`, `rsa-3072`, `ed25519`, …).
 public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringConvertible, CaseIterable {
+    /// The `tlsctl` name: `ecdsa-p256`, `rsa-3072`, `ed25519`, ….
     public var rawValue: String
+    /// The algorithm named `rawValue` (one of ``allCases``), or nil.
     public init?(rawValue: String) {
         guard Self.allCases.contains(where: { $0.rawValue == rawValue }) else { return nil }
         self.rawValue = rawValue
     }
     private init(_ name: String) { rawValue = name }
+    /// A readable form, for logs and messages.
     public var description: String { rawValue }
 
     /// RSA with a 2048-bit modulus (the smallest size the authority accepts).
@@ -29,6 +32,7 @@ public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringCo
     /// Ed25519 (RFC 8410).
     public static let ed25519 = KeyAlgorithm("ed25519")
 
+    /// Every algorithm the package generates keys for.
     public static let allCases: [KeyAlgorithm] = [.rsa2048, .rsa3072, .rsa4096, .ecdsaP256, .ecdsaP384, .ecdsaP521, .ed25519]
 
     var coreKind: CoreKeyKind {
@@ -48,6 +52,7 @@ public struct KeyAlgorithm: RawRepresentable, Hashable, Sendable, CustomStringCo
 public struct KeyFamily: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// `RSA`, `ECDSA`, `Ed25519`, or GnuTLS's name for another family (`DSA`, `Ed448`, …).
     public let rawValue: String
+    /// A family by GnuTLS's name; prefer the static members.
     public init(rawValue: String) { self.rawValue = rawValue }
     /// RSA (GnuTLS `GNUTLS_PK_RSA`).
     public static let rsa = KeyFamily(rawValue: "RSA")
@@ -55,6 +60,7 @@ public struct KeyFamily: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let ecdsa = KeyFamily(rawValue: "ECDSA")
     /// Ed25519 (GnuTLS `GNUTLS_PK_EDDSA_ED25519`).
     public static let ed25519 = KeyFamily(rawValue: "Ed25519")
+    /// A readable form, for logs and messages.
     public var description: String { rawValue }
 }
 
@@ -83,6 +89,7 @@ public struct KeyDescription: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         if let curve { return "\(family) \(curve)" }
         if family == .ed25519 { return family.rawValue }
@@ -113,7 +120,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     public let keyDescription: KeyDescription
 
     /// Parses a DER `SubjectPublicKeyInfo`.
-    /// - Throws: ``GnuTLSError`` `.malformedDER`.
+    /// - Throws: `GnuTLSError` `.malformedDER`.
     public init(derEncoded: [UInt8]) throws {
         let handle = try PublicKeyHandle(spki: derEncoded)
         self.derEncoded = derEncoded
@@ -146,6 +153,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
         CoreCrypto.sha1(Self.subjectPublicKeyBits(derEncoded) ?? derEncoded)
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(keyDescription) public key \(sha256Fingerprint.colonHex.prefix(23))…" }
 
     /// The contents of the `subjectPublicKey` BIT STRING (without the unused-bits byte).
@@ -162,6 +170,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
 ///
 /// `RawRepresentable` by the names below (`ecdsa-sha256`, `rsa-pss-sha256`, …).
 public struct SignatureScheme: RawRepresentable, Hashable, Sendable, CustomStringConvertible, CaseIterable {
+    /// The scheme's name.
     public let rawValue: String
     let core: CoreSignatureAlgorithm
 
@@ -187,6 +196,7 @@ public struct SignatureScheme: RawRepresentable, Hashable, Sendable, CustomStrin
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { rawValue }
 
     /// ECDSA over a SHA-256 digest (GnuTLS `GNUTLS_SIGN_ECDSA_SHA256`, TLS `ecdsa_secp256r1_sha256`).
@@ -210,6 +220,7 @@ public struct SignatureScheme: RawRepresentable, Hashable, Sendable, CustomStrin
     /// Ed25519 over the message itself (`GNUTLS_SIGN_EDDSA_ED25519`).
     public static let ed25519 = SignatureScheme(.ed25519)
 
+    /// Every signature scheme the package can sign with.
     public static let allCases: [SignatureScheme] = CoreSignatureAlgorithm.allCases.map(SignatureScheme.init)
 
     /// The length of the digest ``SigningKey/sign(_:algorithm:)`` receives; `nil` for
@@ -234,6 +245,7 @@ public struct KeyReference: Hashable, Sendable, CustomStringConvertible {
     /// A key that lives elsewhere and is named by a URI (RFC 7512 `pkcs11:`): saved as the URI.
     public static func uri(_ uri: String) -> KeyReference { KeyReference(storedForm: .uri(uri)) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         switch storedForm {
         case .inMemory(let key): return "in-memory \(key)"
@@ -337,7 +349,7 @@ public struct KeyPair: NativeSigningKey, Hashable, CustomStringConvertible {
     /// Imports a private key from PEM text (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`,
     /// `RSA PRIVATE KEY`, `EC PRIVATE KEY`).
     ///
-    /// - Throws: ``GnuTLSError`` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
+    /// - Throws: `GnuTLSError` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
     ///   `.malformedDER`, or `.unexpectedObject` (a certificate or request where a key was expected).
     public init(pemEncoded text: String, passphrase: String? = nil) throws {
         let documents = try PEMBlock.parseAll(text)
@@ -441,10 +453,12 @@ public struct KeyPair: NativeSigningKey, Hashable, CustomStringConvertible {
     /// ``KeyReference/inMemory(_:)``: saved as PKCS#8.
     public var reference: KeyReference? { .inMemory(self) }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(keyDescription) key pair" }
 
     /// Two key pairs are equal when their public keys are.
     public static func == (lhs: KeyPair, rhs: KeyPair) -> Bool { lhs.publicKey == rhs.publicKey }
+    /// Hashes the public key, as `==` compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(publicKey) }
 
     static func describe(labels: String) -> String {

@@ -6,23 +6,29 @@ public struct NameConstraints: Hashable, Sendable, CustomStringConvertible {
     /// DNS subtrees: `example.com` covers the domain and every subdomain; `.example.com`
     /// only subdomains.
     public var permittedDNSDomains: [String] = []
+    /// Excluded DNS subtrees, written as the permitted ones.
     public var excludedDNSDomains: [String] = []
     /// IP ranges.
     public var permittedIPRanges: [IPNetwork] = []
+    /// Excluded IP ranges.
     public var excludedIPRanges: [IPNetwork] = []
     /// Email constraints: a mailbox, a host (`example.com`) or a domain (`.example.com`).
     public var permittedEmailAddresses: [String] = []
+    /// Excluded email constraints, written as the permitted ones.
     public var excludedEmailAddresses: [String] = []
     /// URI host constraints.
     public var permittedURIDomains: [String] = []
+    /// Excluded URI host constraints.
     public var excludedURIDomains: [String] = []
     /// Directory name subtrees.
     public var permittedDirectoryNames: [DistinguishedName] = []
+    /// Excluded directory name subtrees.
     public var excludedDirectoryNames: [DistinguishedName] = []
     /// Name forms with subtrees this library cannot evaluate (`otherName`, `x400Address`,
     /// `ediPartyName`, `registeredID`), by GeneralName tag number. A certificate holding a
     /// name of such a form under these constraints fails verification.
     public var permittedUnsupportedForms: Set<Int> = []
+    /// Excluded name forms this library cannot evaluate, by GeneralName tag number.
     public var excludedUnsupportedForms: Set<Int> = []
 
     /// Constraints with the given subtrees.
@@ -110,6 +116,7 @@ public struct NameConstraints: Hashable, Sendable, CustomStringConvertible {
             + excludedDirectoryNames.map { .directoryName($0.derEncoded) }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         var parts: [String] = []
         parts += permittedDNSDomains.map { "permitted DNS:\($0)" } + permittedIPRanges.map { "permitted IP:\($0)" }

@@ -26,13 +26,13 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
     public init(arrayLiteral elements: Attribute...) { self.init(attributes: elements) }
 
     /// Parses the RFC 4514 string form (`CN=leaf,O=Example,C=US`: most significant RDN last).
-    /// - Throws: ``GnuTLSError`` `.invalidName`.
+    /// - Throws: `GnuTLSError` `.invalidName`.
     public init(_ rfc4514: String) throws {
         self = try RFC4514.parse(rfc4514)
     }
 
     /// Parses a DER `Name`.
-    /// - Throws: ``GnuTLSError`` `.malformedDER`.
+    /// - Throws: `GnuTLSError` `.malformedDER`.
     public init(derEncoded der: [UInt8]) throws {
         do {
             let root = try DER.parse(der)
@@ -133,16 +133,26 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
             self.value = value
         }
 
+        /// A common name (CN) attribute, as a UTF8String.
         public static func commonName(_ value: String) -> Attribute { Attribute(.commonName, value) }
+        /// An organisation (O) attribute, as a UTF8String.
         public static func organization(_ value: String) -> Attribute { Attribute(.organization, value) }
+        /// An organisational unit (OU) attribute, as a UTF8String.
         public static func organizationalUnit(_ value: String) -> Attribute { Attribute(.organizationalUnit, value) }
+        /// A country (C) attribute: a two-letter code, as a PrintableString.
         public static func country(_ value: String) -> Attribute { Attribute(.country, value) }
+        /// A state or province (ST) attribute, as a UTF8String.
         public static func stateOrProvince(_ value: String) -> Attribute { Attribute(.stateOrProvince, value) }
+        /// A locality (L) attribute, as a UTF8String.
         public static func locality(_ value: String) -> Attribute { Attribute(.locality, value) }
+        /// A domain component (DC) attribute, as an IA5String.
         public static func domainComponent(_ value: String) -> Attribute { Attribute(.domainComponent, value) }
+        /// An emailAddress attribute (PKCS #9), as an IA5String.
         public static func emailAddress(_ value: String) -> Attribute { Attribute(.emailAddress, value) }
+        /// A serialNumber attribute, as a PrintableString.
         public static func serialNumber(_ value: String) -> Attribute { Attribute(.serialNumber, value) }
 
+        /// A readable form, for logs and messages.
         public var description: String { RFC4514.render(self) }
     }
 }
@@ -166,7 +176,7 @@ public struct AttributeType: Hashable, Sendable, CustomStringConvertible {
     let derEncoded: [UInt8]
 
     /// An attribute type by dotted OID (`1.3.6.1.4.1.55555.1`).
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` unless `oid` is a valid dotted object
+    /// - Throws: `GnuTLSError` `.invalidArgument` unless `oid` is a valid dotted object
     ///   identifier: at least two arcs of decimal digits without leading zeros or signs, the
     ///   first 0, 1 or 2, the second below 40 under 0 and 1.
     public init(oid: String) throws {
@@ -233,6 +243,7 @@ public struct AttributeType: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { shortName ?? oid }
 }
 
@@ -240,7 +251,9 @@ public struct AttributeType: Hashable, Sendable, CustomStringConvertible {
 public struct AttributeValue: Hashable, Sendable, CustomStringConvertible {
     /// ASN.1 string types, by tag.
     public struct Encoding: RawRepresentable, Hashable, Sendable {
+        /// The ASN.1 universal tag number.
         public var rawValue: UInt8
+        /// An encoding by tag number; prefer the static members.
         public init(rawValue: UInt8) { self.rawValue = rawValue }
         /// UTF8String (tag 12).
         public static let utf8String = Encoding(rawValue: 0x0C)
@@ -276,7 +289,7 @@ public struct AttributeValue: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A value from its complete DER (any ASN.1 type).
-    /// - Throws: ``GnuTLSError`` `.malformedDER` unless `derEncoded` is exactly one complete
+    /// - Throws: `GnuTLSError` `.malformedDER` unless `derEncoded` is exactly one complete
     ///   DER element.
     public init(derEncoded: [UInt8]) throws {
         guard !derEncoded.isEmpty, (try? DER.parse(derEncoded)) != nil else {
@@ -323,6 +336,7 @@ public struct AttributeValue: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String { stringValue ?? "#" + derEncoded.hexString }
 }
 

@@ -23,6 +23,7 @@ public struct OCSPHashAlgorithm: Hashable, Sendable, CustomStringConvertible {
     /// A hash by its OID; only SHA-1 and SHA-256 can be computed.
     public init(oid: String) { self.oid = oid }
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 
     func digest(_ bytes: [UInt8]) -> [UInt8]? {
@@ -55,7 +56,7 @@ public struct OCSPCertificateID: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The ID of `certificate`, issued by `issuer`.
-    /// - Throws: ``GnuTLSError`` `.unsupportedAlgorithm` for a hash other than SHA-1/SHA-256.
+    /// - Throws: `GnuTLSError` `.unsupportedAlgorithm` for a hash other than SHA-1/SHA-256.
     public init(certificate: Certificate, issuer: Certificate, hashAlgorithm: OCSPHashAlgorithm = .sha1) throws {
         try self.init(serialNumber: certificate.serialNumber, issuer: issuer, hashAlgorithm: hashAlgorithm)
     }
@@ -86,6 +87,7 @@ public struct OCSPCertificateID: Hashable, Sendable, CustomStringConvertible {
         return (nameHash, keyHash)
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "CertID(\(hashAlgorithm), serial \(serialNumber), issuer name \(issuerNameHash.hexString.prefix(16))…, key \(issuerKeyHash.hexString.prefix(16))…)"
     }
@@ -114,8 +116,11 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
 
     /// A request for `certificate`, issued by `issuer`.
     /// - Parameters:
+    ///   - certificate: the certificate whose status is asked.
+    ///   - issuer: its issuer's certificate (for the issuer name and key hashes).
+    ///   - hashAlgorithm: the hash of the certificate ID (SHA-1, what responders expect, by default).
     ///   - nonce: 1 to 32 bytes (RFC 8954), or `nil` for none; see ``randomNonce()``.
-    /// - Throws: ``GnuTLSError`` `.invalidArgument` for a nonce outside 1…32 bytes.
+    /// - Throws: `GnuTLSError` `.invalidArgument` for a nonce outside 1…32 bytes.
     public init(certificate: Certificate, issuer: Certificate, hashAlgorithm: OCSPHashAlgorithm = .sha1, nonce: [UInt8]? = nil) throws {
         try self.init(certificateIDs: [OCSPCertificateID(certificate: certificate, issuer: issuer, hashAlgorithm: hashAlgorithm)], nonce: nonce)
     }
@@ -158,7 +163,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses a DER OCSP request (ours, `openssl ocsp -reqout`, any RFC 6960 client's).
-    /// - Throws: ``GnuTLSError`` `.malformedDER` with what is wrong.
+    /// - Throws: `GnuTLSError` `.malformedDER` with what is wrong.
     public init(derEncoded der: [UInt8]) throws {
         do {
             let root = try DER.parse(der)
@@ -207,6 +212,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
     /// 32 random bytes for a nonce (the length RFC 8954 section 2.1 recommends).
     public static func randomNonce() throws -> [UInt8] { try CoreCrypto.random(32) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "OCSPRequest(\(certificateIDs.map { "\($0.serialNumber)" }.joined(separator: ", "))\(nonce == nil ? "" : ", nonce"))"
     }
@@ -214,7 +220,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
 
 /// An OCSP response (RFC 6960 section 4.2): a status and, when successful, a signed
 /// `BasicOCSPResponse`. Parsed with swift-asn1; its signature is checked through GnuTLS by
-/// ``verify(certificate:issuer:at:nonce:position:)``.
+/// ``verify(certificate:issuer:at:nonce:position:allowedSkew:maximumAge:)``.
 public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
     /// The `OCSPResponseStatus`.
     public struct Status: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -236,6 +242,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         /// unauthorized (6): the responder does not answer for this issuer.
         public static let unauthorized = Status(rawValue: 6)
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch rawValue {
             case 0: return "successful"
@@ -258,6 +265,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         /// The responder does not know the certificate.
         case unknown
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch self {
             case .good: return "good"
@@ -274,6 +282,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         /// By the SHA-1 hash of its `subjectPublicKey` bits.
         case byKeyHash([UInt8])
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch self {
             case .byName(let name): return "name \(name)"
@@ -301,6 +310,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
             self.nextUpdate = nextUpdate
         }
 
+        /// A readable form, for logs and messages.
         public var description: String {
             "\(certificateID.serialNumber): \(status), thisUpdate \(thisUpdate)" + (nextUpdate.map { ", nextUpdate \($0)" } ?? "")
         }
@@ -326,7 +336,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
     let nonceExtensionValue: [UInt8]?
 
     /// Parses a DER OCSP response (ours, `openssl ocsp -respout`, `ocsptool`, any RFC 6960 responder's).
-    /// - Throws: ``GnuTLSError`` `.malformedDER` with what is wrong.
+    /// - Throws: `GnuTLSError` `.malformedDER` with what is wrong.
     public init(derEncoded der: [UInt8]) throws {
         do {
             let top = try OCSPEncoding.children(try DER.parse(der), "OCSPResponse")
@@ -425,9 +435,12 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
         responses.first { $0.certificateID.matches(certificate: certificate, issuer: issuer) }
     }
 
+    /// Two responses are equal when their DER encodings are.
     public static func == (lhs: OCSPResponse, rhs: OCSPResponse) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    /// Hashes the DER encoding.
     public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         guard responseStatus == .successful else { return "OCSPResponse(\(responseStatus))" }
         return "OCSPResponse(responder \(responderID.map { "\($0)" } ?? "?"), producedAt \(producedAt.map { "\($0)" } ?? "?"), \(responses.map(\.description).joined(separator: "; ")))"

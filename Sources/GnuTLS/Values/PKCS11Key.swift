@@ -39,6 +39,7 @@ public struct PKCS11PIN: Sendable, CustomStringConvertible {
         }
     }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         switch backing {
         case .none: return "no PIN"
@@ -70,7 +71,7 @@ public struct PKCS11Key: NativeSigningKey, Hashable, CustomStringConvertible {
     /// - Parameters:
     ///   - pin: the user PIN's source; asked for at most once per operation.
     ///   - module: a PKCS#11 module to load first (otherwise p11-kit's configured modules).
-    /// - Throws: ``GnuTLSError`` `.moduleNotFound`, `.tokenNotPresent`, `.objectNotFound`,
+    /// - Throws: `GnuTLSError` `.moduleNotFound`, `.tokenNotPresent`, `.objectNotFound`,
     ///   `.pinRequired`, `.wrongPIN`, `.pinLocked`, `.invalidArgument` (not a `pkcs11:` URI).
     public init(uri: String, pin: PKCS11PIN = .none, module: String? = nil) throws {
         try Self.checkURI(uri)
@@ -137,10 +138,12 @@ public struct PKCS11Key: NativeSigningKey, Hashable, CustomStringConvertible {
     /// Algorithm and size.
     public var keyDescription: KeyDescription { publicKey.keyDescription }
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(keyDescription) key \(uri)" }
 
     /// Two token keys are equal when their URIs and public keys are.
     public static func == (lhs: PKCS11Key, rhs: PKCS11Key) -> Bool { lhs.uri == rhs.uri && lhs.publicKey == rhs.publicKey }
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(uri)
         hasher.combine(publicKey)
@@ -171,5 +174,6 @@ public struct PKCS11KeyInfo: Hashable, Sendable, CustomStringConvertible {
     /// Algorithm and size, when the token says.
     public var keyDescription: KeyDescription?
 
+    /// A readable form, for logs and messages.
     public var description: String { "\(uri)\t\(keyDescription.map { "\($0)" } ?? "unknown")" }
 }

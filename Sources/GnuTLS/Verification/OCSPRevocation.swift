@@ -30,6 +30,7 @@ public struct RevocationCheckingMode: Hashable, Sendable, CustomStringConvertibl
     /// Every mode, weakest first.
     static let allModes: [RevocationCheckingMode] = [.off, .softFail, .hardFail]
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -63,6 +64,10 @@ public final class RevocationChecker: Sendable {
     /// Checks `chain` (leaf first, anchor last, as ``VerifiedChain`` holds it).
     /// - Throws: ``VerificationError`` with every problem, each at its chain position.
     /// - Parameters:
+    ///   - chain: the verified chain, leaf first, anchor last.
+    ///   - staple: the OCSP response the server stapled, if any (it is about the leaf).
+    ///   - crls: CRLs to use besides OCSP, by the mode's rules.
+    ///   - time: the moment the statuses must be current at; now by default.
     ///   - fetcher: asks responders online for this call (overrides the checker's own).
     public func check(
         chain: [Certificate], staple: OCSPResponse?, crls: [CertificateRevocationList] = [], at time: Date = Date(),

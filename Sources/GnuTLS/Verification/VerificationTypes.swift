@@ -48,6 +48,7 @@ public struct SecurityProfile: Hashable, Sendable, CustomStringConvertible {
     /// Whether SHA-1 signatures are acceptable.
     public var allowsSHA1: Bool { backing == .low }
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -77,6 +78,7 @@ public struct RevocationPolicy: Hashable, Sendable, CustomStringConvertible {
     /// without one verification fails with `revocationStatusUnknown` (fail closed).
     public static let requireCRLs = RevocationPolicy(.require)
 
+    /// A readable form, for logs and messages.
     public var description: String { name }
 }
 
@@ -187,12 +189,15 @@ public struct VerificationError: Error, Hashable, Sendable, CustomStringConverti
         public var message: String
         /// For expired / not yet valid: the validity period.
         public var notValidBefore: Date?
+        /// For expired / not yet valid: the end of the validity period.
         public var notValidAfter: Date?
         /// For a revoked certificate.
         public var revocationDate: Date?
+        /// For a revoked certificate: the reason code on the CRL or OCSP response, if any.
         public var revocationReason: RevocationReason?
         /// For a name mismatch: what was asked, and what the certificate holds.
         public var expectedName: GeneralName?
+        /// For a name mismatch: the names the certificate holds.
         public var presentedNames: [GeneralName]?
 
         init(_ reason: Reason, _ message: String, position: Int? = nil, subject: DistinguishedName? = nil) {
@@ -202,6 +207,7 @@ public struct VerificationError: Error, Hashable, Sendable, CustomStringConverti
             self.subject = subject
         }
 
+        /// A readable form, for logs and messages.
         public var description: String {
             position.map { "[\($0)] \(reason): \(message)" } ?? "\(reason): \(message)"
         }
@@ -209,8 +215,11 @@ public struct VerificationError: Error, Hashable, Sendable, CustomStringConverti
 
     /// Problem kinds.
     public struct Reason: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, stable across releases.
         public var rawValue: String
+        /// A code by name; prefer the static members.
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// A readable form, for logs and messages.
         public var description: String { rawValue }
 
         /// No chain reaches a trust anchor.
@@ -256,6 +265,7 @@ public struct VerificationError: Error, Hashable, Sendable, CustomStringConverti
     /// The problems with `reason`.
     public func problems(_ reason: Reason) -> [Problem] { problems.filter { $0.reason == reason } }
 
+    /// A readable form, for logs and messages.
     public var description: String {
         "certificate verification failed: " + problems.map(\.description).joined(separator: "; ")
     }

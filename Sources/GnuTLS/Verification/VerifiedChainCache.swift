@@ -21,7 +21,9 @@ import GnuTLSCore
 public final class VerifiedChainCache: @unchecked Sendable {
     /// Counters since the cache was made.
     public struct Statistics: Hashable, Sendable, CustomStringConvertible {
+        /// Lookups answered from the cache.
         public var hits = 0
+        /// Lookups that found no entry and ran the verifier.
         public var misses = 0
         /// Entries dropped because they expired.
         public var expirations = 0
@@ -31,6 +33,7 @@ public final class VerifiedChainCache: @unchecked Sendable {
         public var count = 0
         /// Hits over lookups (0 before the first lookup).
         public var hitRate: Double { hits + misses == 0 ? 0 : Double(hits) / Double(hits + misses) }
+        /// A readable form, for logs and messages.
         public var description: String {
             String(format: "%d hits, %d misses (%.1f%% hit rate), %d held", hits, misses, hitRate * 100, count)
         }
@@ -165,9 +168,12 @@ extension TLSConfiguration {
             ChainCache(storage: .shared(ObjectIdentifier(cache)), cache: cache)
         }
 
+        /// Equal when both select the same storage (the same shared cache, or per-context caches of the same size and lifetime).
         public static func == (lhs: ChainCache, rhs: ChainCache) -> Bool { lhs.storage == rhs.storage }
+        /// Hashes the storage selection, as `==` compares it.
         public func hash(into hasher: inout Hasher) { hasher.combine(storage) }
 
+        /// A readable form, for logs and messages.
         public var description: String {
             switch storage {
             case .disabled: return "disabled"
@@ -198,7 +204,7 @@ extension TLSContext {
     /// GnuTLS verified it in the handshake, or serves the result of an earlier identical
     /// verification from the context's ``VerifiedChainCache``.
     ///
-    /// - Throws: ``VerificationError``, or a ``GnuTLSError`` for an unparsable certificate.
+    /// - Throws: ``VerificationError``, or a `GnuTLSError` for an unparsable certificate.
     package func verifyPeerChain(_ presented: [[UInt8]], host: String?, now: Date = Date()) throws -> PeerChainVerdict? {
         guard let verifier, let leafDER = presented.first else { return nil }
         let policy = verificationPolicy(forHost: host)
