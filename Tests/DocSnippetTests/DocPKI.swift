@@ -46,6 +46,6 @@ struct DocPKI: Sendable {
     static func issue(by authority: LocalAuthority, subject: String, names: [GeneralName], profile: CertificateProfile) throws -> TLSIdentity {
         let key = try KeyPair.generate(.ecdsaP256)
         let request = try CertificateRequest.create(subject: try DistinguishedName(subject), key: key, alternativeNames: names)
-        return TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
+        return try TLSIdentity(chain: try authority.issueWithChain(request, profile: profile, options: IssuanceOptions(validityDays: 30)), key: key)
     }
 }

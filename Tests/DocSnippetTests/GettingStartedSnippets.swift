@@ -42,7 +42,7 @@ import TestSupport
                 subject: try DistinguishedName("CN=billing,OU=payments,O=Example"), key: clientKey,
                 alternativeNames: [.uri("spiffe://example.com/billing")]),
             profile: .tlsClient, options: IssuanceOptions(validityDays: 30))
-        let clientIdentity = TLSIdentity(chain: clientChain, key: clientKey)
+        let clientIdentity = try TLSIdentity(chain: clientChain, key: clientKey)
 
         #expect(serverChain.count == 2)
         #expect(clientIdentity.leaf.subject.commonName == "billing")
@@ -52,7 +52,7 @@ import TestSupport
         let server = try await TLSServer.bind(
             host: "127.0.0.1", port: 0,  // 0: any free port; `server.port` tells which
             context: try TLSContext(configuration: .makeMutualTLSServerConfiguration(
-                identity: TLSIdentity(chain: serverChain, key: serverKey), clientTrustStore: trust)))
+                identity: try TLSIdentity(chain: serverChain, key: serverKey), clientTrustStore: trust)))
         let serving = Task {
             try await server.serve { channel in
                 print("client:", channel.info.peerSubject?.description ?? "?")
