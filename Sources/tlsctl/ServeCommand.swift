@@ -141,7 +141,10 @@ struct ServeCommand: AsyncParsableCommand {
                     watcher.reload()
                 } else {
                     let serial = tlsContext.configuration.identities.first?.leaf.serialNumber.hexString ?? "none"
-                    TLSOutput.line("reload refused: --ocsp-staple staples one response, fixed at start; keeping \(serial)")
+                    let reason = ocspStaple != nil
+                        ? "--ocsp-staple staples one response, fixed at start"
+                        : "the key is on a token (--key pkcs11:…): the identity is fixed at start"
+                    TLSOutput.line("reload refused: \(reason); keeping \(serial)")
                 }
                 return
             }
@@ -186,9 +189,10 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// The file watcher behind SIGHUP and --reload-interval, printing one line per reload
-    /// attempt; `nil` with --ocsp-staple (its response is fetched or read once, at start).
+    /// attempt; `nil` with --ocsp-staple (its response is fetched or read once, at start)
+    /// and with a key on a token (the watcher reads keys from files).
     func makeWatcher(_ configuration: TLSConfiguration) throws -> TLSFileWatcher? {
-        guard ocspStaple == nil else { return nil }
+        guard ocspStaple == nil, !key.hasPrefix("pkcs11:") else { return nil }
         let passphrase = try Passphrase.read(ifGiven: passphraseFile, option: "--passphrase-file")
         let counts = clientCA != nil
         return try context("cannot watch the server's files") {

@@ -76,7 +76,9 @@ import Testing
         #expect(source.current() == nil)
         #expect(try Self.staple(from: server, trust: pki.trust) == nil)
         #expect(fetches.value >= 2)
-        #expect(skipped.value.allSatisfy { $0.contains("refused") || $0.contains("refreshed") }, "\(skipped.value)")
+        // Skipped on the way: more refreshes and refusals, and, on a machine slow enough that a
+        // 4-second response runs out before its refresh lands, expiries; never anything else.
+        #expect(skipped.value.allSatisfy { $0.contains("refused") || $0.contains("refreshed") || $0.contains("expired") }, "\(skipped.value)")
     }
 
     @Test("a response that does not verify is never stapled")
