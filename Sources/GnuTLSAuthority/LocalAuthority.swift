@@ -142,7 +142,7 @@ public final class LocalAuthority: Authority {
     }
 
     /// Writes `ca.pem`, `ca.key.pem` (mode 0600, encrypted with `passphrase` when given; or
-    /// `ca.key.uri` for a key named by URI, such as a ``PKCS11Key``: the key stays where it is) and
+    /// `ca.key.uri` for a key named by URI, such as a `PKCS11Key`: the key stays where it is) and
     /// `chain.pem` into `directory`, creating it (mode 0700) if needed, and opens (or creates)
     /// the directory's `ledger.sqlite` as this authority's ledger.
     public func save(to directory: String, passphrase: String?) throws {
@@ -184,7 +184,7 @@ public final class LocalAuthority: Authority {
     ///   ``LedgerError`` `.ledgerMissing`, `.notALedger`, `.corrupted`, `.foreignLedger`.
     ///
     /// A directory holding `ca.key.uri` instead of `ca.key.pem` opens its key as a
-    /// ``PKCS11Key`` with `pin` (`.wrongPIN`, `.tokenNotPresent`, … for the token).
+    /// `PKCS11Key` with `pin` (`.wrongPIN`, `.tokenNotPresent`, … for the token).
     public static func load(from directory: String, passphrase: String?, pin: PKCS11PIN = .none, readOnlyLedger: Bool = false) throws -> LocalAuthority {
         let path = { (name: String) in (directory as NSString).appendingPathComponent(name) }
         let certificate = try Certificate(pemEncoded: FileIO.readText(path(DirectoryLayout.certificate)))

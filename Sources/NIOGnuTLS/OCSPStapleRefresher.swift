@@ -2,7 +2,7 @@ import Foundation
 import GnuTLS
 import NIOCore
 
-/// Keeps an ``OCSPStapleSource`` fresh while a server runs (`tlsctl serve --ocsp-staple
+/// Keeps an `OCSPStapleSource` fresh while a server runs (`tlsctl serve --ocsp-staple
 /// auto`): fetches a new response at half the current one's lifetime (between thisUpdate
 /// and nextUpdate), retries with a growing delay when the responder fails or answers
 /// something that may not be stapled (revoked, unknown, not verifying), keeps stapling the
@@ -50,9 +50,12 @@ public final class OCSPStapleRefresher: Sendable {
 
     /// Starts refreshing `source` with responses from `fetch`.
     /// - Parameters:
+    ///   - source: the staple source whose response is replaced (the identity's `ocspStapleSource`).
+    ///   - fetch: asks the responder for a fresh response (for instance with ``OCSPClient``).
     ///   - retryDelay: the first wait after a failed refresh; it doubles up to
     ///     `maximumRetryDelay`, and never postpones a refresh past the current response's
     ///     expiry by more than it must.
+    ///   - maximumRetryDelay: the longest wait between failed refreshes.
     public init(
         source: OCSPStapleSource, retryDelay: TimeInterval = 5, maximumRetryDelay: TimeInterval = 300,
         fetch: @escaping @Sendable () async throws -> OCSPResponse

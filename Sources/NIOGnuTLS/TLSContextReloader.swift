@@ -79,7 +79,7 @@ public struct TLSReloadEvent: Sendable, CustomStringConvertible {
     }
 }
 
-/// A ``TLSContextProvider`` that rebuilds its context from a closure when asked (the shape
+/// A `TLSContextProvider` that rebuilds its context from a closure when asked (the shape
 /// of swift-nio-extras' `CertificateReloader`, for the whole configuration: identities,
 /// trust anchors and CRLs). The GnuTLS credentials are built once per successful reload and
 /// shared by every connection that starts afterwards; connections already open keep the
@@ -242,7 +242,7 @@ extension SecureChannel {
     /// Opens a TLS connection to `host:port` with the context `contextProvider` gives now
     /// (a rotating client identity or trust store is picked up by the next connection).
     ///
-    /// - Throws: what ``TLSContextProvider/currentContext()`` throws, ``TLSError``
+    /// - Throws: what `TLSContextProvider.currentContext()` throws, ``TLSError``
     ///   (verification, alerts, timeout, …) or a connection error.
     public static func connect(
         host: String, port: Int, contextProvider: some TLSContextProvider,

@@ -25,7 +25,7 @@ public struct TLSIdentityFiles: Hashable, Sendable {
     }
 }
 
-/// A ``TLSContextProvider`` that reloads identities (chain + key), trust anchors and CRLs
+/// A `TLSContextProvider` that reloads identities (chain + key), trust anchors and CRLs
 /// from files when they change, and on demand (``reload()``, e.g. on SIGHUP). As a
 /// swift-service-lifecycle `Service`, ``run()`` polls the files every `pollInterval` until
 /// graceful shutdown or cancellation.

@@ -86,7 +86,6 @@ public final class OCSPServer: Sendable {
     ///   - host: the address to listen on.
     ///   - port: the TCP port; 0 picks a free one (``port`` tells which).
     ///   - eventLoopGroup: where the HTTP connections run.
-    ///   - threadPool: where responses are signed and CRLs produced, off the event loop.
     ///   - crl: produces the DER CRL served at ``crlPath`` (runs on the thread pool); `nil`: 404.
     ///   - threadPool: where signing and ledger lookups run; `nil` (the default): a pool of
     ///     the server's own, started here and shut down by ``close()``. NIO's process-wide

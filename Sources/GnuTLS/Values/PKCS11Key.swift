@@ -69,6 +69,7 @@ public struct PKCS11Key: NativeSigningKey, Hashable, CustomStringConvertible {
     /// Opens the private key `uri` names.
     ///
     /// - Parameters:
+    ///   - uri: the RFC 7512 `pkcs11:` URI of the key.
     ///   - pin: the user PIN's source; asked for at most once per operation.
     ///   - module: a PKCS#11 module to load first (otherwise p11-kit's configured modules).
     /// - Throws: `GnuTLSError` `.moduleNotFound`, `.tokenNotPresent`, `.objectNotFound`,
@@ -106,7 +107,9 @@ public struct PKCS11Key: NativeSigningKey, Hashable, CustomStringConvertible {
 
     /// The private keys on the tokens `uri` matches (every token by default).
     /// - Parameters:
+    ///   - uri: a `pkcs11:` URI selecting tokens or objects (`pkcs11:` alone: every token).
     ///   - pin: the user PIN (private keys are private objects: without a PIN, most tokens list none).
+    ///   - module: a PKCS#11 module to load first (otherwise p11-kit's configured modules).
     public static func listKeys(uri: String = "pkcs11:", pin: PKCS11PIN = .none, module: String? = nil) throws -> [PKCS11KeyInfo] {
         try checkURI(uri)
         if let module { try loadModule(module) }

@@ -176,6 +176,9 @@ extension Verifier {
     /// every answer must be current at.
     ///
     /// - Parameters:
+    ///   - leaf: the certificate to verify.
+    ///   - intermediates: certificates that may complete the path (any order).
+    ///   - policy: what the chain must satisfy (purpose, host name, time, profile).
     ///   - revocation: `.off` checks only what the policy's CRL rules and must-staple
     ///     demand; `.softFail` refuses a definite revoked; `.hardFail` needs a fresh good
     ///     answer for every certificate below the anchor.
