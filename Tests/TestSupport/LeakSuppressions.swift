@@ -47,6 +47,12 @@ public enum ChildLeakSuppressions {
     ///   verifier checks these constraints itself, but GnuTLS is still asked for its opinion.
     public static let gnuTLSLines = ["leak:gnutls_x509_ext_import_name_constraints"]
 
+    /// What a child leaves behind when it calls `exit` with work still in flight, which is
+    /// how a command-line tool ends: swift-argument-parser's parse state when `tlsctl`
+    /// exits on a usage error (`ArgumentParser.InputKey`), and the test fixture's own
+    /// strings when it exits from inside a task.
+    public static let exitLines = ["leak:ArgumentParser", "leak:TLSServiceFixture"]
+
     /// Sets `LSAN_OPTIONS=suppressions=FILE` (kept with any options already there) for every
     /// child started afterwards. Unconditional: the sanitizer runtime's symbols are local to
     /// a sanitized test executable (dlsym cannot tell), and an unsanitized child ignores
@@ -59,7 +65,7 @@ public enum ChildLeakSuppressions {
         guard !existing.contains("suppressions=") else { return false }
         let path = FileManager.default.temporaryDirectory
             .appendingPathComponent("swift-gnutls-lsan-children-\(getpid()).supp").path
-        guard FileManager.default.createFile(atPath: path, contents: Data((gnuTLSLines.joined(separator: "\n") + "\n").utf8)) else { return false }
+        guard FileManager.default.createFile(atPath: path, contents: Data(((gnuTLSLines + exitLines).joined(separator: "\n") + "\n").utf8)) else { return false }
         setenv("LSAN_OPTIONS", existing.isEmpty ? "suppressions=\(path)" : "\(existing):suppressions=\(path)", 1)
         return true
     }()

@@ -104,14 +104,20 @@ struct Invocation: Sendable {
         options.processGroupID = 0
         options.teardownSequence = [.gracefulShutDown(toProcessGroup: true, allowedDurationToNextStep: .seconds(1))]
         var variables = Environment.inherit
+        // The children's LeakSanitizer suppressions, named explicitly: the inherited
+        // environment is Foundation's copy, taken before `setenv` added them.
+        ChildLeakSuppressions.install()
+        var updates: [Environment.Key: String?] = [:]
+        if let options = getenv("LSAN_OPTIONS"), let key = Environment.Key(rawValue: "LSAN_OPTIONS") {
+            updates[key] = String(cString: options)
+        }
         if let environment {
-            var updates: [Environment.Key: String?] = [:]
             for (name, value) in environment {
                 guard let key = Environment.Key(rawValue: name) else { throw InvalidEnvironmentError(name: name) }
                 updates[key] = value
             }
-            variables = variables.updating(updates)
         }
+        if !updates.isEmpty { variables = variables.updating(updates) }
         return Configuration(
             executable: .path(FilePath(command[0])), arguments: Arguments(Array(command.dropFirst())),
             environment: variables, workingDirectory: directory.map { FilePath($0) }, platformOptions: options)
