@@ -186,8 +186,11 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
         nextSubscriber += 1
         subscribers[id] = continuation
         lock.unlock()
-        continuation.onTermination = { [weak self] _ in
-            guard let self else { return }
+        // A strong capture: a subscriber keeps its source alive until its stream ends (a
+        // stream dropped unread ends too, and this closure then breaks the cycle). A weak
+        // reference would give the reloader a side table whose tagged pointer
+        // LeakSanitizer cannot follow (reported as a leak at exit).
+        continuation.onTermination = { _ in
             self.lock.lock(); defer { self.lock.unlock() }
             self.subscribers[id] = nil
         }
