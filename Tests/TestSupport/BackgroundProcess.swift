@@ -151,12 +151,17 @@ public final class BackgroundProcess: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Waits until standard output or error contains `marker`; returns both.
+    /// Waits until the complete lines of standard output or error contain `marker`;
+    /// returns both. Only complete lines count: a program's line may arrive in pieces
+    /// (`PORT ` before its number), and callers read the rest of the marker's line.
     @discardableResult
     public func waitForOutput(_ marker: String, timeout: Double = 120) async throws -> String {
         try await waitFor("'\(marker)' in its output", timeout: timeout) { process in
-            let text = process.output
-            return text.contains(marker) ? text : nil
+            func completeLines(_ text: String) -> Substring {
+                text.lastIndex(of: "\n").map { text[...$0] } ?? ""
+            }
+            let found = completeLines(process.standardOutput).contains(marker) || completeLines(process.standardError).contains(marker)
+            return found ? process.output : nil
         }
     }
 
