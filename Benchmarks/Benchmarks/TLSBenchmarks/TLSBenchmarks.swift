@@ -40,7 +40,7 @@ let benchmarks: @Sendable () -> Void = {
     // Context.Build: a client context from a PEM trust file, and from the system's trust.
     let trustFile = FileManager.default.temporaryDirectory.appendingPathComponent("swift-gnutls-bench-\(getpid())-root.pem").path
     if let pki = try? PKICache.shared.pki(.ecdsaP256) {
-        FileManager.default.createFile(atPath: trustFile, contents: Data(pki.root.certificate.pemEncoded.utf8))
+        _ = FileManager.default.createFile(atPath: trustFile, contents: Data(pki.root.certificate.pemEncoded.utf8))
         _ = Benchmark("Context.Build.FileTrust") { benchmark in
             for _ in benchmark.scaledIterations {
                 let configuration = TLSConfiguration.makeClientConfiguration(trustStore: try TrustStore(contentsOfFile: trustFile))

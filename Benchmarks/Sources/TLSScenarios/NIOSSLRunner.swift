@@ -16,7 +16,11 @@ final class NIOSSLRunner: ChannelRunner {
             try chain.map { .certificate(try NIOSSLCertificate(bytes: $0.derEncoded, format: .der)) }
         }
         func key(_ identity: TLSIdentity) throws -> NIOSSLPrivateKeySource {
-            .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pemEncoded().utf8), format: .pem))
+            // The benchmark PKI's keys are in memory; swift-nio-ssl gets the same key as PEM.
+            guard let pair = identity.key as? KeyPair else {
+                throw GnuTLSError(.invalidArgument, "the benchmark identity's key is not an in-memory KeyPair")
+            }
+            return .privateKey(try NIOSSLPrivateKey(bytes: Array(try pair.pemEncoded().utf8), format: .pem))
         }
         let root = try NIOSSLCertificate(bytes: pki.root.certificate.derEncoded, format: .der)
         let version: NIOSSL.TLSVersion = scenario.version == .tls13 ? .tlsv13 : .tlsv12
