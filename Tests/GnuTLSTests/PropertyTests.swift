@@ -141,6 +141,8 @@ struct PropertyTests {
         await propertyCheck(count: 200, input: Gen.int(in: 0...(der.count - 1)).array(of: 1...4), Gen.uint8(in: 1...255)) { positions, mask in
             var copy = der
             for position in positions { copy[position] ^= mask }
+            // The same position drawn twice undoes its own damage: nothing to test then.
+            guard copy != der else { return }
             do {
                 let parsed = try Certificate(derEncoded: copy)
                 #expect(parsed.derEncoded == copy)
