@@ -78,7 +78,7 @@ public final class OCSPStapleRefresher: Sendable {
         guard let url = leaf.ocspURLs.first(where: { $0.lowercased().hasPrefix("http://") }) else {
             throw GnuTLSError(.invalidArgument, "certificate '\(leaf.subject)' names no http:// OCSP responder URL to refresh its staple from")
         }
-        let candidates = source.identity.chain.dropFirst() + (source.trustStore?.certificates ?? [])
+        let candidates = source.identity.intermediates + (source.trustStore?.certificates ?? [])
         guard let issuer = candidates.first(where: { $0.subject == leaf.issuer }) else {
             throw GnuTLSError(.invalidArgument, "the issuer '\(leaf.issuer)' of '\(leaf.subject)' is neither in its chain nor in the trust store: its OCSP request cannot be built")
         }

@@ -67,9 +67,9 @@ public struct TLSReloadEvent: Sendable, CustomStringConvertible {
     public let error: TLSReloadError?
 
     /// The serial numbers of the leaf certificates served from now on, one per identity.
-    public var serials: [SerialNumber] { context.configuration.identities.compactMap { $0.chain.first?.serialNumber } }
+    public var serials: [SerialNumber] { context.configuration.identities.map(\.leaf.serialNumber) }
     /// The serial numbers of the leaf certificates served before the attempt.
-    public var previousSerials: [SerialNumber] { previousContext.configuration.identities.compactMap { $0.chain.first?.serialNumber } }
+    public var previousSerials: [SerialNumber] { previousContext.configuration.identities.map(\.leaf.serialNumber) }
 
     /// `reloaded: serial …` or `refused: <reason>; keeping serial …`.
     public var description: String {
@@ -210,9 +210,7 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
             throw TLSReloadError(.loadFailed, "cannot load the new TLS configuration: \(error)")
         }
         for identity in configuration.identities {
-            guard let leaf = identity.chain.first else {
-                throw TLSReloadError(.loadFailed, "a certificate chain file holds no certificate")
-            }
+            let leaf = identity.leaf
             // Checked here as well as in TLSContext.init, so the refusal has its own code.
             guard identity.keyMatchesLeaf else {
                 throw TLSReloadError(.keyMismatch, "the private key does not match certificate '\(leaf.subject)' (serial \(leaf.serialNumber))")

@@ -159,12 +159,9 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         _ base: TLSConfiguration, identities: [TLSIdentityFiles], trustStoreFile: String?, crlFiles: [String]
     ) throws -> TLSConfiguration {
         var configuration = base
+        // An empty chain file is refused by TLSIdentity itself (a typed error, loadFailed here).
         configuration.identities = try identities.map { files in
-            let identity = try TLSIdentity(chainContentsOfFile: files.chainPath, keyContentsOfFile: files.keyPath, passphrase: files.passphrase)
-            guard !identity.chain.isEmpty else {
-                throw TLSReloadError(.loadFailed, "\(files.chainPath) holds no certificate")
-            }
-            return identity
+            try TLSIdentity(chainContentsOfFile: files.chainPath, keyContentsOfFile: files.keyPath, passphrase: files.passphrase)
         }
         guard trustStoreFile != nil || !crlFiles.isEmpty else { return configuration }
         let old = base.trustStore ?? TrustStore()
