@@ -18,6 +18,11 @@ public struct TLSHandshakeCompletedEvent: Sendable {
 /// An async check run on every connection (resumed ones included) after the handshake and
 /// the chain verification, before any application byte is released. Throwing refuses the
 /// connection: the peer gets an alert and the channel closes.
+///
+/// The hook runs as a task whose executor preference is the channel's event loop, so a
+/// Swift concurrency pool kept busy by the service's other tasks does not delay handshakes.
+/// Like any channel handler's code it must not block: await I/O, and move CPU-heavy or
+/// blocking work elsewhere (another executor, or a thread pool), awaiting its result.
 public typealias TLSVerificationHook = @Sendable (ConnectionInfo) async throws -> Void
 
 /// TLS for any NIO pipeline: put it where `NIOSSLHandler` would go. It drives a GnuTLS
@@ -311,7 +316,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             }
         }
         self.info = info
-        // OCSP / must-staple (OCSPRevocation.swift): runs beside the handshake, off the event loop.
+        // OCSP / must-staple (OCSPRevocation.swift) and the hook: run beside the handshake.
         let revocation = OCSPHandshakeCheck.make(context: tlsContext, info: info, staple: engine.stapledOCSPResponse, logger: logger)
         guard hook != nil || revocation != nil else {
             activate(context: context)
@@ -321,7 +326,9 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         state = .verifying
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        Task {
+        // On the channel's loop, not the cooperative pool: a pool held by busy tasks would
+        // otherwise delay the check past the handshake timeout.
+        Task(executorPreference: EventLoopTaskExecutor(eventLoop)) {
             let result: Result<Void, Error>
             do {
                 try await revocation?()

@@ -87,6 +87,29 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async
     return condition()
 }
 
+/// `eventually` for back-to-back pairs: runs the ends' testing loops between polls, since the
+/// verification hook runs on the channel's event loop and a testing loop runs its work only
+/// when told to.
+func eventually(running ends: [TLSEnd], _ condition: () -> Bool) async -> Bool {
+    await eventually {
+        condition()
+    } between: {
+        for end in ends { await end.channel.testingEventLoop.run() }
+    }
+}
+
+/// `eventually` with `step` awaited between polls.
+func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool, between step: () async -> Void) async -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if condition() { return true }
+        await step()
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return condition()
+}
+
 /// One end of a back-to-back pair: a testing channel with GnuTLSHandler and a Recorder.
 struct TLSEnd {
     let channel: NIOAsyncTestingChannel
@@ -262,7 +285,7 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         try await server.activate()
         try await client.activate()
         try await shuttle(client, server)
-        #expect(await eventually { gate.entered == 1 })
+        #expect(await eventually(running: [client, server]) { gate.entered == 1 })
         // The client is through its handshake and sends; the server is still verifying.
         _ = try await client.handshake.get()
         _ = client.write("held until the hook returns")
@@ -273,9 +296,9 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         #expect(serverHandshake.result == nil)
 
         gate.open()
-        #expect(await eventually { server.recorder.reads.joined() == "held until the hook returns" })
+        #expect(await eventually(running: [client, server]) { server.recorder.reads.joined() == "held until the hook returns" })
         #expect(server.recorder.events.count == 1)
-        #expect(await eventually { serverHandshake.succeeded })
+        #expect(await eventually(running: [client, server]) { serverHandshake.succeeded })
         #expect(server.recorder.errors.isEmpty)
         await client.finish()
         await server.finish()
@@ -298,18 +321,18 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
         _ = try await client.handshake.get()
         _ = client.write("must never reach the server's application")
         try await shuttle(client, server)
-        #expect(await eventually { gate.entered == 1 })
+        #expect(await eventually(running: [client, server]) { gate.entered == 1 })
 
         gate.open()
-        #expect(await eventually { serverHandshake.result != nil })
+        #expect(await eventually(running: [client, server]) { serverHandshake.result != nil })
         #expect(serverHandshake.error?.code == .verificationHookRejected)
         #expect(server.recorder.tlsErrorCodes == [.verificationHookRejected])
         #expect(server.recorder.reads.isEmpty)
         #expect(server.recorder.events.isEmpty)
-        #expect(await eventually { !server.channel.isActive })
+        #expect(await eventually(running: [client, server]) { !server.channel.isActive })
         // The server's alert reaches the client.
         try await shuttle(client, server)
-        #expect(await eventually { client.recorder.tlsErrorCodes.contains(.peerAlert) })
+        #expect(await eventually(running: [client, server]) { client.recorder.tlsErrorCodes.contains(.peerAlert) })
         #expect(server.recorder.reads.isEmpty)
         await client.finish()
         await server.finish()
@@ -333,11 +356,11 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
             #expect(clientInfo.isResumed == (attempt == 1))
             _ = client.write("after the hook \(attempt)")
             try await shuttle(client, server)
-            #expect(await eventually { server.recorder.reads.joined() == "after the hook \(attempt)" })
+            #expect(await eventually(running: [client, server]) { server.recorder.reads.joined() == "after the hook \(attempt)" })
             // Exchange once more so a TLS 1.3 ticket is read and cached on the client.
             _ = server.write("ticket carrier")
             try await shuttle(client, server)
-            #expect(await eventually { client.recorder.reads.joined() == "ticket carrier" })
+            #expect(await eventually(running: [client, server]) { client.recorder.reads.joined() == "ticket carrier" })
             await client.finish()
             await server.finish()
         }
