@@ -7,8 +7,11 @@
 /// `NIOGnuTLS` module adds `TLSContextReloader` (reloads on demand from a closure) and
 /// `TLSFileWatcher` (reloads when files change, as a swift-service-lifecycle `Service`).
 ///
-/// Several server identities (selected by the client's SNI name) live in one context, so
-/// they rotate together: GnuTLS picks among the identities of the context a connection got.
+/// Several server identities (selected by the client's SNI name) live in one context:
+/// GnuTLS picks among the identities of the context a connection got. A provider renews
+/// them through the same path, one by one: `TLSFileWatcher` reloads each identity from its
+/// own files, and a refused renewal of one name keeps that name's previous identity while
+/// the other names' renewals are served.
 public protocol TLSContextProvider: Sendable {
     /// The context for a connection that starts now. Called on an event loop for every new
     /// connection: return a context built earlier, never build one here.

@@ -165,16 +165,40 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
             TLSLogging.checkServedCertificates(of: next, logger: logger, metrics: metrics)
         } catch {
             let reason = error as? TLSReloadError ?? TLSReloadError(.loadFailed, "\(error)")
-            event = TLSReloadEvent(outcome: .refused, context: previous, previousContext: previous, error: reason)
-            logger.error("refused a TLS reload; keeping the previous context", metadata: metadata(event))
-            metrics?.recordReload(succeeded: false)
+            event = refusal(reason, previous: previous, source: source)
         }
+        publish(event)
+        return event
+    }
+
+    /// Reports a refused reload without loading anything: the current context stays in
+    /// service. `TLSFileWatcher` calls it for one identity whose renewal it refused while
+    /// the other identities reload on their own.
+    ///
+    /// - Parameter source: where the refused files are, for the log (default: every source).
+    @discardableResult
+    func refuse(_ reason: TLSReloadError, source: String? = nil) -> TLSReloadEvent {
+        reloading.lock(); defer { reloading.unlock() }
+        let event = refusal(reason, previous: currentContext(), source: source ?? self.source)
+        publish(event)
+        return event
+    }
+
+    /// A refusal event, logged and counted.
+    private func refusal(_ reason: TLSReloadError, previous: TLSContext, source: String) -> TLSReloadEvent {
+        let event = TLSReloadEvent(outcome: .refused, context: previous, previousContext: previous, error: reason)
+        logger.error("refused a TLS reload; keeping the previous context", metadata: metadata(event, source: source))
+        metrics?.recordReload(succeeded: false)
+        return event
+    }
+
+    /// Passes an attempt to `onReload` and to every ``events()`` stream.
+    private func publish(_ event: TLSReloadEvent) {
         onReload?(event)
         lock.lock()
         let continuations = Array(subscribers.values)
         lock.unlock()
         for continuation in continuations { continuation.yield(event) }
-        return event
     }
 
     /// A stream of every reload attempt from now on (each call makes a new, independent
@@ -224,12 +248,12 @@ public final class TLSContextReloader: TLSContextProvider, @unchecked Sendable {
     }
 
     /// The shared ``TLSLogKey`` metadata of a reload attempt.
-    func metadata(_ event: TLSReloadEvent) -> Logger.Metadata {
+    func metadata(_ event: TLSReloadEvent, source: String? = nil) -> Logger.Metadata {
         var metadata: Logger.Metadata = [
             TLSLogKey.event: .string(event.error == nil ? TLSLogEvent.reload : TLSLogEvent.reloadRefused),
             TLSLogKey.certificateSerial: .string(event.serials.map(\.hexString).joined(separator: ",")),
             TLSLogKey.previousSerial: .string(event.previousSerials.map(\.hexString).joined(separator: ",")),
-            TLSLogKey.reloadSource: .string(source),
+            TLSLogKey.reloadSource: .string(source ?? self.source),
         ]
         if let error = event.error {
             metadata[TLSLogKey.errorMessage] = .string(error.message)

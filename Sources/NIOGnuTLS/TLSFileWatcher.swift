@@ -32,13 +32,18 @@ public struct TLSIdentityFiles: Hashable, Sendable {
 ///
 /// A file counts as changed when its inode, device, size or modification time differ from
 /// the last attempt and its contents then differ too (a `touch` alone reloads nothing).
-/// Every identity is read from its own files; identities for several SNI names are reloaded
-/// together into one context, where GnuTLS picks the one a client's SNI name selects.
+/// Several identities (one per SNI name: GnuTLS picks the one a client's SNI name selects)
+/// are reloaded one by one, each from its own files: a poll reads again only the identities
+/// whose chain or key file changed, and a renewal of one identity that cannot be read,
+/// whose key does not match its certificate, or that makes no valid context is refused
+/// for that identity alone. It keeps its previous certificate and key while the other
+/// identities' renewals are served; a refusal event (naming that identity's files as its
+/// source) comes before the reload event of the others.
 ///
-/// A renewal that cannot be read, whose key does not match its certificate, or that makes
-/// no valid context is refused and the previous context stays in service; the refusal is
-/// logged, passed to `onReload` and yielded to ``events()``. When the files are then fixed,
-/// the next poll picks them up. Replace files by renaming complete files into place: a
+/// A refused renewal keeps the previous context in service (for the identity it concerns,
+/// or entirely when the trust store or a CRL file is broken); the refusal is logged,
+/// passed to `onReload` and yielded to ``events()``. When the files are then fixed, the
+/// next poll picks them up. Replace files by renaming complete files into place: a
 /// poll that sees a new certificate with the old key refuses that half-done state and
 /// loads the pair on the next poll.
 ///
@@ -60,6 +65,13 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
     private let lock = NSLock()
     private let checking = NSLock()
     private var states: [String: FileState] = [:]
+    /// The identity files, in the order of the context's identities.
+    private let identityFiles: [TLSIdentityFiles]
+    /// The configuration the identities and files are applied to.
+    private let base: TLSConfiguration
+    /// The identities served now, one per entry of `identityFiles` (the last good renewal
+    /// of each); the reloader's load closure reads them.
+    private let served: ServedIdentities
 
     /// Loads every file once and builds the first context; it must succeed.
     ///
@@ -91,10 +103,14 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         let paths = identities.flatMap { [$0.chainPath, $0.keyPath] } + (trustStoreFile.map { [$0] } ?? []) + crlFiles
         self.pollInterval = pollInterval
         self.paths = paths
+        self.identityFiles = identities
+        self.base = configuration
         // Read before the first load: a file replaced meanwhile differs at the first poll.
         let initialStates = Self.read(paths)
+        let served = ServedIdentities(try identities.map { try Self.identity($0, base: configuration) })
+        self.served = served
         self.reloader = try TLSContextReloader(logger: logger, metrics: metrics, source: paths.joined(separator: ","), onReload: onReload) {
-            try Self.configuration(configuration, identities: identities, trustStoreFile: trustStoreFile, crlFiles: crlFiles)
+            try Self.configuration(configuration, identities: served.identities, trustStoreFile: trustStoreFile, crlFiles: crlFiles)
         }
         self.states = initialStates
     }
@@ -103,11 +119,15 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
     public func currentContext() -> TLSContext { reloader.currentContext() }
 
     /// Reloads every file now, changed or not (`tlsctl serve` calls it on SIGHUP).
+    ///
+    /// - Returns: the reload of the context; when every identity's renewal was refused (and
+    ///   no trust store or CRL file is watched), the first refusal. Each refused identity
+    ///   is also reported by a refusal event of its own, before the reload.
     @discardableResult
     public func reload() -> TLSReloadEvent {
         checking.lock(); defer { checking.unlock() }
         let seen = Self.read(paths)
-        let event = reloader.reload()
+        let event = reloadIdentities(Array(identityFiles.indices), sharedFilesChanged: true)
         lock.lock(); states = seen; lock.unlock()
         return event
     }
@@ -131,9 +151,60 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         }
         // Recorded as read before the load: a file replaced during the load differs at the
         // next poll and is loaded then.
-        let event = reloader.reload()
+        let changed = Set(paths.filter { previous[$0] != seen[$0] })
+        let changedIdentities = identityFiles.indices.filter { index in
+            changed.contains(identityFiles[index].chainPath) || changed.contains(identityFiles[index].keyPath)
+        }
+        let identityPaths = Set(identityFiles.flatMap { [$0.chainPath, $0.keyPath] })
+        let event = reloadIdentities(changedIdentities, sharedFilesChanged: !changed.isSubset(of: identityPaths))
         lock.lock(); states = seen; lock.unlock()
         return event
+    }
+
+    /// Loads the identities at `indices` one by one (a broken one keeps its previous
+    /// identity and is reported on its own), then rebuilds the context when one of them
+    /// was renewed, a trust store or CRL file changed, or nothing else can be reloaded.
+    private func reloadIdentities(_ indices: [Int], sharedFilesChanged: Bool) -> TLSReloadEvent {
+        var refusals: [TLSReloadEvent] = []
+        var renewed = false
+        for index in indices {
+            let files = identityFiles[index]
+            do {
+                served.replace(index, with: try Self.identity(files, base: base))
+                renewed = true
+            } catch {
+                let reason = error as? TLSReloadError ?? TLSReloadError(.loadFailed, "\(error)")
+                refusals.append(reloader.refuse(reason, source: "\(files.chainPath),\(files.keyPath)"))
+            }
+        }
+        // The trust store and CRL files come after the identities' files in `paths`.
+        let sharedFilesToLoad = sharedFilesChanged && paths.count > identityFiles.count * 2
+        if let refusal = refusals.first, !renewed, !sharedFilesToLoad { return refusal }
+        return reloader.reload()
+    }
+
+    /// One identity from its files, checked on its own: it loads, its key matches its
+    /// leaf, and it makes a valid context with the base configuration.
+    static func identity(_ files: TLSIdentityFiles, base: TLSConfiguration) throws -> TLSIdentity {
+        let identity: TLSIdentity
+        do {
+            // An empty chain file is refused by TLSIdentity itself (a typed error).
+            identity = try TLSIdentity(chainContentsOfFile: files.chainPath, keyContentsOfFile: files.keyPath, passphrase: files.passphrase)
+        } catch {
+            throw TLSReloadError(.loadFailed, "cannot load the identity in \(files.chainPath) and \(files.keyPath): \(error)")
+        }
+        let leaf = identity.leaf
+        guard identity.keyMatchesLeaf else {
+            throw TLSReloadError(.keyMismatch, "the private key does not match certificate '\(leaf.subject)' (serial \(leaf.serialNumber)) in \(files.chainPath) and \(files.keyPath)")
+        }
+        var alone = base
+        alone.identities = [identity]
+        do {
+            _ = try TLSContext(configuration: alone)
+        } catch {
+            throw TLSReloadError(.contextRejected, "the identity in \(files.chainPath) and \(files.keyPath) makes no valid TLS context: \(error)")
+        }
+        return identity
     }
 
     /// A stream of every reload attempt from now on (see ``TLSContextReloader/events()``).
@@ -154,15 +225,12 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         }
     }
 
-    /// The configuration with identities, anchors and CRLs read from the files.
+    /// The configuration with the served identities, and anchors and CRLs read from the files.
     static func configuration(
-        _ base: TLSConfiguration, identities: [TLSIdentityFiles], trustStoreFile: String?, crlFiles: [String]
+        _ base: TLSConfiguration, identities: [TLSIdentity], trustStoreFile: String?, crlFiles: [String]
     ) throws -> TLSConfiguration {
         var configuration = base
-        // An empty chain file is refused by TLSIdentity itself (a typed error, loadFailed here).
-        configuration.identities = try identities.map { files in
-            try TLSIdentity(chainContentsOfFile: files.chainPath, keyContentsOfFile: files.keyPath, passphrase: files.passphrase)
-        }
+        configuration.identities = identities
         guard trustStoreFile != nil || !crlFiles.isEmpty else { return configuration }
         let old = base.trustStore ?? TrustStore()
         var anchors = old.certificates
@@ -180,6 +248,26 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         var states: [String: FileState] = [:]
         for path in paths { states[path] = FileState(path) }
         return states
+    }
+}
+
+/// The identities a ``TLSFileWatcher`` serves, one per identity files entry, shared with its
+/// reloader's load closure.
+final class ServedIdentities: @unchecked Sendable {
+    // @unchecked: `values` is guarded by `lock`.
+    private let lock = NSLock()
+    private var values: [TLSIdentity]
+
+    init(_ values: [TLSIdentity]) { self.values = values }
+
+    var identities: [TLSIdentity] {
+        lock.lock(); defer { lock.unlock() }
+        return values
+    }
+
+    func replace(_ index: Int, with identity: TLSIdentity) {
+        lock.lock(); defer { lock.unlock() }
+        values[index] = identity
     }
 }
 

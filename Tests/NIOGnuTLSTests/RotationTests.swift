@@ -18,8 +18,10 @@ struct RotationTests {
     /// complete file renamed into place.
     struct Files {
         let directory: TemporaryDirectory
-        var chain: String { directory.file("chain.pem") }
-        var key: String { directory.file("key.pem") }
+        /// Prefix of the chain and key file names (several identities in one directory).
+        var name = ""
+        var chain: String { directory.file(name.isEmpty ? "chain.pem" : "\(name).chain.pem") }
+        var key: String { directory.file(name.isEmpty ? "key.pem" : "\(name).key.pem") }
         var trust: String { directory.file("trust.pem") }
         var crl: String { directory.file("crl.pem") }
 
@@ -38,8 +40,10 @@ struct RotationTests {
     struct POSIXFailure: Error { var call: String; var path: String }
 
     /// The serial the server presents to a new client.
-    static func servedSerial(port: Int, trust: TrustStore, identity: TLSIdentity? = nil) async throws -> SerialNumber? {
-        let context = try TLSContext(configuration: .makeClientConfiguration(trustStore: trust, identity: identity))
+    static func servedSerial(port: Int, trust: TrustStore, identity: TLSIdentity? = nil, serverName: String? = nil) async throws -> SerialNumber? {
+        var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
+        if let serverName { configuration.serverName = serverName }
+        let context = try TLSContext(configuration: configuration)
         let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: context)
         let serial = channel.info.peerCertificate?.serialNumber
         try await channel.executeThenClose { _, _ in }
@@ -159,12 +163,7 @@ struct RotationTests {
         let watcher = try TLSFileWatcher(configuration: .makeServerConfiguration(identity: a), identities: [filesA, filesB])
         let (server, serving) = try await Self.echoServer(watcher)
         func served(_ name: String) async throws -> SerialNumber? {
-            var configuration = TLSConfiguration.makeClientConfiguration(trustStore: pki.trust)
-            configuration.serverName = name
-            let channel = try await SecureChannel.connect(host: "127.0.0.1", port: server.port, contextProvider: try TLSContext(configuration: configuration))
-            let serial = channel.info.peerCertificate?.serialNumber
-            try await channel.executeThenClose { _, _ in }
-            return serial
+            try await Self.servedSerial(port: server.port, trust: pki.trust, serverName: name)
         }
         #expect(try await served("a.example") == a.leaf.serialNumber)
         #expect(try await served("b.example") == b.leaf.serialNumber)
@@ -173,6 +172,74 @@ struct RotationTests {
         #expect(event.serials == [a.leaf.serialNumber, renewedB.leaf.serialNumber])
         #expect(try await served("a.example") == a.leaf.serialNumber)
         #expect(try await served("b.example") == renewedB.leaf.serialNumber)
+        try await server.close()
+        _ = await serving.result
+    }
+
+    @Test("each SNI identity reloads on its own: a broken renewal of b.example keeps b's serial while a.example's renewal is served, and b's fixed files are picked up later")
+    func sniIdentityRefusedAlone() async throws {
+        let pki = try TestPKI()
+        func identity(_ name: String) throws -> TLSIdentity {
+            try TestPKI.issue(by: pki.issuing, subject: "CN=\(name)", names: [.dnsName(name)], profile: .tlsServer)
+        }
+        let a = try identity("a.example"), b = try identity("b.example")
+        let renewedA = try identity("a.example"), renewedB = try identity("b.example")
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let filesA = Files(directory: directory, name: "a"), filesB = Files(directory: directory, name: "b")
+        try filesA.install(a)
+        try filesB.install(b)
+        let log = Collected<RecordingLogHandler.Record>()
+        let events = Collected<TLSReloadEvent>()
+        let watcher = try TLSFileWatcher(
+            configuration: .makeServerConfiguration(identity: a),
+            identities: [TLSIdentityFiles(chainPath: filesA.chain, keyPath: filesA.key),
+                         TLSIdentityFiles(chainPath: filesB.chain, keyPath: filesB.key)],
+            logger: Logger(label: "test.reload") { _ in RecordingLogHandler(records: log) },
+            onReload: { events.append($0) })
+        let (server, serving) = try await Self.echoServer(watcher)
+        func served(_ name: String) async throws -> SerialNumber? {
+            try await Self.servedSerial(port: server.port, trust: pki.trust, serverName: name)
+        }
+        #expect(try await served("a.example") == a.leaf.serialNumber)
+        #expect(try await served("b.example") == b.leaf.serialNumber)
+
+        // a.example renewed; b.example's new key arrives truncated and its chain is another
+        // certificate: b's renewal is refused on its own, a's is served.
+        try filesA.install(renewedA)
+        let keyB = try renewedB.keyPair().pemEncoded()
+        try filesB.replace(filesB.chain, with: renewedB.chain.map(\.pemEncoded).joined())
+        try filesB.replace(filesB.key, with: String(keyB.prefix(keyB.count / 2)))
+        let event = try #require(watcher.checkForChanges())
+        #expect(event.outcome == .reloaded)
+        #expect(event.serials == [renewedA.leaf.serialNumber, b.leaf.serialNumber])
+        #expect(try await served("a.example") == renewedA.leaf.serialNumber)
+        #expect(try await served("b.example") == b.leaf.serialNumber)
+        let refusal = try #require(log.value.first { $0.level == .error })
+        #expect(refusal.metadata[TLSLogKey.errorCode] == "loadFailed")
+        #expect(refusal.metadata[TLSLogKey.reloadSource] == "\(filesB.chain),\(filesB.key)")
+        #expect(refusal.metadata[TLSLogKey.errorMessage]?.contains(filesB.key) == true, "\(refusal)")
+
+        // A mismatched pair for b alone, on demand: refused for b, a keeps its renewal.
+        try filesB.replace(filesB.key, with: try b.keyPair().pemEncoded())
+        let mismatched = watcher.reload()
+        #expect(mismatched.outcome == .reloaded)
+        #expect(mismatched.serials == [renewedA.leaf.serialNumber, b.leaf.serialNumber])
+        #expect(log.value.contains { $0.level == .error && $0.metadata[TLSLogKey.errorCode] == "keyMismatch" })
+        #expect(try await served("b.example") == b.leaf.serialNumber)
+
+        // b's files fixed: only b changes.
+        try filesB.install(renewedB)
+        let fixed = try #require(watcher.checkForChanges())
+        #expect(fixed.outcome == .reloaded)
+        #expect(fixed.serials == [renewedA.leaf.serialNumber, renewedB.leaf.serialNumber])
+        #expect(try await served("a.example") == renewedA.leaf.serialNumber)
+        #expect(try await served("b.example") == renewedB.leaf.serialNumber)
+
+        // Every refusal kept both names' served serials (the context did not change).
+        let refused = events.value.filter { $0.outcome == .refused }
+        #expect(refused.count == 2, "\(events.value)")
+        #expect(refused.allSatisfy { $0.context === $0.previousContext })
         try await server.close()
         _ = await serving.result
     }
