@@ -4,6 +4,7 @@ import SwiftASN1
 
 // MARK: - Signing responses
 
+/// Signing OCSP responses, which GnuTLS itself cannot write.
 extension OCSPResponse {
     /// Signs a successful response (a `BasicOCSPResponse`) holding `responses`.
     ///

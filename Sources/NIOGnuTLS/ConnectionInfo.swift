@@ -44,6 +44,7 @@ public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
 
 // MARK: Reading the connection info from a pipeline
 
+/// Reading the TLS connection info of a channel whose pipeline holds a ``GnuTLSHandler``.
 extension Channel {
     /// What the handshake of this channel's ``GnuTLSHandler`` negotiated and who the peer
     /// is (like NIOSSL's `nioSSL_peerCertificate()`): `nil` before the handshake completes;
@@ -61,6 +62,7 @@ extension Channel {
     }
 }
 
+/// Reading the TLS connection info on the channel's event loop, without a future.
 extension ChannelPipeline.SynchronousOperations {
     /// The pipeline's ``GnuTLSHandler/connectionInfo``: `nil` before the handshake completes.
     /// Call it on the channel's event loop.
@@ -70,6 +72,7 @@ extension ChannelPipeline.SynchronousOperations {
     }
 }
 
+/// Reading the TLS connection info from a handler placed after ``GnuTLSHandler``.
 extension ChannelHandlerContext {
     /// The connection info of the ``GnuTLSHandler`` in this handler's pipeline: `nil`
     /// before the handshake completes.

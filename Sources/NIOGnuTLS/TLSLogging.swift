@@ -100,6 +100,7 @@ public enum TLSLogEvent {
     public static let ocspFetch = "ocsp_fetch"
 }
 
+/// The logger every swift-gnutls entry point uses when none is given.
 extension Logger {
     /// A logger that drops everything: the default of every entry point that takes a
     /// `Logger`, so nothing is printed unless the caller passes a logger.

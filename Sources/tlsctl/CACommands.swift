@@ -4,7 +4,7 @@ import GnuTLS
 import GnuTLSAuthority
 
 /// `tlsctl ca …`: a certificate authority kept in a directory (`ca.pem`, `ca.key.pem`,
-/// `chain.pem`, as ``LocalAuthority/save(to:passphrase:)`` writes them).
+/// `chain.pem`, as `LocalAuthority.save(to:passphrase:)` writes them).
 struct CACommand: AsyncParsableCommand {
     /// The `ca` actions, in the order `--help` shows them. Add new ones here
     /// (`revoke`, `crl`, …).

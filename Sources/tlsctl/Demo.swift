@@ -226,7 +226,7 @@ struct DemoPKI {
 /// The demo's checks, made with the library: request signatures (proof of possession),
 /// issuer/subject links, key identifiers, CA flags, key usage, validity nesting and purposes,
 /// that policy refuses what it should, and then full verification of both chains by the
-/// library's ``Verifier``.
+/// library's `Verifier`.
 enum DemoChecks {
     static func run(_ pki: DemoPKI, log: inout DemoLog) throws {
         log.begin("Checking the certificate requests")
@@ -273,7 +273,7 @@ enum DemoChecks {
         try verifyChains(pki, log: &log)
     }
 
-    /// Verifies both chains with the library's ``Verifier`` (signatures, validity,
+    /// Verifies both chains with the library's `Verifier` (signatures, validity,
     /// constraints, purposes, names), trusting only the demo root, and checks that it rejects
     /// what it should.
     static func verifyChains(_ pki: DemoPKI, log: inout DemoLog) throws {

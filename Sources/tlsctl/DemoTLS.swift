@@ -5,8 +5,8 @@ import NIOCore
 import NIOGnuTLS
 
 /// The TLS part of `tlsctl demo`: mutual TLS between the demo's server and client
-/// certificates on 127.0.0.1 (an in-process ``TLSServer`` on a free port and a
-/// ``SecureChannel``), each verification step of both sides, then four connections that
+/// certificates on 127.0.0.1 (an in-process `TLSServer` on a free port and a
+/// `SecureChannel`), each verification step of both sides, then four connections that
 /// must be refused, each with its exact reason: a wrong host name, an expired server
 /// certificate, a server from a CA the client does not trust, and a revoked client.
 ///

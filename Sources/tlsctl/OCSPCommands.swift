@@ -296,6 +296,7 @@ enum OCSPStapleOption {
     }
 }
 
+/// Read from a command-line argument by the mode's name.
 extension RevocationCheckingMode: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { ["off", "soft", "hard"] }

@@ -6,6 +6,7 @@ import GnuTLSAuthority
 // `tlsctl ca revoke` and `tlsctl ca crl`: revocation through the CA directory's ledger
 // (`ledger.sqlite`, which `LocalAuthority.load(from:passphrase:)` opens).
 
+/// Read from a command-line argument (`--reason`) by the reason's name.
 extension RevocationReason: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { allCases.map(\.name) }

@@ -284,6 +284,7 @@ enum Format {
     }
 }
 
+/// Read from a command-line argument (`--algorithm`) by its raw value.
 extension KeyAlgorithm: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument) }
     public static var allValueStrings: [String] { allCases.map(\.rawValue) }

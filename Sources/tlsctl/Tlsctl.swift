@@ -37,7 +37,7 @@ struct Tlsctl: AsyncParsableCommand {
         subcommands: subcommandList)
 
     /// Parses and runs the command like swift-argument-parser's own `main()`, but reports
-    /// library errors (`GnuTLSError`, ``IssuanceError``) as one line on stderr with exit
+    /// library errors (`GnuTLSError`, `IssuanceError`) as one line on stderr with exit
     /// code 1 instead of a Swift error dump.
     static func main() async {
         do {

@@ -26,7 +26,10 @@ public final class BackgroundProcess: Sendable, CustomStringConvertible {
     /// once it was spawned.
     ///
     /// - Parameters:
+    ///   - arguments: the program's name (or path) and its arguments.
     ///   - directory: working directory.
+    ///   - environment: variables set for the program on top of this process's environment.
+    ///   - package: the Debian package that provides the program, named when it is missing.
     ///   - closeInput: close standard input at once (the program reads end of file);
     ///     otherwise it stays open for ``send(_:)`` until ``closeInput()``.
     ///   - lineBuffered: run the program under `stdbuf -oL -eL`, for programs (openssl) that

@@ -63,11 +63,13 @@ public enum OpenSSLIssuer {
 
     /// A minimal `openssl ca` directory for the CA at `certificate`/`key`: an index, a CRL
     /// number, a config whose CRLs are version 2 with an authority key identifier and a CRL
-    /// number. Revoke with ``revoke(_:reason:ca:)``, then ``generateCRL(ca:days:out:)``.
+    /// number. Revoke with ``revoke(_:reason:)``, then ``generateCRL(days:out:)``.
     public struct CADirectory {
+        /// The `openssl ca` configuration file (`-config`).
         public let config: String
         let directory: TemporaryDirectory
 
+        /// Creates the CA directory `name` in `directory` for the CA certificate and key files.
         public init(certificate: String, key: String, name: String = "openssl-ca", in directory: TemporaryDirectory) throws {
             self.directory = directory
             let base = directory.file(name)

@@ -2,6 +2,7 @@ import Foundation
 
 /// A command that ran but did not succeed; its description holds the whole output.
 public struct ToolFailure: Error, CustomStringConvertible {
+    /// The failed run: command, exit code and output.
     public var result: ProcessResult
     public var description: String { "command failed: \(result)" }
 }
@@ -62,7 +63,9 @@ public func hex(_ bytes: [UInt8]) -> String {
 /// A minimal DER walker for tests that look at the encoding itself (the sign of a serial
 /// number, the position of a signature); independent of the library's parser.
 public enum TinyDER {
+    /// One TLV element: its tag, contents and position in the input.
     public struct Element {
+        /// The identifier octet (class, constructed bit and tag number).
         public var tag: UInt8
         /// The contents octets.
         public var content: ArraySlice<UInt8>

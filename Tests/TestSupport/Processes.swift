@@ -4,14 +4,20 @@ import SystemPackage
 
 /// The outcome of running an external program.
 public struct ProcessResult: Sendable, CustomStringConvertible {
+    /// The program and its arguments.
     public var command: [String]
+    /// The exit status (meaningless when ``signal`` is set).
     public var exitCode: Int32
+    /// What the program printed on standard output.
     public var standardOutput: String
+    /// What the program printed on standard error.
     public var standardError: String
+    /// Whether the program was killed at its timeout.
     public var timedOut: Bool
     /// The signal that ended the program (SIGKILL after a timeout), or nil when it exited.
     public var signal: Int32? = nil
 
+    /// Exit status 0 within the timeout.
     public var succeeded: Bool { exitCode == 0 && !timedOut }
     /// stdout and stderr together, for messages.
     public var output: String { standardOutput + standardError }
@@ -23,7 +29,9 @@ public struct ProcessResult: Sendable, CustomStringConvertible {
 
 /// Thrown when a test needs a program that is not installed: the test fails, naming it.
 public struct MissingToolError: Error, CustomStringConvertible {
+    /// The program's name.
     public var tool: String
+    /// The Debian (or PyPI) package that provides it.
     public var package: String
     public var description: String {
         "required tool '\(tool)' was not found on PATH: install it (Debian package or PyPI: \(package)); the test cannot run without it"
@@ -60,11 +68,14 @@ public enum Tool {
     /// calling task until it ends.
     ///
     /// - Parameters:
+    ///   - arguments: the program's name (or path) and its arguments.
     ///   - input: bytes written to standard input, which is then closed (it is closed at
     ///     once when `nil`).
     ///   - timeout: seconds before the program's process group is killed (SIGKILL) and
     ///     `timedOut` is set. A safety net against a hang, never a measurement.
     ///   - directory: working directory.
+    ///   - environment: variables set for the program on top of this process's environment.
+    ///   - package: the Debian package that provides the program, named when it is missing.
     @discardableResult
     public static func run(
         _ arguments: [String], input: String? = nil, timeout: TimeInterval = 60, directory: String? = nil,
@@ -285,8 +296,10 @@ struct InvalidEnvironmentError: Error, CustomStringConvertible {
 
 /// A fresh directory under the system temporary directory, removed by ``remove()``.
 public struct TemporaryDirectory: Sendable {
+    /// The directory's absolute path.
     public let path: String
 
+    /// Creates a directory named `prefix-UUID`.
     public init(prefix: String = "swift-gnutls-test") throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -304,6 +317,7 @@ public struct TemporaryDirectory: Sendable {
         return full
     }
 
+    /// Writes `bytes` to `path/name` and returns the full path.
     @discardableResult
     public func write(_ bytes: [UInt8], to name: String) throws -> String {
         let full = file(name)
@@ -311,10 +325,12 @@ public struct TemporaryDirectory: Sendable {
         return full
     }
 
+    /// The UTF-8 text of `path/name`.
     public func read(_ name: String) throws -> String {
         try String(contentsOfFile: file(name), encoding: .utf8)
     }
 
+    /// Removes the directory and everything in it (errors are ignored).
     public func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
@@ -322,6 +338,7 @@ public struct TemporaryDirectory: Sendable {
 
 /// Where the package's built products are (the directory of the test bundle).
 public enum BuiltProducts {
+    /// The directory holding the built executables (`tlsctl`, the fixtures).
     public static var directory: String {
         // The test runner is .build/<config>/<package>PackageTests.xctest; products sit beside it.
         let candidates = [Bundle.main.bundlePath, CommandLine.arguments.first ?? ""]

@@ -18,7 +18,7 @@ public final class OCSPStapleSource: Hashable, Sendable {
     private let state = LockedValue<OCSPResponse?>(nil)
 
     /// A source for `identity`, stapling `initial` (which must verify) if given.
-    /// - Throws: `GnuTLSError` `.invalidArgument` when `initial` does not verify.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `initial` does not verify.
     public init(identity: TLSIdentity, trustStore: TrustStore? = nil, initial: OCSPResponse? = nil) throws {
         self.identity = identity
         self.trustStore = trustStore
@@ -28,7 +28,7 @@ public final class OCSPStapleSource: Hashable, Sendable {
     /// Staples `response` from now on, once it verifies for the leaf at `time` (signed by
     /// the issuer or its delegated responder, current, good); otherwise the current
     /// response stays.
-    /// - Throws: `GnuTLSError` `.invalidArgument` naming why `response` is refused.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` naming why `response` is refused.
     public func update(_ response: OCSPResponse, at time: Date = Date()) throws {
         try OCSPStapling.check(response, for: identity, trust: trustStore, at: time)
         let expiry = response.responses.first?.nextUpdate

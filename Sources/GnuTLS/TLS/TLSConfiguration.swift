@@ -124,7 +124,7 @@ public struct TLSIdentity: Hashable, Sendable {
     }
 
     /// An identity from a chain (leaf first) and its key.
-    /// - Throws: `GnuTLSError` `.invalidArgument` when `chain` is empty.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `chain` is empty.
     public init(chain: [Certificate], key: any SigningKey) throws {
         guard let leaf = chain.first else {
             throw GnuTLSError(.invalidArgument, "a TLS identity needs a certificate chain, and the one given is empty")
@@ -133,7 +133,7 @@ public struct TLSIdentity: Hashable, Sendable {
     }
 
     /// Reads a PEM chain file (leaf first) and a (possibly passphrase-protected) key file.
-    /// - Throws: `GnuTLSError` `.invalidArgument` when the file holds no certificate.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when the file holds no certificate.
     public init(chainContentsOfFile chainPath: String, keyContentsOfFile keyPath: String, passphrase: String? = nil) throws {
         let chain = try Certificate.load(contentsOfFile: chainPath)
         guard !chain.isEmpty else {
@@ -331,7 +331,7 @@ struct TLSPolicyMapping: Hashable, Sendable {
     let revocation: RevocationPolicy
     let verificationProfile: VerificationProfile
 
-    /// - Throws: `GnuTLSError` `.invalidArgument` when a custom priority string names a
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when a custom priority string names a
     ///   `%PROFILE_` other than the configuration's ``TLSConfiguration/securityProfile``.
     init(_ configuration: TLSConfiguration) throws {
         let keyword = configuration.securityProfile.priorityKeyword

@@ -26,7 +26,7 @@ public final class TLSContext: Sendable {
 
     /// Validates `configuration` (keys match certificates, chains are in order, a server has
     /// an identity) and builds the GnuTLS objects.
-    /// - Throws: `GnuTLSError` `.invalidArgument` naming what is wrong.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` naming what is wrong.
     public init(configuration: TLSConfiguration) throws {
         self.configuration = configuration
         if configuration.role == .server && configuration.identities.isEmpty {

@@ -133,7 +133,7 @@ public struct CertificateRevocationList: Hashable, Sendable, CustomStringConvert
     /// Parses one DER CRL with swift-asn1, in one linear pass: the `TBSCertList` once into
     /// its fields and a dictionary of serials (GnuTLS's `gnutls_x509_crl_import` is
     /// quadratic in the number of entries, so no path hands a CRL to it).
-    /// - Throws: `GnuTLSError` `.malformedDER` (or `.unexpectedObject` for a certificate).
+    /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a certificate).
     public init(derEncoded der: [UInt8]) throws {
         let decoded: CRLDecoding.Decoded
         do {
@@ -258,7 +258,7 @@ extension CertificateRevocationList {
     ///   - entries: the revoked serials with their dates and reasons.
     ///   - authorityKeyIdentifier: the key identifier to write; the issuer's subject key
     ///     identifier (or its key's identifier) by default.
-    /// - Throws: `GnuTLSError` `.invalidArgument` when `key` is not `issuer`'s key or the
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` when `key` is not `issuer`'s key or the
     ///   dates are inconsistent.
     public static func create(
         issuer: Certificate, key: any SigningKey, number: SerialNumber, thisUpdate: Date = Date(),

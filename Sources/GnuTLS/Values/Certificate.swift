@@ -142,7 +142,7 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
     let decoded: DecodedExtensions
 
     /// Parses one DER certificate.
-    /// - Throws: `GnuTLSError` `.malformedDER` (or `.unexpectedObject` for a key or request).
+    /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a key or request).
     public init(derEncoded der: [UInt8]) throws {
         let fields: CoreCertificateFields
         do {

@@ -39,7 +39,7 @@ public struct CertificateRequest: Hashable, Sendable, CustomStringConvertible {
     public var requestsCertificateAuthority: Bool { decoded.basicConstraints?.isCertificateAuthority ?? false }
 
     /// Parses a DER request.
-    /// - Throws: `GnuTLSError` `.malformedDER` or `.unexpectedObject`.
+    /// - Throws: ``GnuTLSError`` `.malformedDER` or `.unexpectedObject`.
     public init(derEncoded der: [UInt8]) throws {
         let fields: CoreRequestFields
         do {

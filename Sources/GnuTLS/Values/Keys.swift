@@ -120,7 +120,7 @@ public struct PublicKey: Hashable, Sendable, CustomStringConvertible {
     public let keyDescription: KeyDescription
 
     /// Parses a DER `SubjectPublicKeyInfo`.
-    /// - Throws: `GnuTLSError` `.malformedDER`.
+    /// - Throws: ``GnuTLSError`` `.malformedDER`.
     public init(derEncoded: [UInt8]) throws {
         let handle = try PublicKeyHandle(spki: derEncoded)
         self.derEncoded = derEncoded
@@ -349,7 +349,7 @@ public struct KeyPair: NativeSigningKey, Hashable, CustomStringConvertible {
     /// Imports a private key from PEM text (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`,
     /// `RSA PRIVATE KEY`, `EC PRIVATE KEY`).
     ///
-    /// - Throws: `GnuTLSError` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
+    /// - Throws: ``GnuTLSError`` `.passphraseRequired`, `.wrongPassphrase`, `.malformedPEM`,
     ///   `.malformedDER`, or `.unexpectedObject` (a certificate or request where a key was expected).
     public init(pemEncoded text: String, passphrase: String? = nil) throws {
         let documents = try PEMBlock.parseAll(text)

@@ -26,13 +26,13 @@ public struct DistinguishedName: Hashable, Sendable, CustomStringConvertible, Ex
     public init(arrayLiteral elements: Attribute...) { self.init(attributes: elements) }
 
     /// Parses the RFC 4514 string form (`CN=leaf,O=Example,C=US`: most significant RDN last).
-    /// - Throws: `GnuTLSError` `.invalidName`.
+    /// - Throws: ``GnuTLSError`` `.invalidName`.
     public init(_ rfc4514: String) throws {
         self = try RFC4514.parse(rfc4514)
     }
 
     /// Parses a DER `Name`.
-    /// - Throws: `GnuTLSError` `.malformedDER`.
+    /// - Throws: ``GnuTLSError`` `.malformedDER`.
     public init(derEncoded der: [UInt8]) throws {
         do {
             let root = try DER.parse(der)
@@ -176,7 +176,7 @@ public struct AttributeType: Hashable, Sendable, CustomStringConvertible {
     let derEncoded: [UInt8]
 
     /// An attribute type by dotted OID (`1.3.6.1.4.1.55555.1`).
-    /// - Throws: `GnuTLSError` `.invalidArgument` unless `oid` is a valid dotted object
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` unless `oid` is a valid dotted object
     ///   identifier: at least two arcs of decimal digits without leading zeros or signs, the
     ///   first 0, 1 or 2, the second below 40 under 0 and 1.
     public init(oid: String) throws {
@@ -289,7 +289,7 @@ public struct AttributeValue: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// A value from its complete DER (any ASN.1 type).
-    /// - Throws: `GnuTLSError` `.malformedDER` unless `derEncoded` is exactly one complete
+    /// - Throws: ``GnuTLSError`` `.malformedDER` unless `derEncoded` is exactly one complete
     ///   DER element.
     public init(derEncoded: [UInt8]) throws {
         guard !derEncoded.isEmpty, (try? DER.parse(derEncoded)) != nil else {

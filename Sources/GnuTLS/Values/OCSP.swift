@@ -56,7 +56,7 @@ public struct OCSPCertificateID: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The ID of `certificate`, issued by `issuer`.
-    /// - Throws: `GnuTLSError` `.unsupportedAlgorithm` for a hash other than SHA-1/SHA-256.
+    /// - Throws: ``GnuTLSError`` `.unsupportedAlgorithm` for a hash other than SHA-1/SHA-256.
     public init(certificate: Certificate, issuer: Certificate, hashAlgorithm: OCSPHashAlgorithm = .sha1) throws {
         try self.init(serialNumber: certificate.serialNumber, issuer: issuer, hashAlgorithm: hashAlgorithm)
     }
@@ -120,7 +120,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
     ///   - issuer: its issuer's certificate (for the issuer name and key hashes).
     ///   - hashAlgorithm: the hash of the certificate ID (SHA-1, what responders expect, by default).
     ///   - nonce: 1 to 32 bytes (RFC 8954), or `nil` for none; see ``randomNonce()``.
-    /// - Throws: `GnuTLSError` `.invalidArgument` for a nonce outside 1…32 bytes.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` for a nonce outside 1…32 bytes.
     public init(certificate: Certificate, issuer: Certificate, hashAlgorithm: OCSPHashAlgorithm = .sha1, nonce: [UInt8]? = nil) throws {
         try self.init(certificateIDs: [OCSPCertificateID(certificate: certificate, issuer: issuer, hashAlgorithm: hashAlgorithm)], nonce: nonce)
     }
@@ -163,7 +163,7 @@ public struct OCSPRequest: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses a DER OCSP request (ours, `openssl ocsp -reqout`, any RFC 6960 client's).
-    /// - Throws: `GnuTLSError` `.malformedDER` with what is wrong.
+    /// - Throws: ``GnuTLSError`` `.malformedDER` with what is wrong.
     public init(derEncoded der: [UInt8]) throws {
         do {
             let root = try DER.parse(der)
@@ -336,7 +336,7 @@ public struct OCSPResponse: Hashable, Sendable, CustomStringConvertible {
     let nonceExtensionValue: [UInt8]?
 
     /// Parses a DER OCSP response (ours, `openssl ocsp -respout`, `ocsptool`, any RFC 6960 responder's).
-    /// - Throws: `GnuTLSError` `.malformedDER` with what is wrong.
+    /// - Throws: ``GnuTLSError`` `.malformedDER` with what is wrong.
     public init(derEncoded der: [UInt8]) throws {
         do {
             let top = try OCSPEncoding.children(try DER.parse(der), "OCSPResponse")

@@ -36,7 +36,7 @@ public struct PEMBlock: Hashable, Sendable {
     /// OpenSSL writes explanatory text before certificates); a block that is opened and not
     /// closed, closed with another label, or whose body is not base64 is an error.
     ///
-    /// - Throws: `GnuTLSError` with code `.malformedPEM`.
+    /// - Throws: ``GnuTLSError`` with code `.malformedPEM`.
     public static func parseAll(_ text: String) throws -> [PEMBlock] {
         // A UTF-8 byte order mark (files saved by some Windows editors) is not text.
         let text = text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
@@ -119,7 +119,7 @@ package enum FileIO {
     /// otherwise), written, `fsync`ed, renamed over the target, and the directory synced.
     ///
     /// The one file writer of the package: the library (CA keys) and `tlsctl` use it.
-    /// - Throws: `GnuTLSError` `.fileAccess` naming the file and the system's reason.
+    /// - Throws: ``GnuTLSError`` `.fileAccess` naming the file and the system's reason.
     package static func write(_ text: String, to path: String, secret: Bool = false) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path

@@ -72,7 +72,7 @@ public struct PKCS11Key: NativeSigningKey, Hashable, CustomStringConvertible {
     ///   - uri: the RFC 7512 `pkcs11:` URI of the key.
     ///   - pin: the user PIN's source; asked for at most once per operation.
     ///   - module: a PKCS#11 module to load first (otherwise p11-kit's configured modules).
-    /// - Throws: `GnuTLSError` `.moduleNotFound`, `.tokenNotPresent`, `.objectNotFound`,
+    /// - Throws: ``GnuTLSError`` `.moduleNotFound`, `.tokenNotPresent`, `.objectNotFound`,
     ///   `.pinRequired`, `.wrongPIN`, `.pinLocked`, `.invalidArgument` (not a `pkcs11:` URI).
     public init(uri: String, pin: PKCS11PIN = .none, module: String? = nil) throws {
         try Self.checkURI(uri)

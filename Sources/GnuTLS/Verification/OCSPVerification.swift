@@ -163,7 +163,7 @@ enum OCSPStapling {
     /// `response` must verify for `identity`'s leaf: its issuer is the next certificate of
     /// the chain, or found among the trust store's anchors. Never staple what a strict
     /// client would refuse.
-    /// - Throws: `GnuTLSError` `.invalidArgument` with the verification failure.
+    /// - Throws: ``GnuTLSError`` `.invalidArgument` with the verification failure.
     static func check(_ response: OCSPResponse, for identity: TLSIdentity, trust: TrustStore?, at time: Date = Date()) throws {
         let leaf = identity.leaf
         let candidates = identity.chain.dropFirst().filter { $0.subject == leaf.issuer }

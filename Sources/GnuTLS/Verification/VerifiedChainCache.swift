@@ -204,7 +204,7 @@ extension TLSContext {
     /// GnuTLS verified it in the handshake, or serves the result of an earlier identical
     /// verification from the context's ``VerifiedChainCache``.
     ///
-    /// - Throws: ``VerificationError``, or a `GnuTLSError` for an unparsable certificate.
+    /// - Throws: ``VerificationError``, or a ``GnuTLSError`` for an unparsable certificate.
     package func verifyPeerChain(_ presented: [[UInt8]], host: String?, now: Date = Date()) throws -> PeerChainVerdict? {
         guard let verifier, let leafDER = presented.first else { return nil }
         let policy = verificationPolicy(forHost: host)
