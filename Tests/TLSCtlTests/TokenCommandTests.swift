@@ -171,26 +171,69 @@ struct TokenCommandTests {
         #expect(server.output.contains("subject=CN = alice") && server.output.contains("hello from the token"), "\(server.output)")
     }
 
-    @Test("a wrong PIN reaches the token once per operation and is reported, never retried")
+    @Test("a wrong PIN reaches the token once per operation (C_Login counted at the token) and is reported, never retried")
     func wrongPINOnce() async throws {
         let hsm = try await SoftHSM()
         defer { hsm.remove() }
         let uri = "pkcs11:token=ca;object=k"
         try await hsm.succeed(["key", "generate", "--key-uri", uri, "--pin-file", "pin"])
+        try await hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Any Certificate"])
         #expect(try await !hsm.tokenFlags("ca").contains("low count"))
-        for arguments in [["csr", "create", "--key", uri, "--pin-file", "wrong-pin", "--subject", "CN=x", "--out", "x.csr"],
-                          ["key", "list", "--pin-file", "wrong-pin"]] {
+        // Every C_Login below GnuTLS and p11-kit is recorded by the shim, whatever they retry.
+        let shim = try await PKCS11Shim(in: hsm.work.path)
+        let csr = ["csr", "create", "--key", uri, "--module", shim.modulePath, "--subject", "CN=x", "--out", "x.csr"]
+        for arguments in [csr + ["--pin-file", "wrong-pin"],
+                          ["key", "list", "--module", shim.modulePath, "--uri", "pkcs11:token=ca", "--pin-file", "wrong-pin"],
+                          // Any certificate: the key is opened (and refused) before they are paired.
+                          ["serve", "--cert", "root/ca.pem", "--key", uri, "--module", shim.modulePath, "--pin-file", "wrong-pin", "--port", "0"]] {
+            shim.resetLogins()
             let result = try await hsm.tlsctl(arguments)
-            #expect(result.exitCode == 1)
-            // Each PIN handed over is one C_Login; GnuTLS asks again after a refusal, and
-            // is refused: the count stays at one.
+            #expect(result.exitCode == 1, "\(result)")
             #expect(result.standardError.contains("the token refused the PIN (given to it once, not retried)"), "\(result)")
+            // GnuTLS asks the PIN callback again after CKR_PIN_INCORRECT (attempt 1,
+            // GNUTLS_PIN_WRONG); the callback refuses, so the token sees exactly one login.
+            let logins = shim.logins()
+            #expect(logins.count == 1 && logins.allSatisfy { $0.hasSuffix("rv=0xa0") }, "\(arguments[0]): \(logins)")
         }
         // The token saw the failures (SoftHSM flags a low count) and is not locked: the
-        // right PIN still works.
+        // right PIN still works, with one login.
         #expect(try await hsm.tokenFlags("ca").contains("low count"))
-        try await hsm.succeed(["csr", "create", "--key", uri, "--pin-file", "pin", "--subject", "CN=x", "--out", "x.csr"])
+        shim.resetLogins()
+        try await hsm.succeed(csr + ["--pin-file", "pin"])
+        #expect(shim.logins().count == 1 && shim.logins().allSatisfy { $0.hasSuffix("rv=0x0") }, "\(shim.logins())")
         #expect(try await !hsm.tokenFlags("ca").contains("low count"))
+    }
+
+    @Test("a locked user PIN is a typed error that says how to unlock it: refused before any login when the token flags it, after one when C_Login answers CKR_PIN_LOCKED")
+    func pinLocked() async throws {
+        let hsm = try await SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=k"
+        try await hsm.succeed(["key", "generate", "--key-uri", uri, "--pin-file", "pin"])
+        try await hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Any Certificate"])
+        let shim = try await PKCS11Shim(in: hsm.work.path)
+        let csr = ["csr", "create", "--key", uri, "--pin-file", "pin", "--module", shim.modulePath, "--subject", "CN=x", "--out", "x.csr"]
+        let list = ["key", "list", "--module", shim.modulePath, "--uri", "pkcs11:token=ca", "--pin-file", "pin"]
+        let serve = ["serve", "--cert", "root/ca.pem", "--key", uri, "--pin-file", "pin", "--module", shim.modulePath, "--port", "0"]
+        // Through the shim, unlocked: the right PIN works.
+        try await hsm.succeed(csr)
+        let unlock = "unlock the token's user PIN with its security officer PIN"
+        for (lock, logins) in [(PKCS11Shim.Lock.flag, 0), (.login, 1), (.both, 0)] {
+            try shim.lock(lock)
+            for arguments in [csr, list, serve] {
+                shim.resetLogins()
+                let result = try await hsm.tlsctl(arguments)
+                #expect(result.exitCode == 1, "\(lock) \(arguments[0]): \(result)")
+                #expect(result.standardError.contains("is locked (too many wrong PINs)") && result.standardError.contains(unlock),
+                        "\(lock) \(arguments[0]): \(result)")
+                #expect(!result.standardError.contains("Fatal error"), "\(result)")
+                // A PIN flagged locked is never tried; a C_Login that answers locked is not retried.
+                let seen = shim.logins()
+                #expect(seen.count == logins && seen.allSatisfy { $0.hasSuffix("rv=0xa4") }, "\(lock) \(arguments[0]): \(seen)")
+            }
+        }
+        try shim.lock(.none)
+        try await hsm.succeed(csr)
     }
 
     @Test("typed errors: token not present, object not found, PIN required, module not found, mechanism not supported, key does not match the certificate")
