@@ -7,21 +7,52 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// A certificate chain file (PEM, leaf first) and its private key file, optionally
-/// protected by a passphrase: one identity a ``TLSFileWatcher`` reloads.
+/// A certificate chain file (PEM, leaf first) and its private key: a key file, optionally
+/// protected by a passphrase, or a key on a PKCS#11 token named by its `pkcs11:` URI, with
+/// its PIN in a file. One identity a ``TLSFileWatcher`` reloads.
+///
+/// A key on a token is opened again by its URI at every reload (with the PIN file read
+/// again), so a renewal that changes only the chain file, or a new key put on the token
+/// under the same URI, is picked up; the token's module must be loaded already (p11-kit's
+/// configuration, or `PKCS11Key.loadModule(_:)`).
 public struct TLSIdentityFiles: Hashable, Sendable {
     /// The PEM certificate chain, leaf first.
     public var chainPath: String
-    /// The PEM private key.
+    /// The PEM private key file, or the `pkcs11:` URI of a key on a token.
     public var keyPath: String
-    /// The key's passphrase, when it is encrypted.
+    /// The key file's passphrase, when it is encrypted.
     public var passphrase: String?
+    /// For a key on a token: the file whose first line is the token's user PIN.
+    public var pinPath: String?
 
-    /// An identity read from `chainPath` and `keyPath`.
-    public init(chainPath: String, keyPath: String, passphrase: String? = nil) {
+    /// An identity read from `chainPath` and `keyPath` (a file, or a `pkcs11:` URI whose
+    /// token PIN is the first line of `pinPath`).
+    public init(chainPath: String, keyPath: String, passphrase: String? = nil, pinPath: String? = nil) {
         self.chainPath = chainPath
         self.keyPath = keyPath
         self.passphrase = passphrase
+        self.pinPath = pinPath
+    }
+
+    /// Whether the key is on a token (``keyPath`` is a `pkcs11:` URI).
+    var keyIsOnToken: Bool { keyPath.hasPrefix("pkcs11:") }
+
+    /// The files to watch: the chain, the key file or the PIN file.
+    var watchedPaths: [String] {
+        keyIsOnToken ? [chainPath] + (pinPath.map { [$0] } ?? []) : [chainPath, keyPath]
+    }
+
+    /// Reads the files (and opens a token key by its URI).
+    func load() throws -> TLSIdentity {
+        guard keyIsOnToken else {
+            return try TLSIdentity(chainContentsOfFile: chainPath, keyContentsOfFile: keyPath, passphrase: passphrase)
+        }
+        let chain = try Certificate.load(contentsOfFile: chainPath)
+        guard !chain.isEmpty else {
+            throw GnuTLSError(.invalidArgument, "\(chainPath) holds no certificate: a TLS identity needs its certificate chain (leaf first)")
+        }
+        let pin = try pinPath.map { try PKCS11PIN.file($0) } ?? .none
+        return try TLSIdentity(chain: chain, key: try PKCS11Key(uri: keyPath, pin: pin))
     }
 }
 
@@ -34,7 +65,7 @@ public struct TLSIdentityFiles: Hashable, Sendable {
 /// the last attempt and its contents then differ too (a `touch` alone reloads nothing).
 /// Several identities (one per SNI name: GnuTLS picks the one a client's SNI name selects)
 /// are reloaded one by one, each from its own files: a poll reads again only the identities
-/// whose chain or key file changed, and a renewal of one identity that cannot be read,
+/// whose chain, key or PIN file changed, and a renewal of one identity that cannot be read,
 /// whose key does not match its certificate, or that makes no valid context is refused
 /// for that identity alone. It keeps its previous certificate and key while the other
 /// identities' renewals are served; a refusal event (naming that identity's files as its
@@ -60,7 +91,8 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
     public let reloader: TLSContextReloader
     /// How often ``run()`` looks at the files.
     public let pollInterval: Duration
-    /// Every file watched: chains, keys, the trust store file and the CRL files.
+    /// Every file watched: chains, key files (or PIN files of token keys), the trust store
+    /// file and the CRL files.
     public let paths: [String]
     private let lock = NSLock()
     private let checking = NSLock()
@@ -100,7 +132,7 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         logger: Logger? = nil, metrics: TLSMetrics? = nil,
         onReload: (@Sendable (TLSReloadEvent) -> Void)? = nil
     ) throws {
-        let paths = identities.flatMap { [$0.chainPath, $0.keyPath] } + (trustStoreFile.map { [$0] } ?? []) + crlFiles
+        let paths = identities.flatMap(\.watchedPaths) + (trustStoreFile.map { [$0] } ?? []) + crlFiles
         self.pollInterval = pollInterval
         self.paths = paths
         self.identityFiles = identities
@@ -153,9 +185,9 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         // next poll and is loaded then.
         let changed = Set(paths.filter { previous[$0] != seen[$0] })
         let changedIdentities = identityFiles.indices.filter { index in
-            changed.contains(identityFiles[index].chainPath) || changed.contains(identityFiles[index].keyPath)
+            identityFiles[index].watchedPaths.contains(where: changed.contains)
         }
-        let identityPaths = Set(identityFiles.flatMap { [$0.chainPath, $0.keyPath] })
+        let identityPaths = Set(identityFiles.flatMap(\.watchedPaths))
         let event = reloadIdentities(changedIdentities, sharedFilesChanged: !changed.isSubset(of: identityPaths))
         lock.lock(); states = seen; lock.unlock()
         return event
@@ -174,11 +206,11 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
                 renewed = true
             } catch {
                 let reason = error as? TLSReloadError ?? TLSReloadError(.loadFailed, "\(error)")
-                refusals.append(reloader.refuse(reason, source: "\(files.chainPath),\(files.keyPath)"))
+                refusals.append(reloader.refuse(reason, source: files.watchedPaths.joined(separator: ",")))
             }
         }
         // The trust store and CRL files come after the identities' files in `paths`.
-        let sharedFilesToLoad = sharedFilesChanged && paths.count > identityFiles.count * 2
+        let sharedFilesToLoad = sharedFilesChanged && paths.count > identityFiles.flatMap(\.watchedPaths).count
         if let refusal = refusals.first, !renewed, !sharedFilesToLoad { return refusal }
         return reloader.reload()
     }
@@ -189,7 +221,7 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         let identity: TLSIdentity
         do {
             // An empty chain file is refused by TLSIdentity itself (a typed error).
-            identity = try TLSIdentity(chainContentsOfFile: files.chainPath, keyContentsOfFile: files.keyPath, passphrase: files.passphrase)
+            identity = try files.load()
         } catch {
             throw TLSReloadError(.loadFailed, "cannot load the identity in \(files.chainPath) and \(files.keyPath): \(error)")
         }
