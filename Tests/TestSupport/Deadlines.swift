@@ -1,7 +1,10 @@
 /// A safety net ran out: what was awaited did not happen in time (a hang, not a slow machine).
 public struct DeadlineExceeded: Error, CustomStringConvertible {
+    /// What was awaited, in words ("a reload event").
     public var what: String
+    /// An error for `what`.
     public init(what: String) { self.what = what }
+    /// `<what> did not finish before its deadline`.
     public var description: String { "\(what) did not finish before its deadline" }
 }
 
