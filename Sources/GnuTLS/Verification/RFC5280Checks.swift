@@ -248,7 +248,7 @@ extension PathValidation {
                     problems.append(VerificationError.Problem(.nameConstraintViolated, "\(name) of '\(cert.subject)' is \(violation) by the name constraints of '\(ca.subject)'", position: position, subject: cert.subject))
                 }
             }
-            if !cert.subject.isEmpty, let violation = Self.directoryViolation(constraints, cert.subject) {
+            if !cert.subject.isEmpty, let violation = NameConstraintCheck.directoryNameViolation(of: constraints, by: cert.subject) {
                 problems.append(VerificationError.Problem(.nameConstraintViolated, "subject '\(cert.subject)' is \(violation) by the directory-name constraints of '\(ca.subject)'", position: position, subject: cert.subject))
             }
             // RFC 9525: the CN is never matched, so it is never constrained when the leaf has
@@ -272,16 +272,6 @@ extension PathValidation {
             }
         }
         return problems
-    }
-
-    static func directoryViolation(_ constraints: NameConstraints, _ name: DistinguishedName) -> String? {
-        func within(_ subtree: DistinguishedName) -> Bool {
-            guard subtree.rdns.count <= name.rdns.count else { return false }
-            return zip(subtree.rdns, name.rdns).allSatisfy { DistinguishedName([$0]).matches(DistinguishedName([$1])) }
-        }
-        if constraints.excludedDirectoryNames.contains(where: within) { return "excluded" }
-        if !constraints.permittedDirectoryNames.isEmpty && !constraints.permittedDirectoryNames.contains(where: within) { return "not permitted" }
-        return nil
     }
 
     func checkDepth(_ path: [Certificate]) -> [VerificationError.Problem] {
