@@ -4,6 +4,7 @@ import GnuTLSAuthority
 import GnuTLSCore
 import NIOGnuTLS
 import Testing
+import TestSupport
 
 /// Issue 10: a server's staple refreshed at half-life without rebuilding its context, the
 /// last good one kept while refreshes are refused, and nothing stapled after it expires.
