@@ -134,9 +134,25 @@ let package = Package(
             ],
             path: "Tests/TestSupport"
         ),
+        // Shared by GnuTLSTests and GnuTLSAuthorityTests: typed-error expectations, requests,
+        // temporary directories, a CA with a ledger for OCSP.
+        .target(
+            name: "GnuTLSTestSupport",
+            dependencies: ["GnuTLS", "GnuTLSAuthority", "TestSupport"],
+            path: "Tests/GnuTLSTestSupport"
+        ),
+        // The public API: keys, names, requests, certificates, CRLs, verification, OCSP checking.
         .testTarget(
             name: "GnuTLSTests",
-            dependencies: ["GnuTLS", "GnuTLSAuthority", "TestSupport", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: [
+                "GnuTLS", "GnuTLSAuthority", "GnuTLSTestSupport", "TestSupport",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        // The authority: ledger, issuance policy and bounds, LocalAuthority, OCSP signing.
+        .testTarget(
+            name: "GnuTLSAuthorityTests",
+            dependencies: ["GnuTLS", "GnuTLSAuthority", "GnuTLSTestSupport", "TestSupport"]
         ),
         // Cross-checks against independent programs: openssl, certtool, pkilint.
         // The TLS engine back to back in memory, and NIOGnuTLS channels on 127.0.0.1.

@@ -16,7 +16,8 @@ import Darwin
 
 // `tlsctl bench handshake`: how many handshakes per second this machine does, in memory
 // (both peers in this process, a throwaway PKI) or against a real server (verified
-// connections, like `openssl s_time`, but concurrent).
+// connections, like `openssl s_time`, but concurrent), for `--seconds` or for a count of
+// `--handshakes`.
 //
 // Exit status: 0 when every handshake succeeded; 1 when any failed (the first failure on
 // stderr) or the setup failed; 64 a usage error.
@@ -73,8 +74,11 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Handshakes in flight at once.", valueName: "n"))
     var concurrency = 1
 
-    @Option(help: ArgumentHelp("How long to measure.", valueName: "seconds"))
-    var seconds = 5.0
+    @Option(help: ArgumentHelp("How long to measure (default: 5).", valueName: "seconds"))
+    var seconds: Double?
+
+    @Option(help: ArgumentHelp("Stop after this many handshakes (successful or failed) instead of after --seconds.", valueName: "n"))
+    var handshakes: Int?
 
     @Flag(name: .customLong("no-chain-cache"), help: "Turn the verified-chain cache off: the Swift verifier runs on every handshake.")
     var noChainCache = false
@@ -98,7 +102,9 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
         if inMemory && endpoint != nil { throw ValidationError("give either --in-memory or HOST:PORT, not both") }
         if resume && noTickets { throw ValidationError("--resume needs session tickets: drop --no-tickets") }
         guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be between 1 and 1024") }
-        guard seconds > 0 && seconds <= 3600 else { throw ValidationError("--seconds must be above 0 and at most 3600") }
+        if let seconds, !(seconds > 0 && seconds <= 3600) { throw ValidationError("--seconds must be above 0 and at most 3600") }
+        if let handshakes, !(1...10_000_000).contains(handshakes) { throw ValidationError("--handshakes must be between 1 and 10000000") }
+        if seconds != nil && handshakes != nil { throw ValidationError("give either --seconds or --handshakes, not both") }
         if endpoint != nil && mutual && (certificate == nil || keyFile == nil) {
             throw ValidationError("--mutual against a host needs --cert and --key-file")
         }
@@ -155,7 +161,15 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
             if let first = tally.firstFailure { Console.error("tlsctl: error: \(result.failures) handshakes failed; the first: \(first)") }
             throw ExitCode.failure
         }
-        if result.count == 0 { throw CLIError("no handshake completed in \(seconds) s") }
+        if result.count == 0 { throw CLIError("no handshake completed in \(handshakes.map { "\($0) attempts" } ?? "\(measuredSeconds) s")") }
+    }
+
+    /// The measuring time when no --handshakes count is given.
+    private var measuredSeconds: Double { seconds ?? 5 }
+
+    /// When the workers stop: after --handshakes attempts, or at the end of --seconds.
+    private func makeStop() -> BenchStop {
+        handshakes.map(BenchStop.init(handshakes:)) ?? BenchStop(seconds: measuredSeconds)
     }
 
     // MARK: In memory
@@ -180,11 +194,11 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
             session = data
         }
         tally.start()
-        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        let stop = makeStop()
         let resumptionData = session
         let workers = (0..<concurrency).map { _ in
             Thread {
-                while DispatchTime.now().uptimeNanoseconds < deadline {
+                while stop.mayStartAnother() {
                     let start = DispatchTime.now().uptimeNanoseconds
                     do {
                         let pair = try InMemoryTLSPair(client: client, server: server, resumptionData: resumptionData)
@@ -224,13 +238,13 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
         }
         let context = try TLSContext(configuration: configuration)
         tally.start()
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        let stop = makeStop()
         let host = endpoint.host
         let port = endpoint.port
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<concurrency {
                 group.addTask {
-                    while ContinuousClock.now < deadline {
+                    while stop.mayStartAnother() {
                         let start = DispatchTime.now().uptimeNanoseconds
                         do {
                             // TCP first, then TLS over the connected channel: a refused
@@ -261,6 +275,34 @@ private func processCPUSeconds() -> Double {
     var spec = timespec()
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
     return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+}
+
+/// When the workers stop: at a deadline (`--seconds`, counted from creation) or after a
+/// number of handshakes (`--handshakes`), each worker claiming one before it starts it.
+private final class BenchStop: @unchecked Sendable {
+    private let lock = NSLock()
+    private let deadline: UInt64?
+    private var remaining: Int
+
+    init(seconds: Double) {
+        deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
+        remaining = 0
+    }
+
+    init(handshakes: Int) {
+        deadline = nil
+        remaining = handshakes
+    }
+
+    /// Whether a worker may start another handshake; with a count, claims one of them.
+    func mayStartAnother() -> Bool {
+        if let deadline { return DispatchTime.now().uptimeNanoseconds < deadline }
+        lock.lock()
+        defer { lock.unlock() }
+        guard remaining > 0 else { return false }
+        remaining -= 1
+        return true
+    }
 }
 
 /// Latencies and counts, shared by the workers; prints a progress line on a terminal.

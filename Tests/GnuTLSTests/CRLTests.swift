@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import GnuTLS
 @testable import GnuTLSAuthority
+import GnuTLSTestSupport
 import TestSupport
 
 @Suite struct CRLTests {

@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSTestSupport
 import Testing
 import TestSupport
 
@@ -112,7 +113,7 @@ struct CertificateRequestTests {
     func opensslRequest() async throws {
         try await withTemporaryDirectory { directory in
             let keyPath = try await OpenSSL.generateKey("ec:P-384", to: directory.file("key.pem"))
-            let request = try await GnuTLSTests.opensslRequest(
+            let request = try await GnuTLSTestSupport.opensslRequest(
                 key: keyPath, subject: "/C=DE/O=Beispiel GmbH/CN=dienst.example.de", extra: [
                     "-addext", "subjectAltName=DNS:dienst.example.de,IP:2001:db8::7,email:a@example.de,URI:spiffe://example.de/x",
                     "-addext", "keyUsage=critical,digitalSignature",

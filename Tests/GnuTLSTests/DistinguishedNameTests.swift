@@ -1,5 +1,6 @@
 import Foundation
 import GnuTLS
+import GnuTLSTestSupport
 import Testing
 import TestSupport
 

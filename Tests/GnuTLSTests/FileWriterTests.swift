@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import GnuTLS
+import GnuTLSTestSupport
 import TestSupport
 
 /// The package's one file writer (CA keys from the library, every file tlsctl writes).

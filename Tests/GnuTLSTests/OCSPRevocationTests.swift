@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import GnuTLS
 @testable import GnuTLSAuthority
+import GnuTLSTestSupport
 import TestSupport
 
 /// Counts online queries and answers them from a responder (or fails them).

@@ -1,6 +1,7 @@
 import Foundation
 @_spi(Benchmarks) import GnuTLS
 @_spi(Benchmarks) import GnuTLSAuthority
+import GnuTLSTestSupport
 import Synchronization
 import Testing
 import TestSupport

@@ -2,6 +2,7 @@ import Foundation
 @_spi(Benchmarks) import GnuTLS
 @_spi(Benchmarks) import GnuTLSAuthority
 import Testing
+import GnuTLSTestSupport
 
 // The verified-chain cache: a repeat of an identical verification is served from it, and
 // nothing whose inputs changed (trust, CRLs, revocation, time, policy) ever is.

@@ -180,10 +180,13 @@ package enum NameConstraintCheck {
     }
 
     /// `nil` when `subject` is inside the permitted directory-name subtrees (if any) and
-    /// outside the excluded ones; a subtree is a prefix of RDNs (RFC 5280 section 4.2.1.10).
+    /// outside the excluded ones; a subtree is a prefix of RDNs (RFC 5280 section 4.2.1.10),
+    /// each compared as names are matched (RFC 5280 section 7.1: case-insensitive, spaces
+    /// folded).
     package static func directoryNameViolation(of constraints: NameConstraints, by subject: DistinguishedName) -> String? {
         func within(_ base: DistinguishedName) -> Bool {
-            base.rdns.count <= subject.rdns.count && Array(subject.rdns.prefix(base.rdns.count)) == base.rdns
+            base.rdns.count <= subject.rdns.count
+                && zip(base.rdns, subject.rdns).allSatisfy { DistinguishedName([$0]).matches(DistinguishedName([$1])) }
         }
         if constraints.excludedDirectoryNames.contains(where: within) { return "excluded" }
         if !constraints.permittedDirectoryNames.isEmpty && !constraints.permittedDirectoryNames.contains(where: within) { return "not permitted" }

@@ -2,7 +2,7 @@ import Foundation
 import GnuTLSCore
 
 // The checks of one complete path (RFC 5280 section 6 and 4.2), leaf at 0, anchor last.
-// The Web PKI profile's extra rules sit beside the RFC 5280 ones they tighten or relax.
+// The web-PKI profile's CA/Browser Forum rules are in WebPKIChecks.swift.
 extension PathValidation {
     // MARK: Checks of one complete path (leaf at 0, anchor last)
 
@@ -22,6 +22,7 @@ extension PathValidation {
         }
         problems += checkLeaf(path[0])
         problems += checkDepth(path)
+        problems += checkWebPKI(path)
         if policy.revocation != .disabledInsecure {
             for index in 0..<anchorIndex {
                 problems += checkRevocation(path[index], issuer: path[index + 1], position: index)
@@ -45,7 +46,6 @@ extension PathValidation {
 
     func checkProfile(_ cert: Certificate, position: Int, isLeaf: Bool, isAnchor: Bool) -> [VerificationError.Problem] {
         var problems: [VerificationError.Problem] = []
-        let webPKI = policy.profile.isWebPKI
         func add(_ reason: VerificationError.Reason, _ message: String) {
             problems.append(VerificationError.Problem(reason, message, position: position, subject: cert.subject))
         }
@@ -95,21 +95,6 @@ extension PathValidation {
             if cert.nameConstraints != nil || cert.extension(oid: ExtensionOID.nameConstraints) != nil {
                 add(.malformedCertificate, "end-entity certificate '\(cert.subject)' carries name constraints, which only CA certificates may (RFC 5280 4.2.1.10)")
             }
-            if webPKI && (cert.isCertificateAuthority || cert.keyUsage?.contains(.keyCertSign) == true) && !isAnchor {
-                // CA/Browser Forum 7.1.2.7.8 and 7.1.2.7.11: a subscriber certificate is not a
-                // CA. RFC 5280 does not forbid a CA certificate in the leaf position.
-                add(.malformedCertificate, "'\(cert.subject)' is a CA certificate presented as an end-entity certificate")
-            }
-            if webPKI, let eku = cert.extension(oid: ExtensionOID.extendedKeyUsage) {
-                // CA/B Forum 7.1.2.7.6 and 7.1.2.7.10: not critical, never anyExtendedKeyUsage.
-                if eku.critical { add(.malformedCertificate, "'\(cert.subject)' marks extended key usage critical (CA/B Forum 7.1.2.7.6)") }
-                if cert.extendedKeyUsage?.contains(.any) == true && policy.purposes.contains(.serverAuth) {
-                    add(.purposeMismatch, "'\(cert.subject)' asserts anyExtendedKeyUsage, which a TLS server certificate must not (CA/B Forum 7.1.2.7.10)")
-                }
-            }
-            if webPKI, let san = cert.extension(oid: ExtensionOID.subjectAlternativeName), san.critical, !cert.subject.isEmpty {
-                add(.malformedCertificate, "'\(cert.subject)' marks its alternative names critical although its subject is not empty (RFC 5280 4.2.1.6, CA/B Forum 7.1.2.7.12)")
-            }
         }
         if cert.authorityKeyIdentifier == nil && !cert.isSelfIssued {
             // RFC 5280 4.2.1.1: MUST be included in all certificates except self-signed ones,
@@ -119,24 +104,15 @@ extension PathValidation {
         if let aki = cert.extension(oid: ExtensionOID.authorityKeyIdentifier) {
             let fields = (try? DERReader.children(of: aki.value)) ?? []
             // A trust anchor is trusted for its name and key (RFC 5280 6.1.1 d); its AKI is
-            // judged only under the Web PKI's root rules.
-            if !fields.contains(where: { $0.tag == 0x80 }) && (!isAnchor || webPKI) {
-                add(.malformedCertificate, "'\(cert.subject)' has an authority key identifier without a keyIdentifier")
-            }
-            if webPKI && isAnchor && cert.isSelfIssued {
-                // CA/B Forum 7.1.2.1.3: a root's AKI holds only keyIdentifier, equal to its SKI.
-                if fields.contains(where: { $0.tag != 0x80 }) {
-                    add(.malformedCertificate, "root '\(cert.subject)' has authorityCertIssuer or authorityCertSerialNumber in its authority key identifier")
-                }
-                if let ski = cert.subjectKeyIdentifier, let keyID = cert.authorityKeyIdentifier, ski != keyID {
-                    add(.malformedCertificate, "root '\(cert.subject)' has an authority key identifier that differs from its subject key identifier")
-                }
+            // judged only under the web PKI's root rules (WebPKIChecks.swift).
+            if !fields.contains(where: { $0.tag == 0x80 }) && !isAnchor {
+                add(.malformedCertificate, Self.akiWithoutKeyIdentifier(cert))
             }
         }
         if let constraints = cert.extension(oid: ExtensionOID.nameConstraints) {
-            if !constraints.critical && !webPKI {
+            if !constraints.critical && !toleratesNonCriticalNameConstraints {
                 // RFC 5280 4.2.1.10: conforming CAs MUST mark name constraints critical. The
-                // Web PKI accepts non-critical ones (x509-limbo's conflicting pair).
+                // web PKI accepts non-critical ones (x509-limbo's conflicting pair).
                 add(.malformedCertificate, "'\(cert.subject)' does not mark its name constraints critical (RFC 5280 4.2.1.10)")
             }
             if let parsed = cert.nameConstraints, parsed.isEmpty {
@@ -160,6 +136,10 @@ extension PathValidation {
             }
         }
         return problems
+    }
+
+    static func akiWithoutKeyIdentifier(_ cert: Certificate) -> String {
+        "'\(cert.subject)' has an authority key identifier without a keyIdentifier"
     }
 
     func checkTime(_ cert: Certificate, position: Int) -> [VerificationError.Problem] {
@@ -186,7 +166,6 @@ extension PathValidation {
         switch key.family {
         case .rsa:
             if key.bits < profile.minimumRSABits { why = "RSA-\(key.bits) is below the \(profile) profile's \(profile.minimumRSABits) bits" }
-            else if policy.profile.isWebPKI && key.bits < 2048 { why = "RSA-\(key.bits) is below the 2048 bits the CA/Browser Forum requires (6.1.5)" }
             else if key.bits % 8 != 0 { why = "an RSA modulus of \(key.bits) bits is not a whole number of bytes" }
         case .ecdsa:
             if key.curve == nil || key.bits < profile.minimumECBits { why = "curve \(key) is not allowed" }
@@ -240,10 +219,6 @@ extension PathValidation {
                 add(.pathLengthExceeded, "'\(ca.subject)' allows \(limit) intermediate CA\(limit == 1 ? "" : "s") below it, the chain has \(below)")
             }
         }
-        if policy.profile.isWebPKI, index == path.count - 1, ca.isSelfIssued, ca.extension(oid: ExtensionOID.extendedKeyUsage) != nil {
-            // CA/B Forum 7.1.2.1.2: a root certificate MUST NOT carry extended key usage.
-            add(.malformedCertificate, "root '\(ca.subject)' carries an extended key usage extension, which the CA/Browser Forum forbids on roots (7.1.2.1.2)")
-        }
         if let purposes = ca.extendedKeyUsage, !purposes.contains(.any) {
             for wanted in policy.purposes where wanted != .any && !purposes.contains(wanted) {
                 add(.purposeMismatch, "CA '\(ca.subject)' restricts extended key usage to \(purposes.map(\.description).joined(separator: ", ")), which excludes \(wanted)")
@@ -273,7 +248,7 @@ extension PathValidation {
                     problems.append(VerificationError.Problem(.nameConstraintViolated, "\(name) of '\(cert.subject)' is \(violation) by the name constraints of '\(ca.subject)'", position: position, subject: cert.subject))
                 }
             }
-            if !cert.subject.isEmpty, let violation = Self.directoryViolation(constraints, cert.subject) {
+            if !cert.subject.isEmpty, let violation = NameConstraintCheck.directoryNameViolation(of: constraints, by: cert.subject) {
                 problems.append(VerificationError.Problem(.nameConstraintViolated, "subject '\(cert.subject)' is \(violation) by the directory-name constraints of '\(ca.subject)'", position: position, subject: cert.subject))
             }
             // RFC 9525: the CN is never matched, so it is never constrained when the leaf has
@@ -297,16 +272,6 @@ extension PathValidation {
             }
         }
         return problems
-    }
-
-    static func directoryViolation(_ constraints: NameConstraints, _ name: DistinguishedName) -> String? {
-        func within(_ subtree: DistinguishedName) -> Bool {
-            guard subtree.rdns.count <= name.rdns.count else { return false }
-            return zip(subtree.rdns, name.rdns).allSatisfy { DistinguishedName([$0]).matches(DistinguishedName([$1])) }
-        }
-        if constraints.excludedDirectoryNames.contains(where: within) { return "excluded" }
-        if !constraints.permittedDirectoryNames.isEmpty && !constraints.permittedDirectoryNames.contains(where: within) { return "not permitted" }
-        return nil
     }
 
     func checkDepth(_ path: [Certificate]) -> [VerificationError.Problem] {

@@ -1,6 +1,7 @@
 import Foundation
 import GnuTLS
 import GnuTLSAuthority
+import GnuTLSTestSupport
 import Testing
 import TestSupport
 

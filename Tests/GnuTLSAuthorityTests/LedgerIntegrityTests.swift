@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import GnuTLS
 @testable import GnuTLSAuthority
+import GnuTLSTestSupport
 import TestSupport
 
 /// A ledger through which another "process" (a second authority on the same file) revokes a

@@ -1,3 +1,5 @@
+// Shared by GnuTLSTests and GnuTLSAuthorityTests: typed-error expectations, names and
+// requests, temporary directories.
 import Foundation
 import GnuTLS
 import GnuTLSAuthority
@@ -6,7 +8,7 @@ import TestSupport
 
 /// Runs `body`, which must throw an `E` of the given kind (code or reason) whose message
 /// contains every word of `words` (case-insensitive). Returns the error for further checks.
-func expectThrows<E: Error, Kind: Equatable, R>(
+public func expectThrows<E: Error, Kind: Equatable, R>(
     _ kind: Kind, _ kindOf: (E) -> Kind, _ message: (E) -> String, words: [String],
     sourceLocation: SourceLocation, _ body: () throws -> R
 ) -> E? {
@@ -28,7 +30,7 @@ func expectThrows<E: Error, Kind: Equatable, R>(
 
 /// `body` must throw a ``GnuTLSError`` with `code` and a message mentioning `words`.
 @discardableResult
-func expectGnuTLSError<R>(
+public func expectGnuTLSError<R>(
     _ code: GnuTLSError.Code, mentioning words: [String] = [],
     sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R
 ) -> GnuTLSError? {
@@ -37,17 +39,17 @@ func expectGnuTLSError<R>(
 
 /// `body` must throw an ``IssuanceError`` with `reason` and a message mentioning `words`.
 @discardableResult
-func expectIssuanceError<R>(
+public func expectIssuanceError<R>(
     _ reason: IssuanceError.Reason, mentioning words: [String] = [],
     sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R
 ) -> IssuanceError? {
     expectThrows(reason, { (error: IssuanceError) in error.reason }, \.message, words: words, sourceLocation: sourceLocation, body)
 }
 
-func name(_ text: String) throws -> DistinguishedName { try DistinguishedName(text) }
+public func name(_ text: String) throws -> DistinguishedName { try DistinguishedName(text) }
 
 /// A request for a fresh key of `algorithm`.
-func makeRequest(
+public func makeRequest(
     _ subject: String, algorithm: KeyAlgorithm = .ecdsaP256, names: [GeneralName] = [],
     keyUsage: KeyUsage? = nil, extendedKeyUsage: [ExtendedKeyUsage] = []
 ) throws -> (KeyPair, CertificateRequest) {
@@ -59,14 +61,14 @@ func makeRequest(
 }
 
 /// Runs `body` with a fresh temporary directory, removed afterwards.
-func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) throws -> R) throws -> R {
+public func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) throws -> R) throws -> R {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     return try body(directory)
 }
 
 /// Runs `body` (which runs programs) with a fresh temporary directory, removed afterwards.
-func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) async throws -> R) async throws -> R {
+public func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) async throws -> R) async throws -> R {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     return try await body(directory)
@@ -74,7 +76,7 @@ func withTemporaryDirectory<R>(_ body: (TemporaryDirectory) async throws -> R) a
 
 /// A request made by `openssl req` for the key at `keyPath`, with extra arguments
 /// (`-addext …`, `-sha1`), read back through the library.
-func opensslRequest(
+public func opensslRequest(
     key keyPath: String, subject: String, extra: [String] = [], in directory: TemporaryDirectory, file: String = "req.pem"
 ) async throws -> CertificateRequest {
     let output = directory.file(file)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import GnuTLS
 @testable import GnuTLSAuthority
+import GnuTLSTestSupport
 import TestSupport
 
 /// A ledger that refuses the first `refusals` serial claims, as if they had been used before:

@@ -1,6 +1,7 @@
 import Foundation
 import GnuTLS
 import GnuTLSAuthority
+import GnuTLSTestSupport
 import Testing
 import TestSupport
 
@@ -99,5 +100,39 @@ struct IssuanceBoundsTests {
         let person = try Self.request(subject: try name("CN=Jane Doe"), names: [.dnsName("www.example.com")])
         #expect(try constrained.issue(person, profile: .tlsClient).subject.commonName == "Jane Doe")
 
+    }
+
+    /// The authority and the verifier hold a subject to directory-name constraints with one
+    /// matcher (RFC 5280 7.1 name matching): a subject whose organisation differs from the
+    /// permitted subtree only in letter case is inside it for both, one outside it for both.
+    /// (The authority compared RDNs byte for byte and refused what the verifier accepts.)
+    /// GnuTLS cannot write directory-name constraints, so openssl makes the constrained CA.
+    @Test func directoryNameConstraintsMatchAsTheVerifierDoes() async throws {
+        try await withTemporaryDirectory { directory in
+            let rootKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("root.key"))
+            let root = try await OpenSSLIssuer.selfSigned(key: rootKey, subject: "/CN=Root", extensions: OpenSSLIssuer.caExtensions(),
+                                                          out: directory.file("root.pem"), in: directory)
+            let caKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key"))
+            let caPath = try await OpenSSLIssuer.issue(
+                key: caKey, subject: "/O=Example/CN=Constrained", issuerCertificate: root, issuerKey: rootKey,
+                extensions: OpenSSLIssuer.caExtensions() + ["nameConstraints = critical, permitted;DNS:example.com, permitted;dirName:permitted_dn",
+                                                            "[permitted_dn]", "O = Example"],
+                out: directory.file("ca.pem"), in: directory)
+            let rootCertificate = try #require(try Certificate.load(contentsOfFile: root).first)
+            let caCertificate = try #require(try Certificate.load(contentsOfFile: caPath).first)
+            #expect(caCertificate.nameConstraints?.permittedDirectoryNames.map(\.description) == ["O=Example"])
+            let constrained = try LocalAuthority(certificate: caCertificate, key: try KeyPair(contentsOfFile: caKey), issuers: [rootCertificate])
+            let verifier = try Verifier(trustStore: TrustStore(certificates: [rootCertificate]))
+            let policy = VerificationPolicy(purposes: [.serverAuth], expectedNames: [.dnsName("www.example.com")])
+
+            let otherCase = try Self.request(subject: try name("CN=www,O=EXAMPLE"), names: [.dnsName("www.example.com")])
+            let issued = try constrained.issue(otherCase, profile: .tlsServer, options: IssuanceOptions(validityDays: 7))
+            #expect(throws: Never.self) { try verifier.verify(issued, intermediates: [caCertificate], policy: policy) }
+
+            let outside = try Self.request(subject: try name("CN=www,O=Elsewhere"), names: [.dnsName("www.example.com")])
+            expectIssuanceError(.nameNotPermitted, mentioning: ["O=Elsewhere", "directory-name constraints"]) {
+                try constrained.issue(outside, profile: .tlsServer, options: IssuanceOptions(validityDays: 7))
+            }
+        }
     }
 }
