@@ -15,8 +15,9 @@ install_pip_package sslyze sslyze
 install_debian_packages python3-cryptography
 install_debian_packages sqlite3
 # PKCS#11 token tests: SoftHSM2 (softhsm2-util, its module, registered with p11-kit) and
-# p11-kit; p11tool comes with gnutls-bin.
-install_debian_packages softhsm2 p11-kit
+# p11-kit; p11tool comes with gnutls-bin. libp11-kit-dev: pkcs11.h for the PKCS#11 shim the
+# tests compile (with the toolchain's clang) to count C_Login and report a locked PIN.
+install_debian_packages softhsm2 p11-kit libp11-kit-dev
 
 # Every ```swift block of the DocC articles must be in Tests/DocSnippetTests (which runs them).
 ./scripts/check-doc-snippets.sh

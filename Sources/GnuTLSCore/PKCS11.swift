@@ -146,7 +146,7 @@ package enum PKCS11 {
         switch rc {
         case GNUTLS_E_PKCS11_PIN_LOCKED:
             code = .pinLocked
-            what += ": the token's PIN is locked"
+            what += ": the token's user PIN is locked (too many wrong PINs): unlock it with the security officer PIN"
         case GNUTLS_E_PKCS11_PIN_ERROR, GNUTLS_E_PKCS11_PIN_EXPIRED, GNUTLS_E_PKCS11_USER_ERROR:
             if outcome == .noPIN {
                 code = .pinRequired

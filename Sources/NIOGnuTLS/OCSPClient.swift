@@ -104,27 +104,6 @@ public enum OCSPClient {
         let port = components.port ?? 80
         let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
         let deadline = NIODeadline.now() + timeout
-        let eventLoop = eventLoopGroup.next()
-        let promise = eventLoop.makePromise(of: [UInt8].self)
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: eventLoop)
-                .connectTimeout(timeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
-                    }
-                }
-                .connect(host: host, port: port).get()
-        } catch {
-            promise.fail(error)
-            throw OCSPFetchError(.unreachable, "cannot connect to \(host):\(port) for \(url): \(error)")
-        }
-        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
-            promise.fail(OCSPFetchError(.timedOut, "no complete answer from \(url) within \(timeout.nanoseconds / 1_000_000) ms"))
-            channel.close(promise: nil)
-        }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: components.port.map { "\(host):\($0)" } ?? host)
         headers.add(name: "Accept", value: accept)
@@ -134,16 +113,34 @@ public enum OCSPClient {
             headers.add(name: "Content-Length", value: "\(body.count)")
         }
         let head = HTTPRequestHead(version: .http1_1, method: body == nil ? .GET : .POST, uri: path, headers: headers)
-        let bodyBuffer = body.map { channel.allocator.buffer(bytes: $0) }
-        channel.eventLoop.execute {
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            if let bodyBuffer { channel.write(HTTPClientRequestPart.body(.byteBuffer(bodyBuffer)), promise: nil) }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        let bodyBuffer = body.map { ByteBuffer(bytes: $0) }
+        let eventLoop = eventLoopGroup.next()
+        let promise = eventLoop.makePromise(of: [UInt8].self)
+        let channel: any Channel
+        do {
+            // The request goes out from the event loop as soon as the connection is up, not
+            // when this task next runs: responders close connections that stay silent, and a
+            // busy service's tasks may wait long for a thread.
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(
+                            ResponseCollector(request: head, body: bodyBuffer, promise: promise))
+                        let timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+                            promise.fail(OCSPFetchError(.timedOut, "no complete answer from \(url) within \(timeout.nanoseconds / 1_000_000) ms"))
+                            channel.close(promise: nil)
+                        }
+                        promise.futureResult.whenComplete { _ in timer.cancel() }
+                    }
+                }
+                .connect(host: host, port: port).get()
+        } catch {
+            promise.fail(error)
+            throw OCSPFetchError(.unreachable, "cannot connect to \(host):\(port) for \(url): \(error)")
         }
-        defer {
-            timer.cancel()
-            channel.close(promise: nil)
-        }
+        defer { channel.close(promise: nil) }
         do {
             return try await promise.futureResult.get()
         } catch let error as OCSPFetchError {
@@ -154,15 +151,30 @@ public enum OCSPClient {
     }
 }
 
-/// Collects one HTTP response (bounded) into a promise.
+/// Sends one HTTP request when the connection is up and collects the response (bounded)
+/// into a promise.
 private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
 
+    private let request: HTTPRequestHead
+    private let requestBody: ByteBuffer?
     private let promise: EventLoopPromise<[UInt8]>
     private var status: HTTPResponseStatus?
     private var body: [UInt8] = []
 
-    init(promise: EventLoopPromise<[UInt8]>) { self.promise = promise }
+    init(request: HTTPRequestHead, body: ByteBuffer?, promise: EventLoopPromise<[UInt8]>) {
+        self.request = request
+        self.requestBody = body
+        self.promise = promise
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(request)), promise: nil)
+        if let requestBody { context.write(wrapOutboundOut(.body(.byteBuffer(requestBody))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {

@@ -7,21 +7,52 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// A certificate chain file (PEM, leaf first) and its private key file, optionally
-/// protected by a passphrase: one identity a ``TLSFileWatcher`` reloads.
+/// A certificate chain file (PEM, leaf first) and its private key: a key file, optionally
+/// protected by a passphrase, or a key on a PKCS#11 token named by its `pkcs11:` URI, with
+/// its PIN in a file. One identity a ``TLSFileWatcher`` reloads.
+///
+/// A key on a token is opened again by its URI at every reload (with the PIN file read
+/// again), so a renewal that changes only the chain file, or a new key put on the token
+/// under the same URI, is picked up; the token's module must be loaded already (p11-kit's
+/// configuration, or `PKCS11Key.loadModule(_:)`).
 public struct TLSIdentityFiles: Hashable, Sendable {
     /// The PEM certificate chain, leaf first.
     public var chainPath: String
-    /// The PEM private key.
+    /// The PEM private key file, or the `pkcs11:` URI of a key on a token.
     public var keyPath: String
-    /// The key's passphrase, when it is encrypted.
+    /// The key file's passphrase, when it is encrypted.
     public var passphrase: String?
+    /// For a key on a token: the file whose first line is the token's user PIN.
+    public var pinPath: String?
 
-    /// An identity read from `chainPath` and `keyPath`.
-    public init(chainPath: String, keyPath: String, passphrase: String? = nil) {
+    /// An identity read from `chainPath` and `keyPath` (a file, or a `pkcs11:` URI whose
+    /// token PIN is the first line of `pinPath`).
+    public init(chainPath: String, keyPath: String, passphrase: String? = nil, pinPath: String? = nil) {
         self.chainPath = chainPath
         self.keyPath = keyPath
         self.passphrase = passphrase
+        self.pinPath = pinPath
+    }
+
+    /// Whether the key is on a token (``keyPath`` is a `pkcs11:` URI).
+    var keyIsOnToken: Bool { keyPath.hasPrefix("pkcs11:") }
+
+    /// The files to watch: the chain, the key file or the PIN file.
+    var watchedPaths: [String] {
+        keyIsOnToken ? [chainPath] + (pinPath.map { [$0] } ?? []) : [chainPath, keyPath]
+    }
+
+    /// Reads the files (and opens a token key by its URI).
+    func load() throws -> TLSIdentity {
+        guard keyIsOnToken else {
+            return try TLSIdentity(chainContentsOfFile: chainPath, keyContentsOfFile: keyPath, passphrase: passphrase)
+        }
+        let chain = try Certificate.load(contentsOfFile: chainPath)
+        guard !chain.isEmpty else {
+            throw GnuTLSError(.invalidArgument, "\(chainPath) holds no certificate: a TLS identity needs its certificate chain (leaf first)")
+        }
+        let pin = try pinPath.map { try PKCS11PIN.file($0) } ?? .none
+        return try TLSIdentity(chain: chain, key: try PKCS11Key(uri: keyPath, pin: pin))
     }
 }
 
@@ -55,7 +86,8 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
     public let reloader: TLSContextReloader
     /// How often ``run()`` looks at the files.
     public let pollInterval: Duration
-    /// Every file watched: chains, keys, the trust store file and the CRL files.
+    /// Every file watched: chains, key files (or PIN files of token keys), the trust store
+    /// file and the CRL files.
     public let paths: [String]
     private let lock = NSLock()
     private let checking = NSLock()
@@ -88,7 +120,7 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
         logger: Logger? = nil, metrics: TLSMetrics? = nil,
         onReload: (@Sendable (TLSReloadEvent) -> Void)? = nil
     ) throws {
-        let paths = identities.flatMap { [$0.chainPath, $0.keyPath] } + (trustStoreFile.map { [$0] } ?? []) + crlFiles
+        let paths = identities.flatMap(\.watchedPaths) + (trustStoreFile.map { [$0] } ?? []) + crlFiles
         self.pollInterval = pollInterval
         self.paths = paths
         // Read before the first load: a file replaced meanwhile differs at the first poll.
@@ -160,9 +192,7 @@ public final class TLSFileWatcher: TLSContextProvider, Service, @unchecked Senda
     ) throws -> TLSConfiguration {
         var configuration = base
         // An empty chain file is refused by TLSIdentity itself (a typed error, loadFailed here).
-        configuration.identities = try identities.map { files in
-            try TLSIdentity(chainContentsOfFile: files.chainPath, keyContentsOfFile: files.keyPath, passphrase: files.passphrase)
-        }
+        configuration.identities = try identities.map { try $0.load() }
         guard trustStoreFile != nil || !crlFiles.isEmpty else { return configuration }
         let old = base.trustStore ?? TrustStore()
         var anchors = old.certificates

@@ -12,7 +12,7 @@ struct CSRCommand: AsyncParsableCommand {
         subcommands: subcommandList)
 }
 
-/// `tlsctl csr create --key KEY.pem [--passphrase-file F] --subject DN [--dns N]… [--ip A]… [--email E]… [--uri U]… --out REQ.pem`
+/// `tlsctl csr create --key KEY.pem [--passphrase-file F | --pin-file F [--module M]] --subject DN [--dns N]… [--ip A]… [--email E]… [--uri U]… --out REQ.pem`
 struct CSRCreate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
@@ -28,6 +28,9 @@ struct CSRCreate: AsyncParsableCommand {
 
     @Option(name: .customLong("pin-file"), help: ArgumentHelp("The token PIN when --key is a pkcs11: URI, on the first line of this file.", valueName: "file"))
     var pinFile: String?
+
+    @Option(help: ArgumentHelp("The PKCS#11 module (shared library) of the --key token, e.g. /usr/lib/softhsm/libsofthsm2.so; p11-kit's configured modules otherwise.", valueName: "path"))
+    var module: String?
 
     @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("The passphrase of an encrypted key, on the first line of this file.", valueName: "file"))
     var passphraseFile: String?
@@ -60,7 +63,7 @@ struct CSRCreate: AsyncParsableCommand {
             names.append(.ipAddress(parsed))
         }
         names += email.map { .email($0) } + uri.map { .uri($0) }
-        let key = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, passphraseOption: "--passphrase-file")
+        let key = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, module: module, passphraseOption: "--passphrase-file")
         let request = try context("cannot create the certificate request") {
             try CertificateRequest.create(subject: subject, key: key, alternativeNames: names)
         }

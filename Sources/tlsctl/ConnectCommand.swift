@@ -48,6 +48,9 @@ struct ConnectCommand: AsyncParsableCommand {
     @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
     var pinFile: String?
 
+    @Option(help: ArgumentHelp("The PKCS#11 module (shared library) of the --key token, e.g. /usr/lib/softhsm/libsofthsm2.so; p11-kit's configured modules otherwise.", valueName: "path"))
+    var module: String?
+
     @Option(help: ArgumentHelp("Name sent in SNI and verified in the certificate (default: HOST).", valueName: "name"))
     var servername: String?
 
@@ -77,7 +80,7 @@ struct ConnectCommand: AsyncParsableCommand {
             guard !trust.certificates.isEmpty else { throw CLIError("\(ca) (--ca) holds no certificate") }
         }
         try session.addCRLs(to: &trust)
-        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile, pinFile: pinFile) }
+        let identity = try cert.map { try loadIdentity(certificate: $0, key: key!, passphraseFile: passphraseFile, pinFile: pinFile, module: module) }
         var configuration = TLSConfiguration.makeClientConfiguration(trustStore: trust, identity: identity)
         configuration.serverName = servername
         if insecureNoVerify { configuration.peerVerification = .insecureNoVerification }

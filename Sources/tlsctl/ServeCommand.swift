@@ -34,7 +34,9 @@ struct ServeCommand: AsyncParsableCommand {
             one line: `reloaded identity: serial HEX` (with the client CA and CRL counts when \
             --client-ca is given), or `reload refused: REASON; keeping HEX`, in which case new \
             connections keep the previous certificate. Open connections keep the certificate \
-            they started with. With --ocsp-staple the files are not reloaded.
+            they started with. A --key pkcs11: URI is opened again on the token at each reload \
+            (with --pin-file read again; the chain and PIN files are watched). With \
+            --ocsp-staple the files are not reloaded.
             """)
 
     @Option(help: ArgumentHelp("PEM file with the server's certificate chain, leaf first.", valueName: "file"))
@@ -48,6 +50,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("pin-file"), help: ArgumentHelp("File whose first line is the token PIN, when --key is a pkcs11: URI.", valueName: "file"))
     var pinFile: String?
+
+    @Option(help: ArgumentHelp("The PKCS#11 module (shared library) of the --key token, e.g. /usr/lib/softhsm/libsofthsm2.so; p11-kit's configured modules otherwise.", valueName: "path"))
+    var module: String?
 
     @Option(help: ArgumentHelp("Address to bind (default: the loopback address 127.0.0.1).", valueName: "address"))
     var host: String = "127.0.0.1"
@@ -104,7 +109,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func makeConfiguration() throws -> TLSConfiguration {
-        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile, pinFile: pinFile))
+        var configuration = TLSConfiguration.makeServerConfiguration(identity: try loadIdentity(certificate: cert, key: key, passphraseFile: passphraseFile, pinFile: pinFile, module: module))
         if let clientCA {
             var trust = try context("cannot load client CAs from \(clientCA) (--client-ca)") { try TrustStore(contentsOfFile: clientCA) }
             guard !trust.certificates.isEmpty else { throw CLIError("\(clientCA) (--client-ca) holds no certificate") }
@@ -141,10 +146,7 @@ struct ServeCommand: AsyncParsableCommand {
                     watcher.reload()
                 } else {
                     let serial = tlsContext.configuration.identities.first?.leaf.serialNumber.hexString ?? "none"
-                    let reason = ocspStaple != nil
-                        ? "--ocsp-staple staples one response, fixed at start"
-                        : "the key is on a token (--key pkcs11:…): the identity is fixed at start"
-                    TLSOutput.line("reload refused: \(reason); keeping \(serial)")
+                    TLSOutput.line("reload refused: --ocsp-staple staples one response, fixed at start; keeping \(serial)")
                 }
                 return
             }
@@ -189,16 +191,17 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// The file watcher behind SIGHUP and --reload-interval, printing one line per reload
-    /// attempt; `nil` with --ocsp-staple (its response is fetched or read once, at start)
-    /// and with a key on a token (the watcher reads keys from files).
+    /// attempt; `nil` with --ocsp-staple (its response is fetched or read once, at start).
+    /// A key on a token is opened again by its URI at each reload (its module is loaded
+    /// already, by the first load).
     func makeWatcher(_ configuration: TLSConfiguration) throws -> TLSFileWatcher? {
-        guard ocspStaple == nil, !key.hasPrefix("pkcs11:") else { return nil }
+        guard ocspStaple == nil else { return nil }
         let passphrase = try Passphrase.read(ifGiven: passphraseFile, option: "--passphrase-file")
         let counts = clientCA != nil
         return try context("cannot watch the server's files") {
             try TLSFileWatcher(
                 configuration: configuration,
-                identities: [TLSIdentityFiles(chainPath: cert, keyPath: key, passphrase: passphrase)],
+                identities: [TLSIdentityFiles(chainPath: cert, keyPath: key, passphrase: passphrase, pinPath: pinFile)],
                 trustStoreFile: clientCA, crlFiles: session.crls,
                 pollInterval: .milliseconds(Int64((max(reloadInterval, 0.01) * 1000).rounded())),
                 onReload: { event in TLSOutput.line(Self.reloadLine(event, counts: counts)) })

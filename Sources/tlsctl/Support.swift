@@ -151,13 +151,15 @@ enum Inputs {
     ]
 
     /// Loads `--key`: a `pkcs11:` URI opens a key on a token (PIN from `--pin-file`), anything
-    /// else is a key file (passphrase from `passphraseOption`).
-    static func signingKey(_ key: String, passphraseFile: String?, pinFile: String?, passphraseOption: String) throws -> any SigningKey {
+    /// else is a key file (passphrase from `passphraseOption`). `module`: a PKCS#11 module to
+    /// load first (`--module`).
+    static func signingKey(_ key: String, passphraseFile: String?, pinFile: String?, module: String? = nil, passphraseOption: String) throws -> any SigningKey {
         guard key.hasPrefix("pkcs11:") else {
+            if module != nil { throw CLIError("--module loads the PKCS#11 module of a token key: it goes with --key pkcs11:…") }
             return try self.key(at: key, passphraseFile: passphraseFile, passphraseOption: passphraseOption)
         }
         let pin = try pin(file: pinFile)
-        return try context("cannot open token key \(key)", hint: tokenHints) { try PKCS11Key(uri: key, pin: pin) }
+        return try context("cannot open token key \(key)", hint: tokenHints) { try PKCS11Key(uri: key, pin: pin, module: module) }
     }
 
     /// Loads a CA directory (`ca.pem`, `ca.key.pem` or `ca.key.uri`, `chain.pem`).

@@ -173,10 +173,10 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
 
 /// Loads `--cert` and `--key` into an identity.
 /// A `pkcs11:` URI as `--key` opens the key on its token with `--pin-file`.
-func loadIdentity(certificate: String, key: String, passphraseFile: String?, pinFile: String? = nil) throws -> TLSIdentity {
+func loadIdentity(certificate: String, key: String, passphraseFile: String?, pinFile: String? = nil, module: String? = nil) throws -> TLSIdentity {
     let chain = try context("cannot load certificate chain \(certificate) (--cert)") { try Certificate.load(contentsOfFile: certificate) }
     guard !chain.isEmpty else { throw CLIError("\(certificate) (--cert) holds no certificate") }
-    let signingKey = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, passphraseOption: "--passphrase-file")
+    let signingKey = try Inputs.signingKey(key, passphraseFile: passphraseFile, pinFile: pinFile, module: module, passphraseOption: "--passphrase-file")
     return try TLSIdentity(chain: chain, key: signingKey)
 }
 

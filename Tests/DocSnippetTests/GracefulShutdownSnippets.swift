@@ -4,6 +4,7 @@ import NIOCore
 import NIOGnuTLS
 import NIOPosix
 import Testing
+import TestSupport
 
 /// The code blocks of `Sources/NIOGnuTLS/NIOGnuTLS.docc/GracefulShutdown.md`: a request in
 /// flight completes after `close()`, new connections are refused, and a drain deadline
@@ -52,8 +53,11 @@ import Testing
                 return try await replies.next().map { String(buffer: $0) }
             }
         }
-        var arrivals = arrived.stream.makeAsyncIterator()
-        _ = await arrivals.next()
+        // Safety net: a connection refused on a loaded machine fails the test, never hangs it.
+        try await withDeadline(.seconds(120), "the request's arrival") {
+            var arrivals = arrived.stream.makeAsyncIterator()
+            _ = await arrivals.next()
+        }
 
         try await server.close()  // stop accepting: new connections are refused
 
@@ -85,8 +89,10 @@ import Testing
         }
         // A client that connects and never sends: its handler would wait forever.
         let idle = try await Self.connect(pki, port: server.port)
-        var connections = connected.stream.makeAsyncIterator()
-        _ = await connections.next()
+        try await withDeadline(.seconds(120), "the connection's handler") {
+            var connections = connected.stream.makeAsyncIterator()
+            _ = await connections.next()
+        }
         let drainDeadline = Duration.milliseconds(100)
 
         try await server.close()

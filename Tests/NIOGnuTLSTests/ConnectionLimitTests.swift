@@ -4,6 +4,7 @@ import NIOCore
 import NIOGnuTLS
 import NIOPosix
 import Testing
+import TestSupport
 
 // A server with `maxConnections` 100 under 300 idle post-handshake connections and 300
 // slowloris sockets (issue 7, item 5): it never holds more than 100, normal clients are

@@ -5,6 +5,7 @@ import NIOCore
 import NIOGnuTLS
 import NIOPosix
 import Testing
+import TestSupport
 
 // 500 concurrent mutual-TLS handshakes against one TLSServer on 127.0.0.1. A correctness
 // test: every connection verified on both sides, and afterwards no file descriptor or
@@ -66,25 +67,6 @@ enum ProcessResources {
                   target.hasPrefix("socket:[") else { return false }
             return inodes.contains(String(target.dropFirst(8).dropLast()))
         }.count
-    }
-}
-
-struct DeadlineExceeded: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "\(what) did not finish before its deadline" }
-}
-
-/// Runs `body`, failing (instead of hanging) if it outlives `limit`.
-func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded(what: what) }
-        return value
     }
 }
 

@@ -1,7 +1,12 @@
 import Foundation
 import GnuTLS
+import NIOGnuTLS
 import Testing
 import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A SoftHSM2 token store of its own in a temporary directory: `SOFTHSM2_CONF` is set for
 /// each child process (tlsctl, softhsm2-util, p11tool), never for this process. GnuTLS finds
@@ -171,26 +176,182 @@ struct TokenCommandTests {
         #expect(server.output.contains("subject=CN = alice") && server.output.contains("hello from the token"), "\(server.output)")
     }
 
-    @Test("a wrong PIN reaches the token once per operation and is reported, never retried")
+    @Test("a wrong PIN reaches the token once per operation (C_Login counted at the token) and is reported, never retried")
     func wrongPINOnce() async throws {
         let hsm = try await SoftHSM()
         defer { hsm.remove() }
         let uri = "pkcs11:token=ca;object=k"
         try await hsm.succeed(["key", "generate", "--key-uri", uri, "--pin-file", "pin"])
+        try await hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Any Certificate"])
         #expect(try await !hsm.tokenFlags("ca").contains("low count"))
-        for arguments in [["csr", "create", "--key", uri, "--pin-file", "wrong-pin", "--subject", "CN=x", "--out", "x.csr"],
-                          ["key", "list", "--pin-file", "wrong-pin"]] {
+        // Every C_Login below GnuTLS and p11-kit is recorded by the shim, whatever they retry.
+        let shim = try await PKCS11Shim(in: hsm.work.path)
+        let csr = ["csr", "create", "--key", uri, "--module", shim.modulePath, "--subject", "CN=x", "--out", "x.csr"]
+        for arguments in [csr + ["--pin-file", "wrong-pin"],
+                          ["key", "list", "--module", shim.modulePath, "--uri", "pkcs11:token=ca", "--pin-file", "wrong-pin"],
+                          // Any certificate: the key is opened (and refused) before they are paired.
+                          ["serve", "--cert", "root/ca.pem", "--key", uri, "--module", shim.modulePath, "--pin-file", "wrong-pin", "--port", "0"]] {
+            shim.resetLogins()
             let result = try await hsm.tlsctl(arguments)
-            #expect(result.exitCode == 1)
-            // Each PIN handed over is one C_Login; GnuTLS asks again after a refusal, and
-            // is refused: the count stays at one.
+            #expect(result.exitCode == 1, "\(result)")
             #expect(result.standardError.contains("the token refused the PIN (given to it once, not retried)"), "\(result)")
+            // GnuTLS asks the PIN callback again after CKR_PIN_INCORRECT (attempt 1,
+            // GNUTLS_PIN_WRONG); the callback refuses, so the token sees exactly one login.
+            let logins = shim.logins()
+            #expect(logins.count == 1 && logins.allSatisfy { $0.hasSuffix("rv=0xa0") }, "\(arguments[0]): \(logins)")
         }
         // The token saw the failures (SoftHSM flags a low count) and is not locked: the
-        // right PIN still works.
+        // right PIN still works, with one login.
         #expect(try await hsm.tokenFlags("ca").contains("low count"))
-        try await hsm.succeed(["csr", "create", "--key", uri, "--pin-file", "pin", "--subject", "CN=x", "--out", "x.csr"])
+        shim.resetLogins()
+        try await hsm.succeed(csr + ["--pin-file", "pin"])
+        #expect(shim.logins().count == 1 && shim.logins().allSatisfy { $0.hasSuffix("rv=0x0") }, "\(shim.logins())")
         #expect(try await !hsm.tokenFlags("ca").contains("low count"))
+    }
+
+    @Test("a locked user PIN is a typed error that says how to unlock it: refused before any login when the token flags it, after one when C_Login answers CKR_PIN_LOCKED")
+    func pinLocked() async throws {
+        let hsm = try await SoftHSM()
+        defer { hsm.remove() }
+        let uri = "pkcs11:token=ca;object=k"
+        try await hsm.succeed(["key", "generate", "--key-uri", uri, "--pin-file", "pin"])
+        try await hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Any Certificate"])
+        let shim = try await PKCS11Shim(in: hsm.work.path)
+        let csr = ["csr", "create", "--key", uri, "--pin-file", "pin", "--module", shim.modulePath, "--subject", "CN=x", "--out", "x.csr"]
+        let list = ["key", "list", "--module", shim.modulePath, "--uri", "pkcs11:token=ca", "--pin-file", "pin"]
+        let serve = ["serve", "--cert", "root/ca.pem", "--key", uri, "--pin-file", "pin", "--module", shim.modulePath, "--port", "0"]
+        // Through the shim, unlocked: the right PIN works.
+        try await hsm.succeed(csr)
+        let unlock = "unlock the token's user PIN with its security officer PIN"
+        for (lock, logins) in [(PKCS11Shim.Lock.flag, 0), (.login, 1), (.both, 0)] {
+            try shim.lock(lock)
+            for arguments in [csr, list, serve] {
+                shim.resetLogins()
+                let result = try await hsm.tlsctl(arguments)
+                #expect(result.exitCode == 1, "\(lock) \(arguments[0]): \(result)")
+                #expect(result.standardError.contains("is locked (too many wrong PINs)") && result.standardError.contains(unlock),
+                        "\(lock) \(arguments[0]): \(result)")
+                #expect(!result.standardError.contains("Fatal error"), "\(result)")
+                // A PIN flagged locked is never tried; a C_Login that answers locked is not retried.
+                let seen = shim.logins()
+                #expect(seen.count == logins && seen.allSatisfy { $0.hasSuffix("rv=0xa4") }, "\(lock) \(arguments[0]): \(seen)")
+            }
+        }
+        try shim.lock(.none)
+        try await hsm.succeed(csr)
+    }
+
+    /// A root, a key on the token and two certificates for it (A, then its renewal B), a
+    /// certificate for another key, and the PKCS#11 shim counting logins; `chain.pem` holds A.
+    struct TokenServer {
+        static let uri = "pkcs11:token=ca;object=server"
+        let hsm: SoftHSM
+        let shim: PKCS11Shim
+        let serialA: String
+        let serialB: String
+
+        init() async throws {
+            hsm = try await SoftHSM()
+            try await hsm.succeed(["ca", "init", "--dir", "root", "--subject", "CN=Token Reload Root"])
+            try await hsm.succeed(["key", "generate", "--key-uri", Self.uri, "--pin-file", "pin"])
+            try await hsm.succeed(["csr", "create", "--key", Self.uri, "--pin-file", "pin", "--subject", "CN=localhost", "--ip", "127.0.0.1", "--out", "server.csr"])
+            for name in ["a", "b"] {
+                try await hsm.succeed(["ca", "issue", "--ca", "root", "--csr", "server.csr", "--profile", "server", "--days", "7",
+                                       "--out", "server-\(name).pem", "--chain-out", "chain-\(name).pem"])
+            }
+            try await hsm.succeed(["key", "generate", "--out", "other.key.pem"])
+            try await hsm.succeed(["csr", "create", "--key", "other.key.pem", "--subject", "CN=other", "--ip", "127.0.0.1", "--out", "other.csr"])
+            try await hsm.succeed(["ca", "issue", "--ca", "root", "--csr", "other.csr", "--profile", "server", "--days", "7", "--out", "other.pem"])
+            serialA = try Self.serial(hsm.work.file("server-a.pem"))
+            serialB = try Self.serial(hsm.work.file("server-b.pem"))
+            shim = try await PKCS11Shim(in: hsm.work.path)
+            try install("chain-a.pem", as: "chain.pem")
+        }
+
+        static func serial(_ path: String) throws -> String {
+            try #require(try Certificate.load(contentsOfFile: path).first).serialNumber.hexString
+        }
+
+        /// Copies `source` to `name` by renaming a complete file into place.
+        func install(_ source: String, as name: String) throws {
+            let text = try hsm.work.read(source)
+            _ = try hsm.work.directory.write(text, to: name + ".new")
+            guard rename(hsm.work.file(name + ".new"), hsm.work.file(name)) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        }
+
+        func serve(reloadInterval: String) async throws -> BackgroundTLSCtl {
+            try await BackgroundTLSCtl(["serve", "--cert", "chain.pem", "--key", Self.uri, "--pin-file", "pin", "--module", shim.modulePath,
+                                        "--port", "0", "--reload-interval", reloadInterval],
+                                       directory: hsm.work.path, environment: hsm.environment)
+        }
+
+        /// The serial of the certificate the server at `port` presents now (a handshake
+        /// signed on the token).
+        func servedSerial(_ port: Int) async throws -> String? {
+            let trust = TrustStore(certificates: try Certificate.load(contentsOfFile: hsm.work.file("root/ca.pem")))
+            let context = try TLSContext(configuration: .makeClientConfiguration(trustStore: trust))
+            let channel = try await SecureChannel.connect(host: "127.0.0.1", port: port, context: context)
+            let serial = channel.info.peerCertificate?.serialNumber.hexString
+            try await channel.executeThenClose { _, _ in }
+            return serial
+        }
+    }
+
+    /// The `count`th line of `server` that starts with `reload` (woken by each output).
+    func reloadLine(_ count: Int, of server: BackgroundTLSCtl) async -> String? {
+        try? await server.process.waitFor("reload line \(count)", timeout: 60) { process in
+            process.lines.filter { $0.hasPrefix("reload") }.dropFirst(count - 1).first
+        }
+    }
+
+    @Test("serve --key pkcs11: reloads a renewed chain on SIGHUP (the key opened again on the token); a certificate for another key is refused and the served one kept; reloads need no new login")
+    func serveTokenKeySIGHUP() async throws {
+        let setup = try await TokenServer()
+        defer { setup.hsm.remove() }
+        let server = try await setup.serve(reloadInterval: "0")
+        defer { server.terminate() }
+        let port = try await server.port()
+        #expect(try await setup.servedSerial(port) == setup.serialA)
+        let loginsAtStart = setup.shim.logins().count
+
+        try setup.install("chain-b.pem", as: "chain.pem")
+        kill(server.pid, SIGHUP)
+        #expect(await reloadLine(1, of: server) == "reloaded identity: serial \(setup.serialB)", "\(server)")
+        #expect(try await setup.servedSerial(port) == setup.serialB)
+        let loginsPerReload = setup.shim.logins().count - loginsAtStart
+
+        try setup.install("other.pem", as: "chain.pem")
+        kill(server.pid, SIGHUP)
+        let mismatch = await reloadLine(2, of: server)
+        #expect(mismatch?.hasPrefix("reload refused: ") == true && mismatch?.hasSuffix("; keeping \(setup.serialB)") == true, "\(server)")
+        #expect(try await setup.servedSerial(port) == setup.serialB)
+
+        // The served key keeps the token logged in (PKCS#11 login state belongs to the
+        // process, not to one session): the key opened again at a reload needs no login, so
+        // reloads never spend the token's PIN tries, and a wrong PIN in the (watched) PIN
+        // file never reaches the token while the server runs.
+        #expect(loginsAtStart == 1 && loginsPerReload == 0, "at start: \(loginsAtStart), per reload: \(loginsPerReload)")
+        try setup.install("chain-b.pem", as: "chain.pem")
+        try setup.install("wrong-pin", as: "pin")
+        setup.shim.resetLogins()
+        kill(server.pid, SIGHUP)
+        #expect(await reloadLine(3, of: server) == "reloaded identity: serial \(setup.serialB)", "\(server)")
+        #expect(setup.shim.logins().isEmpty, "\(setup.shim.logins())")
+        #expect(try await setup.servedSerial(port) == setup.serialB)
+        #expect(server.lines.filter { $0.hasPrefix("reload") }.count == 3, "one line per attempt: \(server)")
+    }
+
+    @Test("serve --key pkcs11: reloads by itself when the chain file changes (--reload-interval)")
+    func serveTokenKeyFileChange() async throws {
+        let setup = try await TokenServer()
+        defer { setup.hsm.remove() }
+        let server = try await setup.serve(reloadInterval: "0.05")
+        defer { server.terminate() }
+        let port = try await server.port()
+        #expect(try await setup.servedSerial(port) == setup.serialA)
+        try setup.install("chain-b.pem", as: "chain.pem")
+        #expect(await reloadLine(1, of: server) == "reloaded identity: serial \(setup.serialB)", "\(server)")
+        #expect(try await setup.servedSerial(port) == setup.serialB)
     }
 
     @Test("typed errors: token not present, object not found, PIN required, module not found, mechanism not supported, key does not match the certificate")
