@@ -10,9 +10,10 @@ package struct CoreTLSSettings: Sendable {
     package var role: Role
     /// Certificate chains (DER, leaf first) with their private keys.
     package var identities: [(chain: [[UInt8]], key: PrivateKeyHandle)] = []
+    /// The anchors GnuTLS verifies peers against in the handshake: the Swift verifier's, the
+    /// system's included (read once, by the verifier).
     package var trustAnchors: [[UInt8]] = []
     package var crls: [[UInt8]] = []
-    package var systemTrust = false
     package var clientCertificates: ClientCertificates = .none
     package var priority: String
     package var alpn: [String] = []
@@ -88,10 +89,9 @@ package final class TLSContextHandle: @unchecked Sendable {
                 credentials, UInt32(index), ocspStapleCallback, Unmanaged.passUnretained(store).toOpaque())
             try check(rc, "gnutls_certificate_set_ocsp_status_request_function2", "stapling the OCSP responses of identity \(index)", code: .invalidArgument)
         }
-        if !settings.trustAnchors.isEmpty || !settings.crls.isEmpty || settings.systemTrust {
+        if !settings.trustAnchors.isEmpty || !settings.crls.isEmpty {
             let list = try TrustListHandle()
             try list.addAnchors(settings.trustAnchors)
-            if settings.systemTrust { try list.addSystemTrust() }
             try list.addCRLs(settings.crls)
             // gnutls_certificate_set_trust_list: "the list becomes part of the credentials
             // structure and must not be deallocated" — ownership moves to the credentials.

@@ -55,6 +55,8 @@ package final class TLSEngine {
     /// GnuTLS keeps the pointer without copying ("once set must remain valid for the lifetime
     /// of the session"), so they are freed in `deinit`, after gnutls_deinit.
     private var verificationStorage: [UnsafeMutableRawPointer] = []
+    /// Whether GnuTLS verifies the peer's chain in the handshake (gnutls_session_set_verify_cert2).
+    private let verifiesPeerInHandshake: Bool
 
     /// - Parameters:
     ///   - serverName: for clients, the SNI name (omitted for IP literals) and the name
@@ -69,6 +71,7 @@ package final class TLSEngine {
     ) throws {
         self.context = context
         self.io = EngineIO()
+        self.verifiesPeerInHandshake = verifyPeer
         let isServer = context.settings.role == .server
         var flags = UInt32(GNUTLS_NONBLOCK) | (isServer ? UInt32(GNUTLS_SERVER) : UInt32(GNUTLS_CLIENT))
         if !context.settings.sessionTickets { flags |= UInt32(GNUTLS_NO_TICKETS) }
@@ -413,6 +416,15 @@ package final class TLSEngine {
 
     /// Whether the session was resumed from a ticket or cached session.
     package var isResumed: Bool { gnutls_session_is_resumed(session) != 0 }
+
+    /// Whether GnuTLS verified the chain in ``peerCertificates`` during this handshake, with
+    /// the context's trust list, and accepted it: verification was requested
+    /// (gnutls_session_set_verify_cert2 fails the handshake on any status bit), the
+    /// handshake completed, and it was a full one. A resumed session restores the peer's
+    /// certificates from the ticket without verifying them again.
+    package var peerChainVerifiedInHandshake: Bool {
+        verifiesPeerInHandshake && handshakeComplete && !isResumed
+    }
 
     /// The OCSP response the server stapled (clients), DER; `nil` when none was sent.
     /// The datum belongs to the session (`gnutls_ocsp_status_request_get`): copied, not freed.

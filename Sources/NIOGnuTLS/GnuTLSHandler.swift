@@ -272,7 +272,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private func handshakeFinished(context: ChannelHandlerContext) {
         guard let engine else { return }
-        let peer = engine.peerCertificates.compactMap { try? Certificate(derEncoded: $0) }
+        let presented = engine.peerCertificates
+        let peer = presented.compactMap { try? Certificate(derEncoded: $0) }
         guard let version = TLSVersion(gnutlsName: engine.protocolVersion) else {
             // The priority string never enables another version (TLSPolicyMapping); refuse
             // rather than report one ConnectionInfo cannot name.
@@ -288,13 +289,15 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if tlsContext.verifier != nil {
             if !peer.isEmpty {
                 do {
-                    // GnuTLS verified this chain during the handshake; no second GnuTLS pass.
-                    // An identical earlier verification may answer from the verified-chain cache.
-                    let verdict = try tlsContext.verifyPeerChain(engine.peerCertificates, host: host)
+                    // GnuTLS verified this chain during a full handshake; no second GnuTLS
+                    // pass, and the signatures it checked are not checked again. An identical
+                    // earlier verification may answer from the verified-chain cache.
+                    let verdict = try tlsContext.verifyPeerChain(
+                        presented, parsed: peer, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
                     info.verifiedChain = verdict?.chain
                     info.verificationCacheHit = verdict?.cacheHit ?? false
                 } catch let error as VerificationError {
-                    let error = error.explainingPeerChainLimit(presented: engine.peerCertificates.count)
+                    let error = error.explainingPeerChainLimit(presented: presented.count)
                     engine.sendFatalAlert(badCertificate: true)
                     flushCiphertext(context: context)
                     fail(context: context, TLSError(.verificationFailed, error.description, verification: error))

@@ -366,6 +366,73 @@ struct VerifierChainTests {
         }
     }
 
+    @Test("after a handshake GnuTLS accepted, only signatures it had no choice but to check are taken from it, up to an anchor")
+    func linksVerifiedByGnuTLS() throws {
+        let pki = try VerifierPKI()
+        let leaf = try pki.server([.dnsName("api.example.com")])
+        let issuing = pki.issuing.certificate
+        let root = pki.root.certificate
+        let verifier = try pki.verifier()
+        // The chain as a server sends it, in any order, the root included or not: both links.
+        for presented in [[leaf, issuing], [leaf, root, issuing]] {
+            let links = verifier.linksVerifiedByGnuTLS(presented: presented)
+            #expect(links.map(\.child) == [leaf, issuing])
+            #expect(links.map(\.issuer) == [issuing, root])
+        }
+        // An unrelated extra certificate is never part of the walk from the leaf.
+        let other = try VerifierPKI(rootSubject: "CN=Unrelated Root,O=swift-gnutls tests")
+        #expect(verifier.linksVerifiedByGnuTLS(presented: [leaf, issuing, other.issuing.certificate]).map(\.child) == [leaf, issuing])
+        // No walk to an anchor (a missing intermediate), or a trusted leaf: nothing.
+        #expect(verifier.linksVerifiedByGnuTLS(presented: [leaf]).isEmpty)
+        #expect(try pki.verifier(anchors: [leaf]).linksVerifiedByGnuTLS(presented: [leaf, issuing]).isEmpty)
+        // Two certificates of the issuing CA's name and key: GnuTLS picked one of them, so it
+        // vouches for nothing, and a damaged leaf signature is still found.
+        let twin = try pki.root.createIntermediate(subject: try DistinguishedName(VerifierPKI.issuingSubject), key: pki.issuingKey, validityDays: 400)
+        #expect(verifier.linksVerifiedByGnuTLS(presented: [leaf, issuing, twin.certificate]).isEmpty)
+        var damagedDER = leaf.derEncoded
+        damagedDER[damagedDER.count - 1] ^= 0x01
+        let damaged = try Certificate(derEncoded: damagedDER)
+        for vouched in [false, true] {
+            expectRejected([(.signatureInvalid, 0)]) {
+                try verifier.verify(damaged, intermediates: [issuing, twin.certificate], policy: serverPolicy(at: Date()), consultGnuTLS: false,
+                                    signaturesVerifiedByGnuTLS: vouched)
+            }
+        }
+        // Where GnuTLS had no choice the path is the same as when every signature is checked.
+        expectAccepted([leaf, issuing, root]) {
+            try verifier.verify(leaf, intermediates: [issuing], policy: serverPolicy([.dnsName("api.example.com")], at: Date()), consultGnuTLS: false,
+                                signaturesVerifiedByGnuTLS: true)
+        }
+    }
+
+    @Test("a repeat verification (a resumed session's chain) takes good signatures from the verifier's memo; a bad one is never kept")
+    func signatureMemo() throws {
+        let pki = try VerifierPKI()
+        let leaf = try pki.server([.dnsName("api.example.com")])
+        let verifier = try pki.verifier()
+        #expect(verifier.memoizedSignatureCount == 0)
+        for _ in 0..<2 {
+            expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {
+                try verifier.verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: Date()), consultGnuTLS: false)
+            }
+            #expect(verifier.memoizedSignatureCount == 2)
+        }
+        var damagedDER = leaf.derEncoded
+        damagedDER[damagedDER.count - 1] ^= 0x01
+        let damaged = try Certificate(derEncoded: damagedDER)
+        for _ in 0..<2 {
+            expectRejected([(.signatureInvalid, 0)]) {
+                try verifier.verify(damaged, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: Date()), consultGnuTLS: false)
+            }
+        }
+        #expect(verifier.memoizedSignatureCount == 2)
+        // Every other check still runs on a repeat: a later clock finds the leaf expired.
+        expectRejected([(.expired, 0)]) {
+            try verifier.verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy(at: leaf.notValidAfter.addingTimeInterval(60)),
+                                consultGnuTLS: false)
+        }
+    }
+
     @Test("an untrusted root: untrustedIssuer at the topmost certificate reached")
     func untrustedRoot() throws {
         let pki = try VerifierPKI()

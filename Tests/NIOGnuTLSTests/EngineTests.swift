@@ -257,6 +257,9 @@ struct EngineFixture {
         #expect(pair.handshake().bothComplete)
         #expect(!pair.client.isResumed)
         #expect(!pair.server.isResumed)
+        // GnuTLS verified the server's chain in this full handshake: the Swift verifier
+        // relies on its signature checks.
+        #expect(pair.client.peerChainVerifiedInHandshake)
         let reply = try transfer(Array("ticket carrier".utf8), from: pair.server, to: pair.client)
         #expect(reply.bytes == Array("ticket carrier".utf8))
         return pair.client.resumptionData
@@ -270,6 +273,7 @@ struct EngineFixture {
         let first = try EnginePair(client: client, server: server)
         let data = try #require(try fullHandshakeKeepingSession(first, version: version))
         #expect(!data.isEmpty)
+        #expect(!first.server.peerChainVerifiedInHandshake, "the server asked for no client certificate")
         client.sessionCache.store(data, for: "localhost")
 
         let second = try EnginePair(client: client, server: server)
@@ -277,6 +281,8 @@ struct EngineFixture {
         #expect(second.client.isResumed)
         #expect(second.server.isResumed)
         #expect(second.client.protocolVersion == version.description)
+        // A resumed session restores the peer's certificates unverified: nothing to rely on.
+        #expect(!second.client.peerChainVerifiedInHandshake)
         let ping = Array("resumed".utf8)
         #expect(try transfer(ping, from: second.client, to: second.server).bytes == ping)
 
@@ -299,6 +305,8 @@ struct EngineFixture {
         let second = try EnginePair(client: client, server: server)
         #expect(second.handshake().bothComplete)
         #expect(second.server.isResumed)
+        #expect(first.server.peerChainVerifiedInHandshake)
+        #expect(!second.server.peerChainVerifiedInHandshake)
         // GnuTLS keeps the authentication info in the ticket: the server still knows who
         // the client is without a new Certificate message.
         #expect(second.server.peerCertificates.first == fixture.pki.clientIdentity.leaf.derEncoded)
@@ -335,6 +343,8 @@ struct EngineFixture {
         let named = try EnginePair(client: try fixture.client(identity: fixture.pki.clientIdentity), server: server)
         #expect(named.handshake().bothComplete)
         #expect(named.server.peerCertificates.first == fixture.pki.clientIdentity.leaf.derEncoded)
+        // An optional client certificate is not verified by GnuTLS in the handshake.
+        #expect(!named.server.peerChainVerifiedInHandshake)
     }
 
     @Test(arguments: versions)

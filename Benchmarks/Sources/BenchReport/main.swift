@@ -6,26 +6,35 @@ import TLSScenarios
 // machine slows all alike. Rates are per CPU-second of the one thread that runs both peers.
 //
 //   swift run -c release BenchReport [--repetitions N] [--seconds S] [--filter TEXT] [--json]
+//                                    [--loopback-connections N]
+//
+// Then the loopback scenarios: our TLSServer and swift-nio-ssl's server on 127.0.0.1, 1 and
+// 8 connections in flight, connections/s and server CPU µs per connection (Loopback.swift).
 
 var repetitions = 7
 var secondsPerRun = 0.2
 var filter: String?
+/// `--scenario NAME`: exactly that scenario (`--filter` matches a part of the name).
+var exactScenario: String?
 var json = false
 // `--only IMPLEMENTATION --count N`: run one implementation N times untimed, for profilers
 // (valgrind --tool=callgrind counts instructions; wall time means nothing there).
 var only: Implementation?
 var profileCount = 20
+var loopbackConnections = 300
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--repetitions": repetitions = arguments.next().flatMap(Int.init) ?? repetitions
     case "--seconds": secondsPerRun = arguments.next().flatMap(Double.init) ?? secondsPerRun
     case "--filter": filter = arguments.next()
+    case "--scenario": exactScenario = arguments.next()
     case "--json": json = true
     case "--only": only = arguments.next().flatMap(Implementation.init(rawValue:))
     case "--count": profileCount = arguments.next().flatMap(Int.init) ?? profileCount
+    case "--loopback-connections": loopbackConnections = arguments.next().flatMap(Int.init) ?? loopbackConnections
     default:
-        FileHandle.standardError.write(Data("usage: BenchReport [--repetitions N] [--seconds S] [--filter TEXT] [--json] [--only ours|handler|raw|nio-ssl --count N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: BenchReport [--repetitions N] [--seconds S] [--filter TEXT | --scenario NAME] [--json] [--loopback-connections N] [--only ours|handler|raw|nio-ssl --count N]\n".utf8))
         exit(2)
     }
 }
@@ -43,10 +52,14 @@ struct Row: Codable {
     var handlerOverNIOSSL: Double?
 }
 
+@MainActor func selected(_ name: String) -> Bool {
+    (exactScenario.map { name == $0 } ?? true) && (filter.map { name.contains($0) } ?? true)
+}
+
 func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
 
 if let only {
-    for scenario in Scenario.all where filter.map({ scenario.name.contains($0) }) ?? true {
+    for scenario in Scenario.all where selected(scenario.name) {
         do {
             guard let runner = try makeRunner(only, scenario) else { continue }
             try runner.run()
@@ -61,7 +74,7 @@ if let only {
 }
 
 var rows: [Row] = []
-for scenario in Scenario.all where filter.map({ scenario.name.contains($0) }) ?? true {
+for scenario in Scenario.all where selected(scenario.name) {
     var runners: [(Implementation, any ScenarioRunner)] = []
     for implementation in Implementation.allCases {
         do {
@@ -113,10 +126,64 @@ for scenario in Scenario.all where filter.map({ scenario.name.contains($0) }) ??
     if !json { log("done: \(scenario.name)") }
 }
 
+struct LoopbackRow: Codable {
+    var scenario: String
+    var inFlight: Int
+    /// Median connections per wall-clock second, per implementation.
+    var connectionsPerSecond: [String: Double]
+    /// Median server CPU microseconds per connection, per implementation.
+    var serverCPUMicrosecondsPerConnection: [String: Double]
+}
+
+var loopbackRows: [LoopbackRow] = []
+let loopbackScenarios = [1, 8].map { (name: "Loopback.TLS13.ECDSA-P256.InFlight\($0)", inFlight: $0) }
+    .filter { scenario in loopbackConnections > 0 && selected(scenario.name) }
+if !loopbackScenarios.isEmpty {
+    var benches: [LoopbackBench] = []
+    for implementation in LoopbackImplementation.allCases {
+        do {
+            let bench = try LoopbackBench(implementation)
+            _ = try bench.measure(connections: 20, inFlight: 2)  // warm up
+            benches.append(bench)
+        } catch {
+            log("loopback \(implementation.rawValue): \(error)")
+        }
+    }
+    for scenario in loopbackScenarios {
+        var rates: [LoopbackImplementation: [Double]] = [:]
+        var cpu: [LoopbackImplementation: [Double]] = [:]
+        for repetition in 0..<repetitions {
+            let order = benches.indices.map { benches[($0 + repetition) % benches.count] }
+            for bench in order {
+                do {
+                    let measured = try bench.measure(connections: loopbackConnections, inFlight: scenario.inFlight)
+                    rates[bench.implementation, default: []].append(measured.connectionsPerSecond)
+                    cpu[bench.implementation, default: []].append(measured.serverCPUMicrosecondsPerConnection)
+                } catch {
+                    log("\(scenario.name) \(bench.implementation.rawValue): \(error)")
+                }
+            }
+        }
+        var row = LoopbackRow(scenario: scenario.name, inFlight: scenario.inFlight, connectionsPerSecond: [:], serverCPUMicrosecondsPerConnection: [:])
+        for (implementation, values) in rates { row.connectionsPerSecond[implementation.rawValue] = median(values) }
+        for (implementation, values) in cpu { row.serverCPUMicrosecondsPerConnection[implementation.rawValue] = median(values) }
+        loopbackRows.append(row)
+        if !json { log("done: \(scenario.name)") }
+    }
+    for bench in benches {
+        do { try bench.shutdown() } catch { log("loopback \(bench.implementation.rawValue): shutdown: \(error)") }
+    }
+}
+
+struct Report: Codable {
+    var inMemory: [Row]
+    var loopback: [LoopbackRow]
+}
+
 if json {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+    print(String(decoding: try encoder.encode(Report(inMemory: rows, loopback: loopbackRows)), as: UTF8.self))
 } else {
     func format(_ value: Double?, ratio: Bool = false) -> String {
         guard let value, value.isFinite else { return "n/a" }
@@ -132,5 +199,22 @@ if json {
                      format(row.oursOverRaw, ratio: true), format(row.handlerOverRaw, ratio: true),
                      format(row.oursOverNIOSSL, ratio: true), format(row.handlerOverNIOSSL, ratio: true)]
         print("| " + cells.joined(separator: " | ") + " |")
+    }
+    if !loopbackRows.isEmpty {
+        print("")
+        print("Loopback on 127.0.0.1 (TLS 1.3, ECDSA P-256, handshake + 4-byte echo + close per connection; medians of \(repetitions) interleaved runs of \(loopbackConnections) connections).")
+        print("Server CPU is the process's CPU minus the client event loops'.")
+        print("")
+        print("| Scenario | ours conn/s | nio-ssl conn/s | ours/nio-ssl | ours server CPU µs/conn | nio-ssl server CPU µs/conn | ours/nio-ssl CPU |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for row in loopbackRows {
+            let oursRate = row.connectionsPerSecond["ours"], nioRate = row.connectionsPerSecond["nio-ssl"]
+            let oursCPU = row.serverCPUMicrosecondsPerConnection["ours"], nioCPU = row.serverCPUMicrosecondsPerConnection["nio-ssl"]
+            let cells = [row.scenario, format(oursRate), format(nioRate),
+                         format(oursRate.flatMap { a in nioRate.map { a / $0 } }, ratio: true),
+                         format(oursCPU), format(nioCPU),
+                         format(oursCPU.flatMap { a in nioCPU.map { a / $0 } }, ratio: true)]
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
     }
 }

@@ -11,7 +11,9 @@ final class HandlerRunner: ChannelRunner {
     private var completed: ConnectionInfo?
 
     init(_ scenario: Scenario, pki: BenchmarkPKI) throws {
-        (clientContext, serverContext) = try pki.contexts(for: scenario)
+        // GnuTLSHandler keeps the client's session in the context: a full-handshake scenario
+        // runs without tickets, or every handshake after the first would resume.
+        (clientContext, serverContext) = try pki.contexts(for: scenario, clientTickets: scenario.kind != .handshake(resumed: false))
         super.init(scenario)
         try prepare()
     }

@@ -12,6 +12,21 @@ final class NIOSSLRunner: ChannelRunner {
     let serverContext: NIOSSLContext
 
     init(_ scenario: Scenario, pki: BenchmarkPKI) throws {
+        (clientContext, serverContext) = try NIOSSLRunner.makeContexts(scenario, pki: pki)
+        super.init(scenario)
+        try prepare()
+    }
+
+    /// The swift-nio-ssl contexts of `scenario` (``configurations(_:pki:)``).
+    static func makeContexts(_ scenario: Scenario, pki: BenchmarkPKI) throws -> (client: NIOSSLContext, server: NIOSSLContext) {
+        let made = try configurations(scenario, pki: pki)
+        return (try NIOSSLContext(configuration: made.client), try NIOSSLContext(configuration: made.server))
+    }
+
+    /// The swift-nio-ssl configurations of `scenario`: the same certificates and keys, the
+    /// client verifying chain and host name, X25519, the scenario's version.
+    static func configurations(_ scenario: Scenario, pki: BenchmarkPKI) throws
+        -> (client: NIOSSL.TLSConfiguration, server: NIOSSL.TLSConfiguration) {
         func certificates(_ chain: [Certificate]) throws -> [NIOSSLCertificateSource] {
             try chain.map { .certificate(try NIOSSLCertificate(bytes: $0.derEncoded, format: .der)) }
         }
@@ -42,10 +57,7 @@ final class NIOSSLRunner: ChannelRunner {
             configuration.curves = [.x25519]
             if index == 0 { server = configuration } else { client = configuration }
         }
-        serverContext = try NIOSSLContext(configuration: server)
-        clientContext = try NIOSSLContext(configuration: client)
-        super.init(scenario)
-        try prepare()
+        return (client, server)
     }
 
     private var handshakeDone = false

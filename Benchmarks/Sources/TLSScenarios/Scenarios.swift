@@ -113,8 +113,10 @@ public struct ScenarioError: Error, CustomStringConvertible {
 }
 
 extension BenchmarkPKI {
-    func contexts(for scenario: Scenario) throws -> (client: TLSContext, server: TLSContext) {
-        var client = clientConfiguration(version: scenario.version, mutual: scenario.mutual)
+    /// `clientTickets: false` for a client that keeps sessions on its own (GnuTLSHandler
+    /// stores them in the context): its full-handshake scenarios would otherwise resume.
+    func contexts(for scenario: Scenario, clientTickets: Bool = true) throws -> (client: TLSContext, server: TLSContext) {
+        var client = clientConfiguration(version: scenario.version, tickets: clientTickets, mutual: scenario.mutual)
         var server = serverConfiguration(version: scenario.version, mutual: scenario.mutual)
         client.priorityString = scenario.priority
         server.priorityString = scenario.priority

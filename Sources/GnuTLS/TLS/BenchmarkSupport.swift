@@ -79,7 +79,8 @@ public final class InMemoryTLSPair {
             }
             return
         }
-        if try context.verifyPeerChain(peer, host: host)?.cacheHit == true { verificationCacheHits += 1 }
+        let verdict = try context.verifyPeerChain(peer, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
+        if verdict?.cacheHit == true { verificationCacheHits += 1 }
     }
 
     /// How many of this pair's peer-chain verifications the verified-chain cache answered (0-2).

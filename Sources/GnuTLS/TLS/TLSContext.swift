@@ -62,23 +62,26 @@ public final class TLSContext: Sendable {
             settings.ocspStaples[index] = response.derEncoded
         }
         let trust = configuration.trustStore ?? TrustStore.system
-        if mapping.verifiesPeer {
-            settings.trustAnchors = trust.certificates.map(\.derEncoded)
-            // Revocation is decided by the Swift verifier (`verifier` below), which runs on every
+        let verifier = mapping.verifiesPeer ? try Verifier(trustStore: trust) : nil
+        if let verifier {
+            // GnuTLS verifies in the handshake against exactly the verifier's anchors (the
+            // system's read and parsed once, in the verifier), so the signatures GnuTLS checked
+            // there need no second check in Swift (`verifyPeerChain`).
+            settings.trustAnchors = verifier.anchors.map(\.derEncoded)
+            // Revocation is decided by the Swift verifier (`verifier`), which runs on every
             // handshake, resumed ones included, before any application byte is released, from
             // the CRLs parsed once into dictionaries. GnuTLS's trust list gets only small CRLs
             // as a second opinion: its importer is quadratic in the entries (100,000 would take
             // minutes in every context built).
             settings.crls = configuration.revocation == .disabledInsecure
                 ? [] : trust.crls.filter { $0.entries.count <= Self.gnutlsCRLEntryLimit }.map(\.derEncoded)
-            settings.systemTrust = trust.includesSystemTrust
         }
         settings.clientCertificates = configuration.clientCertificates.core
         settings.alpn = configuration.applicationProtocols
         settings.sessionTickets = configuration.sessionResumption
         settings.profile = mapping.profile
         self.handle = try TLSContextHandle(settings)
-        self.verifier = mapping.verifiesPeer ? try Verifier(trustStore: trust) : nil
+        self.verifier = verifier
         self.mapping = mapping
         self.sessionCache = SessionCache()
         self.revocationChecker = RevocationChecker(mode: configuration.ocspRevocation)

@@ -13,6 +13,12 @@ struct PathValidation {
     let maxDepth: Int
     var signatureCache: [SignatureKey: CoreSignature.Outcome] = [:]
     var bestFailure: VerificationError?
+    /// Issuer links whose signatures GnuTLS checked in the handshake that presented the chain
+    /// (``linksVerifiedByGnuTLS(presented:anchors:)``): not checked a second time. Every
+    /// other check of the link (names, key usage, constraints, algorithm policy) still runs.
+    var preverifiedLinks: [(child: Certificate, issuer: Certificate)] = []
+    /// Good signatures the verifier checked in earlier runs (nil: none kept).
+    var memo: SignatureMemo?
 
     struct SignatureKey: Hashable {
         var child: [UInt8]
@@ -103,6 +109,33 @@ struct PathValidation {
             position: position, subject: current.subject)
     }
 
+    /// The issuer links GnuTLS must have verified when it accepted `presented` (a TLS peer's
+    /// chain, leaf first) against exactly `anchors` in a handshake.
+    ///
+    /// GnuTLS sorts the chain by issuer, cuts it at the first trusted certificate and checks
+    /// each link's signature; which issuer it picks where several match is its own choice.
+    /// So a link is vouched for only where there was no choice: walking up from the leaf,
+    /// every certificate has exactly one possible issuer among the presented certificates
+    /// and the anchors (GnuTLS's issuer match, equal raw names and agreeing key identifiers,
+    /// implies ``mayIssue(_:_:)``), up to an anchor. Any ambiguity on the way, or a walk that
+    /// never reaches an anchor, vouches for nothing and every signature is checked here.
+    static func linksVerifiedByGnuTLS(presented: [Certificate], anchors: [Certificate]) -> [(child: Certificate, issuer: Certificate)] {
+        guard var current = presented.first, !anchors.contains(current) else { return [] }
+        var links: [(child: Certificate, issuer: Certificate)] = []
+        while links.count < gnuTLSMaximumDepth {
+            var issuer: Certificate?
+            for candidate in [anchors, presented].joined() where candidate != current && mayIssue(candidate, current) {
+                if let found = issuer, found != candidate { return [] }
+                issuer = candidate
+            }
+            guard let issuer else { return [] }
+            links.append((current, issuer))
+            if anchors.contains(issuer) { return links }
+            current = issuer
+        }
+        return []
+    }
+
     /// The longest chain GnuTLS verifies (`DEFAULT_MAX_VERIFY_DEPTH` in GnuTLS 3.7).
     static let gnuTLSMaximumDepth = 16
 
@@ -124,8 +157,10 @@ struct PathValidation {
     }
 
     private mutating func signatureOutcome(of child: Certificate, by issuer: Certificate) -> CoreSignature.Outcome {
+        if preverifiedLinks.contains(where: { $0.child == child && $0.issuer == issuer }) { return .valid }
         let key = SignatureKey(child: child.sha256Fingerprint, issuerKey: issuer.publicKey.derEncoded)
         if let cached = signatureCache[key] { return cached }
+        if let memo, memo.contains(key) { return .valid }
         let outcome: CoreSignature.Outcome
         if let parts = SignedParts(child.derEncoded) {
             outcome = CoreSignature.verify(spki: issuer.publicKey.derEncoded, algorithmOID: child.signatureAlgorithm.oid, data: parts.tbs, signature: parts.signature)
@@ -133,11 +168,40 @@ struct PathValidation {
             outcome = .invalid
         }
         signatureCache[key] = outcome
+        if outcome == .valid { memo?.insert(key) }
         return outcome
     }
 
     private func signatureProblem(_ child: Certificate, _ issuer: Certificate, position: Int) -> VerificationError.Problem {
         VerificationError.Problem(.signatureInvalid, "signature of '\(child.subject)' does not verify with the key of '\(issuer.subject)'", position: position, subject: child.subject)
+    }
+}
+
+/// The good certificate signatures one ``Verifier`` has checked, by exact input. A
+/// signature check is a pure function of the signed certificate (its SHA-256 fingerprint
+/// covers the signed part, the algorithm and the signature value) and the issuer's public
+/// key, so a repeat (the same peer chain on the next connection, a resumed session's
+/// stored chain) is answered from here. Every other check of a path still runs each time.
+/// Only successes are kept, up to ``capacity`` (then the set starts over).
+final class SignatureMemo: @unchecked Sendable {  // `valid` is only touched under `lock`.
+    static let capacity = 4_096
+    private let lock = NSLock()
+    private var valid: Set<PathValidation.SignatureKey> = []
+
+    func contains(_ key: PathValidation.SignatureKey) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return valid.contains(key)
+    }
+
+    var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return valid.count
+    }
+
+    func insert(_ key: PathValidation.SignatureKey) {
+        lock.lock(); defer { lock.unlock() }
+        if valid.count >= Self.capacity { valid.removeAll(keepingCapacity: true) }
+        valid.insert(key)
     }
 }
 

@@ -192,7 +192,7 @@ extension TLSConfiguration {
     }
 }
 
-/// What ``TLSContext/verifyPeerChain(_:host:now:)`` found.
+/// What ``TLSContext/verifyPeerChain(_:parsed:host:verifiedInHandshake:now:)`` found.
 package struct PeerChainVerdict: Sendable {
     package var chain: VerifiedChain
     /// Whether the chain came from the cache instead of the Swift verifier.
@@ -204,19 +204,26 @@ extension TLSContext {
     /// GnuTLS verified it in the handshake, or serves the result of an earlier identical
     /// verification from the context's ``VerifiedChainCache``.
     ///
+    /// - Parameters:
+    ///   - parsed: `presented` already parsed, when the caller has it (not parsed twice).
+    ///   - verifiedInHandshake: GnuTLS verified and accepted `presented` in this handshake
+    ///     with this context's trust list (`TLSEngine.peerChainVerifiedInHandshake`): the
+    ///     issuer signatures it checked are not checked again; every other check runs.
     /// - Throws: ``VerificationError``, or a ``GnuTLSError`` for an unparsable certificate.
-    package func verifyPeerChain(_ presented: [[UInt8]], host: String?, now: Date = Date()) throws -> PeerChainVerdict? {
+    package func verifyPeerChain(_ presented: [[UInt8]], parsed: [Certificate]? = nil, host: String?,
+                                 verifiedInHandshake: Bool = false, now: Date = Date()) throws -> PeerChainVerdict? {
         guard let verifier, let leafDER = presented.first else { return nil }
         let policy = verificationPolicy(forHost: host)
         let key = verifiedChainCache.map { _ in VerifiedChainCache.Key(presented: presented, trust: trustDigest, policy: policy) }
         if let verifiedChainCache, let key, let chain = verifiedChainCache.chain(for: key, at: now) {
             return PeerChainVerdict(chain: chain, cacheHit: true)
         }
-        let leaf = try Certificate(derEncoded: leafDER)
-        let intermediates = try presented.dropFirst().map { try Certificate(derEncoded: $0) }
+        let certificates = try parsed.flatMap { $0.count == presented.count ? $0 : nil }
+            ?? [try Certificate(derEncoded: leafDER)] + presented.dropFirst().map { try Certificate(derEncoded: $0) }
         var timed = policy
         timed.time = now
-        let chain = try verifier.verify(leaf, intermediates: intermediates, policy: timed, consultGnuTLS: false)
+        let chain = try verifier.verify(certificates[0], intermediates: Array(certificates.dropFirst()), policy: timed, consultGnuTLS: false,
+                                        signaturesVerifiedByGnuTLS: verifiedInHandshake)
         if let verifiedChainCache, let key {
             let crls = policy.revocation == .disabledInsecure ? [] : verifier.trustStore.crls
             verifiedChainCache.store(chain, for: key, verifiedAt: now, crls: crls)

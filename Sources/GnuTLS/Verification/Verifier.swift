@@ -24,6 +24,8 @@ public final class Verifier: Sendable {
     /// One checker per ``RevocationCheckingMode``, so good OCSP answers fetched online are
     /// cached across calls until their nextUpdate (OCSPRevocation.swift).
     let revocationCheckers: [RevocationCheckingMode: RevocationChecker]
+    /// Good signatures checked in earlier verifications, answered without a second check.
+    let signatureMemo = SignatureMemo()
 
     /// Builds the GnuTLS trust list for `trustStore`.
     public init(trustStore: TrustStore, policy: VerificationPolicy = VerificationPolicy()) throws {
@@ -44,9 +46,18 @@ public final class Verifier: Sendable {
 
     /// As ``verify(_:intermediates:policy:)``; `consultGnuTLS: false` skips GnuTLS's second
     /// opinion, for callers that already had GnuTLS verify the same chain (a TLS handshake).
-    package func verify(_ leaf: Certificate, intermediates: [Certificate], policy: VerificationPolicy?, consultGnuTLS: Bool) throws -> VerifiedChain {
+    /// `signaturesVerifiedByGnuTLS` says GnuTLS accepted exactly `[leaf] + intermediates`
+    /// against this verifier's `anchors` in that handshake: the issuer signatures it must
+    /// have checked (`linksVerifiedByGnuTLS(presented:)`) are not
+    /// checked again; every other check runs.
+    package func verify(_ leaf: Certificate, intermediates: [Certificate], policy: VerificationPolicy?, consultGnuTLS: Bool,
+                        signaturesVerifiedByGnuTLS: Bool = false) throws -> VerifiedChain {
         let policy = policy ?? defaultPolicy
         var run = PathValidation(anchors: anchors, intermediates: intermediates, crls: trustStore.crls, policy: policy)
+        run.memo = signatureMemo
+        if signaturesVerifiedByGnuTLS {
+            run.preverifiedLinks = linksVerifiedByGnuTLS(presented: [leaf] + intermediates)
+        }
         let path: [Certificate]
         switch run.findPath(from: leaf) {
         case .success(let found): path = found
@@ -68,5 +79,14 @@ public final class Verifier: Sendable {
             throw VerificationError(problems: [VerificationError.Problem(.rejectedByGnuTLS, "GnuTLS rejected the chain: \(verdict.text)")])
         }
         return VerifiedChain(certificates: path)
+    }
+
+    /// How many good signatures the verifier keeps for repeats (tests).
+    package var memoizedSignatureCount: Int { signatureMemo.count }
+
+    /// The issuer links (child, issuer) whose signatures GnuTLS must have checked when it
+    /// accepted `presented` (leaf first) against this verifier's anchors in a handshake.
+    package func linksVerifiedByGnuTLS(presented: [Certificate]) -> [(child: Certificate, issuer: Certificate)] {
+        PathValidation.linksVerifiedByGnuTLS(presented: presented, anchors: anchors)
     }
 }
