@@ -447,22 +447,31 @@ final class Outcome<T: Sendable>: @unchecked Sendable {
             }
         }
         let clientContext = try fixture.client()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: server.port).get()
-        let handshake = channel.eventLoop.makePromise(of: ConnectionInfo.self)
-        let handler: NIOLoopBound<GnuTLSHandler>
+        // The TLS handler goes in with the channel, on its event loop: added afterwards from
+        // this task, it waited for a cooperative-pool thread while the server's 10 s
+        // handshake timeout ran, and a pool held by busy tests (under AddressSanitizer)
+        // let the server close first ("I/O on closed channel").
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let handshake = loop.makePromise(of: ConnectionInfo.self)
+        let added = Box<NIOLoopBound<GnuTLSHandler>?>(nil)
+        let channel: any Channel
         do {
-            handler = try await channel.eventLoop.submit {
-                let handler = GnuTLSHandler(context: clientContext, serverHostname: "localhost", handshakePromise: handshake)
-                try channel.pipeline.syncOperations.addHandler(handler)
-                return NIOLoopBound(handler, eventLoop: channel.eventLoop)
-            }.get()
+            channel = try await ClientBootstrap(group: loop)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let handler = GnuTLSHandler(context: clientContext, serverHostname: "localhost", handshakePromise: handshake)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        added.value = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+                    }
+                }
+                .connect(host: "127.0.0.1", port: server.port).get()
         } catch {
-            // No handler owns the promise (the connection closed first, as a busy machine's
-            // server timeout may do): fail it, or NIO ends the test process on a leaked promise.
+            // No handler may own the promise (the connection failed before it was added):
+            // fail it, or NIO ends the test process on a leaked promise.
             handshake.fail(error)
             throw error
         }
+        let handler = try #require(added.value)
         _ = try await handshake.futureResult.get()
         try await channel.writeAndFlush(ByteBuffer(string: "then gone")).get()
         #expect(await eventually { received.value == "then gone" })
