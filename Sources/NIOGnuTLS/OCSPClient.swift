@@ -106,25 +106,6 @@ public enum OCSPClient {
         let deadline = NIODeadline.now() + timeout
         let eventLoop = eventLoopGroup.next()
         let promise = eventLoop.makePromise(of: [UInt8].self)
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: eventLoop)
-                .connectTimeout(timeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
-                    }
-                }
-                .connect(host: host, port: port).get()
-        } catch {
-            promise.fail(error)
-            throw OCSPFetchError(.unreachable, "cannot connect to \(host):\(port) for \(url): \(error)")
-        }
-        let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
-            promise.fail(OCSPFetchError(.timedOut, "no complete answer from \(url) within \(timeout.nanoseconds / 1_000_000) ms"))
-            channel.close(promise: nil)
-        }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: components.port.map { "\(host):\($0)" } ?? host)
         headers.add(name: "Accept", value: accept)
@@ -134,16 +115,29 @@ public enum OCSPClient {
             headers.add(name: "Content-Length", value: "\(body.count)")
         }
         let head = HTTPRequestHead(version: .http1_1, method: body == nil ? .GET : .POST, uri: path, headers: headers)
-        let bodyBuffer = body.map { channel.allocator.buffer(bytes: $0) }
-        channel.eventLoop.execute {
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            if let bodyBuffer { channel.write(HTTPClientRequestPart.body(.byteBuffer(bodyBuffer)), promise: nil) }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        // The request goes out and the deadline runs from the event loop, as soon as the
+        // connection is up: the calling task, which resumes on whatever executor it has (the
+        // cooperative pool, which busy tasks may hold for seconds), is only needed for the
+        // answer. Sent from here after the connect returned, a request waited for a pool
+        // thread while the responder's own request timeout ran.
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(
+                            ResponseCollector(request: head, body: body, promise: promise, deadline: deadline,
+                                              onTimeout: OCSPFetchError(.timedOut, "no complete answer from \(url) within \(timeout.nanoseconds / 1_000_000) ms")))
+                    }
+                }
+                .connect(host: host, port: port).get()
+        } catch {
+            promise.fail(error)
+            throw OCSPFetchError(.unreachable, "cannot connect to \(host):\(port) for \(url): \(error)")
         }
-        defer {
-            timer.cancel()
-            channel.close(promise: nil)
-        }
+        defer { channel.close(promise: nil) }
         do {
             return try await promise.futureResult.get()
         } catch let error as OCSPFetchError {
@@ -155,14 +149,48 @@ public enum OCSPClient {
 }
 
 /// Collects one HTTP response (bounded) into a promise.
+/// Sends the request once the connection is active and bounds the exchange by `deadline`,
+/// all on the channel's event loop.
 private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
 
+    private let request: HTTPRequestHead
+    private let requestBody: [UInt8]?
     private let promise: EventLoopPromise<[UInt8]>
+    private let deadline: NIODeadline
+    private let onTimeout: OCSPFetchError
+    private var timer: Scheduled<Void>?
     private var status: HTTPResponseStatus?
     private var body: [UInt8] = []
 
-    init(promise: EventLoopPromise<[UInt8]>) { self.promise = promise }
+    init(request: HTTPRequestHead, body: [UInt8]?, promise: EventLoopPromise<[UInt8]>, deadline: NIODeadline, onTimeout: OCSPFetchError) {
+        self.request = request
+        self.requestBody = body
+        self.promise = promise
+        self.deadline = deadline
+        self.onTimeout = onTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let (promise, onTimeout) = (self.promise, self.onTimeout)
+        timer = context.eventLoop.scheduleTask(deadline: deadline) {
+            promise.fail(onTimeout)
+            channel.close(promise: nil)
+        }
+        // The promise ends one way or another (answer, close, deadline): the timer goes with it.
+        promise.futureResult.whenComplete { [timer] _ in timer?.cancel() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(request)), promise: nil)
+        if let requestBody {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: requestBody)))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
