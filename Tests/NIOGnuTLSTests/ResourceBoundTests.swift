@@ -65,7 +65,9 @@ final class ReadCounter: ChannelOutboundHandler, @unchecked Sendable {
         try await server.activate()
         try await client.activate()
         try await shuttle(client, server)
-        #expect(await eventually { gate.entered == 1 })
+        // The hook runs on the server channel's event loop (a testing loop here, which runs
+        // only when told to): poll while running the loops.
+        #expect(await eventually(running: [client, server]) { gate.entered == 1 })
         _ = try await client.handshake.get()
 
         // 256 KiB while the hook decides: the server holds at most its cap and stops reading.
@@ -78,7 +80,7 @@ final class ReadCounter: ChannelOutboundHandler, @unchecked Sendable {
         #expect(server.recorder.reads.isEmpty)
 
         gate.open()
-        #expect(await eventually { server.recorder.reads.joined().count == payload.count })
+        #expect(await eventually(running: [client, server]) { server.recorder.reads.joined().count == payload.count })
         #expect(server.recorder.reads.joined() == payload)
         // The held read went out once the hook let the connection through.
         #expect(counter.reads > readsBefore)
