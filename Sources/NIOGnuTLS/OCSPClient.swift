@@ -104,8 +104,6 @@ public enum OCSPClient {
         let port = components.port ?? 80
         let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
         let deadline = NIODeadline.now() + timeout
-        let eventLoop = eventLoopGroup.next()
-        let promise = eventLoop.makePromise(of: [UInt8].self)
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: components.port.map { "\(host):\($0)" } ?? host)
         headers.add(name: "Accept", value: accept)
@@ -115,21 +113,26 @@ public enum OCSPClient {
             headers.add(name: "Content-Length", value: "\(body.count)")
         }
         let head = HTTPRequestHead(version: .http1_1, method: body == nil ? .GET : .POST, uri: path, headers: headers)
-        // The request goes out and the deadline runs from the event loop, as soon as the
-        // connection is up: the calling task, which resumes on whatever executor it has (the
-        // cooperative pool, which busy tasks may hold for seconds), is only needed for the
-        // answer. Sent from here after the connect returned, a request waited for a pool
-        // thread while the responder's own request timeout ran.
+        let bodyBuffer = body.map { ByteBuffer(bytes: $0) }
+        let eventLoop = eventLoopGroup.next()
+        let promise = eventLoop.makePromise(of: [UInt8].self)
         let channel: any Channel
         do {
+            // The request goes out from the event loop as soon as the connection is up, not
+            // when this task next runs: responders close connections that stay silent, and a
+            // busy service's tasks may wait long for a thread.
             channel = try await ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(
-                            ResponseCollector(request: head, body: body, promise: promise, deadline: deadline,
-                                              onTimeout: OCSPFetchError(.timedOut, "no complete answer from \(url) within \(timeout.nanoseconds / 1_000_000) ms")))
+                            ResponseCollector(request: head, body: bodyBuffer, promise: promise))
+                        let timer = channel.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+                            promise.fail(OCSPFetchError(.timedOut, "no complete answer from \(url) within \(timeout.nanoseconds / 1_000_000) ms"))
+                            channel.close(promise: nil)
+                        }
+                        promise.futureResult.whenComplete { _ in timer.cancel() }
                     }
                 }
                 .connect(host: host, port: port).get()
@@ -148,46 +151,27 @@ public enum OCSPClient {
     }
 }
 
-/// Collects one HTTP response (bounded) into a promise.
-/// Sends the request once the connection is active and bounds the exchange by `deadline`,
-/// all on the channel's event loop.
+/// Sends one HTTP request when the connection is up and collects the response (bounded)
+/// into a promise.
 private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
 
     private let request: HTTPRequestHead
-    private let requestBody: [UInt8]?
+    private let requestBody: ByteBuffer?
     private let promise: EventLoopPromise<[UInt8]>
-    private let deadline: NIODeadline
-    private let onTimeout: OCSPFetchError
-    private var timer: Scheduled<Void>?
     private var status: HTTPResponseStatus?
     private var body: [UInt8] = []
 
-    init(request: HTTPRequestHead, body: [UInt8]?, promise: EventLoopPromise<[UInt8]>, deadline: NIODeadline, onTimeout: OCSPFetchError) {
+    init(request: HTTPRequestHead, body: ByteBuffer?, promise: EventLoopPromise<[UInt8]>) {
         self.request = request
         self.requestBody = body
         self.promise = promise
-        self.deadline = deadline
-        self.onTimeout = onTimeout
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        let channel = context.channel
-        let (promise, onTimeout) = (self.promise, self.onTimeout)
-        timer = context.eventLoop.scheduleTask(deadline: deadline) {
-            promise.fail(onTimeout)
-            channel.close(promise: nil)
-        }
-        // The promise ends one way or another (answer, close, deadline): the timer goes with it.
-        promise.futureResult.whenComplete { [timer] _ in timer?.cancel() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(.head(request)), promise: nil)
-        if let requestBody {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: requestBody)))), promise: nil)
-        }
+        if let requestBody { context.write(wrapOutboundOut(.body(.byteBuffer(requestBody))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         context.fireChannelActive()
     }

@@ -2,6 +2,7 @@ import Foundation
 import GnuTLS
 import NIOCore
 import NIOGnuTLS
+import NIOHTTP1
 import NIOPosix
 import Testing
 
@@ -40,6 +41,42 @@ private final class PoolHolder: @unchecked Sendable {
     }
 }
 
+/// A task executor that runs its jobs only when told to: a calling task that a busy pool
+/// does not get to run.
+private final class ManualExecutor: TaskExecutor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var jobs: [UnownedJob] = []
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.withLock { jobs.append(job) }
+    }
+
+    func runQueuedJobs() {
+        while let job = lock.withLock({ jobs.isEmpty ? nil : jobs.removeFirst() }) {
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
+
+/// Answers every HTTP request with 404 and reports that one arrived.
+private final class NotFoundResponder: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private let arrived: Box<Bool>
+
+    init(arrived: Box<Bool>) { self.arrived = arrived }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .end = unwrapInboundIn(data) else { return }
+        arrived.value = true
+        var headers = HTTPHeaders()
+        headers.add(name: "content-length", value: "0")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .notFound, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
 /// Where a verification hook runs: a handshake must not wait for a free thread of the
 /// cooperative pool, which a loaded service (or a test runner) may hold for longer than the
 /// handshake timeout.
@@ -55,6 +92,47 @@ private final class PoolHolder: @unchecked Sendable {
         let outcome = Self.handshake(server: serverContext, client: clientContext, hook: hook)
         #expect(outcome == nil, "\(String(describing: outcome))")
         #expect(ranOnLoop.value == true)
+    }
+
+    /// An OCSP responder (ours) closes a connection whose request does not arrive in time:
+    /// the client must send its request as soon as it is connected, not when the calling
+    /// task next gets a thread (a revocation check inside a handshake of a busy service).
+    @Test func anOCSPRequestIsSentWithoutWaitingForTheCallingTask() async throws {
+        let pki = try TestPKI()
+        let group = MultiThreadedEventLoopGroup.singleton
+        let arrived = Box(false)
+        let listener = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(NotFoundResponder(arrived: arrived))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let url = "http://127.0.0.1:\(listener.localAddress?.port ?? 0)/"
+        let request = try OCSPRequest(certificate: pki.serverIdentity.leaf, issuer: pki.issuing.certificate)
+
+        let executor = ManualExecutor()
+        let outcome = Box<Result<OCSPResponse, any Error>?>(nil)
+        let fetching = Task(executorPreference: executor) {
+            do {
+                outcome.value = .success(try await OCSPClient.fetch(request, from: url, timeout: .seconds(60)))
+            } catch {
+                outcome.value = .failure(error)
+            }
+        }
+        executor.runQueuedJobs()  // The fetch starts, connects and suspends.
+        // From here on the calling task runs only when the test says so.
+        let sent = await eventually(timeout: .seconds(30), { arrived.value }, between: {})
+        #expect(sent, "the request waited for the calling task")
+        #expect(await eventually({ outcome.value != nil }, between: { executor.runQueuedJobs() }))
+        if case .failure(let error as OCSPFetchError) = outcome.value {
+            #expect(error.code == .httpError, "\(error)")
+        } else {
+            Issue.record("expected the responder's 404 as httpError, got \(String(describing: outcome.value))")
+        }
+        _ = await fetching.result
+        try await listener.close()
     }
 
     /// One handshake on loopback sockets with every thread of the cooperative pool held

@@ -28,6 +28,11 @@ import Testing
         }
     }
 
+    /// How long each signed response is valid: long enough that a refresher task kept from
+    /// running for seconds by a loaded machine still refreshes before expiry (it refreshes
+    /// at half-life), short enough for the test to see an expiry.
+    static let validity: TimeInterval = 20
+
     @Test("the staple is refreshed at half-life, the last good one kept while refused, none stapled after expiry")
     func refreshesAtHalfLifeAndExpires() async throws {
         let pki = try TestPKI()
@@ -40,7 +45,7 @@ import Testing
             let status: OCSPResponse.CertificateStatus = revoked.value ? .revoked(date: now, reason: .keyCompromise) : .good
             return try OCSPResponse.sign(
                 responses: [.init(certificateID: try OCSPCertificateID(certificate: leaf, issuer: issuing.certificate), status: status,
-                                  thisUpdate: now, nextUpdate: now.addingTimeInterval(4))],
+                                  thisUpdate: now, nextUpdate: now.addingTimeInterval(Self.validity))],
                 signer: issuing.certificate, key: issuing.key)
         }
         let initial = try sign()
@@ -56,7 +61,7 @@ import Testing
         }
         defer { refresher.stop() }
         let skipped = Box<[String]>([])
-        // Half-life of the initial response (2 s): a new one, stapled by the same context.
+        // Half-life of the initial response (10 s): a new one, stapled by the same context.
         // (On a slow machine the refresher may have refreshed again meanwhile: any refreshed
         // response will do, the initial one must not.)
         let refreshed = try await Self.next(.refreshed, in: refresher, skipping: skipped)
@@ -82,7 +87,7 @@ import Testing
         #expect(try Self.staple(from: server, trust: pki.trust) == nil)
         #expect(fetches.value >= 2)
         // Skipped on the way: more refreshes and refusals, and, on a machine slow enough that a
-        // 4-second response runs out before its refresh lands, expiries; never anything else.
+        // 20-second response runs out before its refresh lands, expiries; never anything else.
         #expect(skipped.value.allSatisfy { $0.contains("refused") || $0.contains("refreshed") || $0.contains("expired") }, "\(skipped.value)")
     }
 

@@ -64,17 +64,6 @@ func roundTrip(port: Int, context: TLSContext, logger: Logger? = nil, metrics: T
     return channel.info
 }
 
-/// A root CA saved in `directory` (as the OCSP responder reads it) and a server leaf for
-/// `leaf` that it issued.
-func ocspAuthorityAndLeaf(in directory: TemporaryDirectory, root: String, leaf: String) throws -> (LocalAuthority, Certificate) {
-    try LocalAuthority.createRoot(subject: try DistinguishedName(root)).save(to: directory.file("ca"), passphrase: nil)
-    let ca = try LocalAuthority.load(from: directory.file("ca"), passphrase: nil)
-    let issued = try ca.issue(CertificateRequest.create(subject: try DistinguishedName("CN=\(leaf)"), key: KeyPair.generate(),
-                                                        alternativeNames: [.dnsName(leaf)]),
-                              profile: .tlsServer, options: IssuanceOptions(validityDays: 30))
-    return (ca, issued)
-}
-
 @Suite struct ObservabilityTests {
     @Test func handshakesRefusalsResumptionsAndBytesAreLoggedAndCounted() async throws {
         let fixture = try EngineFixture(.tls13)
@@ -208,7 +197,11 @@ func ocspAuthorityAndLeaf(in directory: TemporaryDirectory, root: String, leaf: 
     @Test func theOCSPResponderAndClientLogWithTheirLoggers() async throws {
         let directory = try TemporaryDirectory(prefix: "ocsp-logging")
         defer { directory.remove() }
-        let (ca, leaf) = try ocspAuthorityAndLeaf(in: directory, root: "CN=Logging Root,O=Example", leaf: "logged.example.com")
+        try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Logging Root,O=Example")).save(to: directory.file("ca"), passphrase: nil)
+        let ca = try LocalAuthority.load(from: directory.file("ca"), passphrase: nil)
+        let leaf = try ca.issue(CertificateRequest.create(subject: try DistinguishedName("CN=logged.example.com"), key: KeyPair.generate(),
+                                                          alternativeNames: [.dnsName("logged.example.com")]),
+                                profile: .tlsServer, options: IssuanceOptions(validityDays: 30))
         let (serverLogger, serverLog) = capturingLogger("ocsp-server")
         let (clientLogger, clientLog) = capturingLogger("ocsp-client")
         let server = try await OCSPServer.start(responder: try OCSPResponder(authority: ca), logger: serverLogger)

@@ -65,8 +65,6 @@ final class ReadCounter: ChannelOutboundHandler, @unchecked Sendable {
         try await server.activate()
         try await client.activate()
         try await shuttle(client, server)
-        // The hook runs on the server channel's event loop (a testing loop here, which runs
-        // only when told to): poll while running the loops.
         #expect(await eventually(running: [client, server]) { gate.entered == 1 })
         _ = try await client.handshake.get()
 

@@ -47,7 +47,7 @@ struct RotationTests {
     }
 
     /// The next event of `events` that `matches`, within `seconds`.
-    static func next(_ events: AsyncStream<TLSReloadEvent>, within seconds: Double = 30,
+    static func next(_ events: AsyncStream<TLSReloadEvent>, within seconds: Double = 120,
                      where matches: @escaping @Sendable (TLSReloadEvent) -> Bool) async throws -> TLSReloadEvent {
         try await withDeadline(.seconds(seconds), "a reload event") {
             for await event in events where matches(event) { return event }
@@ -341,9 +341,11 @@ struct RotationTests {
         let context = try TLSContext(configuration: .makeServerConfiguration(identity: pki.serverIdentity))
         let (accepted, accept) = AsyncStream<Void>.makeStream()
         let server = try await TLSServer.bind(host: "127.0.0.1", port: 0, contextProvider: context, drainTimeout: .milliseconds(200), handler: { channel in
-            accept.yield()
             try await channel.executeThenClose { inbound, outbound in
-                for try await chunk in inbound { try await outbound.write(chunk) }
+                for try await chunk in inbound {
+                    try await outbound.write(chunk)
+                    accept.yield()
+                }
             }
         })
         let group = ServiceGroup(services: [server], logger: Logger(label: "test.lifecycle") { _ in SwiftLogNoOpLogHandler() })
@@ -361,7 +363,9 @@ struct RotationTests {
                 return chunks
             }
         }
-        try await withDeadline(.seconds(30), "the handler to start") {
+        // Shut down only once the request was answered: the client's write must not race the
+        // drain deadline's close on a loaded machine.
+        try await withDeadline(.seconds(120), "the echo of the request") {
             var iterator = accepted.makeAsyncIterator()
             _ = await iterator.next()
         }
