@@ -282,10 +282,13 @@ package final class TLSEngine {
                 // GnuTLS keeps the ClientHello in its record buffer for a gnutls_handshake()
                 // that will not come; the next receive would fail on it with
                 // GNUTLS_E_UNEXPECTED_PACKET. One receive now drops it (that error, once).
+                // The copying gnutls_record_recv, not gnutls_record_recv_packet: on a record
+                // of another type, 3.7.9's _gnutls_record_buffer_get_packet (lib/buffers.c)
+                // dequeues the record and never frees it (a 16.8 KB buffer leaked per
+                // refused renegotiation), where _gnutls_record_buffer_get removes and frees it.
                 if gnutls_record_check_pending(session) > 0 {
-                    var packet: gnutls_packet_t?
-                    _ = gnutls_record_recv_packet(session, &packet)
-                    if let packet { gnutls_packet_deinit(packet) }
+                    var scratch: UInt8 = 0
+                    _ = gnutls_record_recv(session, &scratch, 1)
                 }
                 return .renegotiationRefused
             }

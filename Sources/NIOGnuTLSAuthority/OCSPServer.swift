@@ -150,6 +150,15 @@ public final class OCSPServer: Sendable {
         }
         try await ownedThreadPool?.shutdownGracefully()
     }
+
+    /// A server dropped without ``close()`` (a caller that threw first) stops listening and
+    /// stops its own thread pool all the same, without waiting: neither the listening socket
+    /// nor the pool's threads outlive the last reference. After ``close()`` both calls do
+    /// nothing (the channel is closed, the pool already stopped).
+    deinit {
+        channel.close(promise: nil)
+        ownedThreadPool?.shutdownGracefully { _ in }
+    }
 }
 
 /// Routes the responder's request records to a `Logger` besides the caller's closure.

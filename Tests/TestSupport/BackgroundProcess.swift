@@ -71,8 +71,8 @@ public final class BackgroundProcess: Sendable, CustomStringConvertible {
                 let pid = execution.processIdentifier.value
                 state.withLock { $0.started.take() }?.resume(returning: pid)
                 await pump(execution, input: input, lifetime: lifetime, onTimeout: {},
-                           output: { bytes in change(state, changes) { $0.standardOutput.append(bytes) } },
-                           error: { bytes in change(state, changes) { $0.standardError.append(bytes) } })
+                           output: { bytes in change(state, changes) { $0.standardOutput.append(contentsOf: bytes) } },
+                           error: { bytes in change(state, changes) { $0.standardError.append(contentsOf: bytes) } })
                 // Both streams ended: the program exited (or closed them). Report the exit
                 // as soon as it is seen; swift-subprocess reaps it afterwards.
                 if let status = peekExit(pid) {
@@ -207,8 +207,11 @@ public struct BackgroundProcessError: Error, CustomStringConvertible {
 
 /// What a ``BackgroundProcess`` has seen so far.
 struct BackgroundState: Sendable {
-    var standardOutput = Data()
-    var standardError = Data()
+    /// Bytes, not `Data`: `Data` keeps its storage behind a pointer with enum tag bits set,
+    /// which LeakSanitizer does not recognise, so the output of a program still being torn
+    /// down when the test process exits (a `stop()` in a `defer`) was reported as leaked.
+    var standardOutput: [UInt8] = []
+    var standardError: [UInt8] = []
     var exit: ExitStatus?
     /// swift-subprocess returned, or both output streams ended: the output is complete.
     var finished = false

@@ -175,8 +175,8 @@ struct Invocation: Sendable {
                 continuation.finish()
             }
             await pump(execution, input: input, lifetime: timeout, onTimeout: { collected.withLock { $0.timedOut = true } },
-                       output: { bytes in collected.withLock { $0.standardOutput.append(bytes) } },
-                       error: { bytes in collected.withLock { $0.standardError.append(bytes) } })
+                       output: { bytes in collected.withLock { $0.standardOutput.append(contentsOf: bytes) } },
+                       error: { bytes in collected.withLock { $0.standardError.append(contentsOf: bytes) } })
             if let status = peekExit(execution.processIdentifier.value) {
                 deliver(.success(self.result(collected.withLock { $0 }, status)))
             }
@@ -186,8 +186,9 @@ struct Invocation: Sendable {
 }
 
 struct CollectedOutput: Sendable {
-    var standardOutput = Data()
-    var standardError = Data()
+    /// Bytes, not `Data`, for LeakSanitizer (see ``BackgroundState``).
+    var standardOutput: [UInt8] = []
+    var standardError: [UInt8] = []
     var timedOut = false
 }
 
