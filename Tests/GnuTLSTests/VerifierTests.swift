@@ -493,6 +493,30 @@ struct VerifierChainTests {
         #expect(verifier.memoizedCertificateCount == 1)
     }
 
+    @Test("the memos of parsed certificates and good signatures start over at their byte bound: many or large certificates cannot grow them")
+    func memoByteBounds() throws {
+        let pki = try VerifierPKI()
+        let leaves = try (0..<5).map { try pki.server([.dnsName("host-\($0).example.com")]) }
+        let size = leaves.map(\.derEncoded.count).max() ?? 0
+        let issuerKey = pki.issuing.certificate.publicKey.derEncoded
+        let certificates = CertificateMemo(byteCapacity: 3 * size)
+        let signatures = SignatureMemo(byteCapacity: 3 * (size + issuerKey.count))
+        for (index, leaf) in leaves.enumerated() {
+            #expect(try certificates.certificate(derEncoded: leaf.derEncoded) == leaf)
+            signatures.insert(CertificateSignatureKey(child: leaf.derEncoded, issuerKey: issuerKey))
+            #expect(certificates.heldBytes <= 3 * size && signatures.heldBytes <= 3 * (size + issuerKey.count))
+            // Three fit; the fourth starts over.
+            #expect(certificates.count == (index < 3 ? index + 1 : index - 2))
+            #expect(signatures.count == certificates.count)
+        }
+        // A repeat adds nothing.
+        _ = try certificates.certificate(derEncoded: leaves[4].derEncoded)
+        signatures.insert(CertificateSignatureKey(child: leaves[4].derEncoded, issuerKey: issuerKey))
+        #expect(certificates.count == 2 && signatures.count == 2)
+        #expect(signatures.contains(CertificateSignatureKey(child: leaves[4].derEncoded, issuerKey: issuerKey)))
+        #expect(!signatures.contains(CertificateSignatureKey(child: leaves[0].derEncoded, issuerKey: issuerKey)))
+    }
+
     @Test("an anchor naming different signature algorithms inside and outside its signed part: malformedCertificate at the anchor")
     func anchorAlgorithmMismatch() throws {
         let pki = try VerifierPKI()

@@ -20,20 +20,7 @@ struct PathValidation {
     /// Good signatures the verifier checked in earlier runs (nil: none kept).
     var memo: SignatureMemo?
 
-    /// A signature check's whole input: the signed certificate's DER (the signed part, the
-    /// algorithm and the signature value) and the issuer's public key (SPKI DER). Both are
-    /// hashed in one pass each and compared by value; a certificate the verifier parsed once
-    /// shares its DER buffer with every key made from it, so equal keys compare cheaply.
-    struct SignatureKey: Hashable {
-        var child: [UInt8]
-        var issuerKey: [UInt8]
-
-        func hash(into hasher: inout Hasher) {
-            child.withUnsafeBytes { hasher.combine(bytes: $0) }
-            hasher.combine(child.count)
-            issuerKey.withUnsafeBytes { hasher.combine(bytes: $0) }
-        }
-    }
+    typealias SignatureKey = CertificateSignatureKey
 
     init(anchors: AnchorIndex, intermediates: [Certificate], crls: [CertificateRevocationList], policy: VerificationPolicy) {
         self.anchors = anchors
@@ -239,42 +226,89 @@ struct AnchorIndex: Sendable {
     func contains(_ certificate: Certificate) -> Bool { certificates.contains(certificate) }
 }
 
+/// A signature check's whole input: the signed certificate's DER (the signed part, the
+/// algorithm and the signature value) and the issuer's public key (SPKI DER). Both are
+/// hashed in one pass each and compared by value; a certificate the verifier parsed once
+/// shares its DER buffer with every key made from it, so equal keys compare cheaply.
+package struct CertificateSignatureKey: Hashable, Sendable {
+    package var child: [UInt8]
+    package var issuerKey: [UInt8]
+
+    package init(child: [UInt8], issuerKey: [UInt8]) {
+        self.child = child
+        self.issuerKey = issuerKey
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        child.withUnsafeBytes { hasher.combine(bytes: $0) }
+        hasher.combine(child.count)
+        issuerKey.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+}
+
 /// The good certificate signatures one ``Verifier`` has checked, by exact input. A
 /// signature check is a pure function of the signed certificate (its DER: the signed part,
 /// the algorithm and the signature value) and the issuer's public key, so a repeat (the
 /// same peer chain on the next connection, a resumed session's stored chain) is answered
 /// from here. Every other check of a path still runs each time. Only successes are kept,
-/// up to ``capacity`` (then the set starts over).
-final class SignatureMemo: @unchecked Sendable {  // `valid` is only touched under `lock`.
+/// up to ``capacity`` keys and ``byteCapacity`` bytes of them (then the set starts over):
+/// a peer's own CA can sign many large certificates, which must not grow the set without
+/// bound.
+package final class SignatureMemo: @unchecked Sendable {  // `valid` and `bytes` are only touched under `lock`.
     static let capacity = 4_096
+    static let byteCapacity = 2 << 20
+    private let capacity: Int
+    private let byteCapacity: Int
     private let lock = NSLock()
-    private var valid: Set<PathValidation.SignatureKey> = []
+    private var valid: Set<CertificateSignatureKey> = []
+    private var bytes = 0
 
-    func contains(_ key: PathValidation.SignatureKey) -> Bool {
+    package init(capacity: Int = SignatureMemo.capacity, byteCapacity: Int = SignatureMemo.byteCapacity) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
+
+    package func contains(_ key: CertificateSignatureKey) -> Bool {
         lock.lock(); defer { lock.unlock() }
         return valid.contains(key)
     }
 
-    var count: Int {
+    package var count: Int {
         lock.lock(); defer { lock.unlock() }
         return valid.count
     }
 
-    func insert(_ key: PathValidation.SignatureKey) {
+    package func insert(_ key: CertificateSignatureKey) {
+        let size = key.child.count + key.issuerKey.count
         lock.lock(); defer { lock.unlock() }
-        if valid.count >= Self.capacity { valid.removeAll(keepingCapacity: true) }
-        valid.insert(key)
+        if valid.count >= capacity || bytes + size > byteCapacity {
+            valid.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        if valid.insert(key).inserted { bytes += size }
+    }
+
+    /// The bytes of DER and keys held (tests).
+    package var heldBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return bytes
     }
 }
 
 /// Certificates parsed from peer chains, by exact DER, so that the same chain presented on
 /// the next connection (or restored from a resumed session) is not parsed again. Parsing is
 /// a pure function of the bytes; every check of a verification still runs on the value.
-/// Holds at most ``capacity`` certificates (then starts over); failures are not kept.
-final class CertificateMemo: @unchecked Sendable {  // `parsed` is only touched under `lock`.
+/// Holds at most ``capacity`` certificates and ``byteCapacity`` bytes of DER (then starts
+/// over), so peers presenting many or large certificates cannot grow it without bound;
+/// failures are not kept.
+package final class CertificateMemo: @unchecked Sendable {  // `parsed` and `bytes` are only touched under `lock`.
     static let capacity = 512
+    static let byteCapacity = 2 << 20
+    private let capacity: Int
+    private let byteCapacity: Int
     private let lock = NSLock()
     private var parsed: [DERKey: Certificate] = [:]
+    private var bytes = 0
 
     /// DER bytes hashed in one pass (an array of bytes hashes byte by byte).
     struct DERKey: Hashable {
@@ -282,13 +316,21 @@ final class CertificateMemo: @unchecked Sendable {  // `parsed` is only touched 
         func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
     }
 
-    func certificate(derEncoded der: [UInt8]) throws -> Certificate {
+    package init(capacity: Int = CertificateMemo.capacity, byteCapacity: Int = CertificateMemo.byteCapacity) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
+
+    package func certificate(derEncoded der: [UInt8]) throws -> Certificate {
         let key = DERKey(bytes: der)
         if let known = lookUp(key) { return known }
         let certificate = try Certificate(derEncoded: der)
         lock.lock(); defer { lock.unlock() }
-        if parsed.count >= Self.capacity { parsed.removeAll(keepingCapacity: true) }
-        parsed[key] = certificate
+        if parsed.count >= capacity || bytes + der.count > byteCapacity {
+            parsed.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        if parsed.updateValue(certificate, forKey: key) == nil { bytes += der.count }
         return certificate
     }
 
@@ -297,9 +339,15 @@ final class CertificateMemo: @unchecked Sendable {  // `parsed` is only touched 
         return parsed[key]
     }
 
-    var count: Int {
+    package var count: Int {
         lock.lock(); defer { lock.unlock() }
         return parsed.count
+    }
+
+    /// The bytes of DER held (tests).
+    package var heldBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return bytes
     }
 }
 
