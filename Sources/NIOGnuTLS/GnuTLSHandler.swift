@@ -138,17 +138,19 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// the handshake promise while the handshake runs, and a close waiting for close_notify.
     public func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimers()
-        let error = TLSError(.handlerRemoved, "the TLS handler was removed from the pipeline before this completed")
-        failPendingWrites(error)
+        // Built only when something is failed with it (a handler removed with the channel's
+        // close has nothing left: no error to allocate).
+        let error = { TLSError(.handlerRemoved, "the TLS handler was removed from the pipeline before this completed") }
+        failPendingWrites(error())
         switch state {
         case .idle, .handshaking, .verifying:
-            handshakePromise?.fail(error)
+            handshakePromise?.fail(error())
         case .active, .closing, .closed:
             break
         }
         let close = closePromise
         closePromise = nil
-        close?.fail(error)
+        close?.fail(error())
         countConnectionClosed()
         state = .closed
         engine = nil
@@ -395,8 +397,14 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// (sent but not part of the path) parsed here; one that does not parse is left out.
     static func parse(_ presented: [[UInt8]], reusing chain: [Certificate]) -> [Certificate] {
         presented.compactMap { der in
-            chain.first { $0.derEncoded == der } ?? (try? Certificate(derEncoded: der))
+            chain.first { sameBytes($0.derEncoded, der) } ?? (try? Certificate(derEncoded: der))
         }
+    }
+
+    /// `a == b`, compared with memcmp.
+    private static func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBytes { a in b.withUnsafeBytes { b in a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
     }
 
     private func activate(context: ChannelHandlerContext) {
@@ -838,10 +846,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         metrics?.connectionClosed()
     }
 
-    private func failPendingWrites(_ error: Error) {
+    private func failPendingWrites(_ error: @autoclosure () -> Error) {
+        guard !pendingWrites.isEmpty else { return }
+        let failure = error()
         let writes = pendingWrites
         pendingWrites.removeAll()
-        for (_, promise) in writes { promise?.fail(error) }
+        for (_, promise) in writes { promise?.fail(failure) }
     }
 
     private func translate(_ failure: CoreTLSFailure, during handshake: Bool, context: ChannelHandlerContext) -> TLSError {
