@@ -699,40 +699,11 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // the engine's queue), sized for the plaintext and each record's header and tag.
         var out = context.channel.allocator.buffer(
             capacity: plaintextBytes + (plaintextBytes / Self.maximumRecordPlaintext + 1) * Self.recordOverhead)
-        var failure: TLSError?
-        // writes[..<settled] were encrypted (alone or gathered); from `failedFrom` on, they fail.
-        var settled = 0
-        var failedFrom = writes.count
-
-        engine.withOutput(to: { out.writeBytes($0) }) {
-            func encrypt(_ buffer: ByteBuffer) {
-                guard failure == nil else { return }
-                do {
-                    try buffer.withUnsafeReadableBytes { bytes throws(CoreTLSFailure) in try engine.write(bytes) }
-                } catch {
-                    failure = translate(error, during: false, context: context)
-                    failedFrom = settled
-                }
-            }
-            for index in writes.indices {
-                let buffer = writes[index].0
-                if scratch.readableBytes > 0 && scratch.readableBytes + buffer.readableBytes > Self.maximumRecordPlaintext {
-                    encrypt(scratch)
-                    scratch.clear()
-                    settled = index
-                }
-                if buffer.readableBytes >= Self.maximumRecordPlaintext {
-                    encrypt(buffer)
-                    settled = index + 1
-                } else {
-                    scratch.writeImmutableBuffer(buffer)
-                }
-            }
-            if scratch.readableBytes > 0 {
-                encrypt(scratch)
-                scratch.clear()
-            }
+        let failed = engine.withOutput(to: { out.writeBytes($0) }) {
+            Self.encrypt(writes, with: engine, scratch: &scratch)
         }
+        let failure = failed.map { translate($0.failure, during: false, context: context) }
+        let failedFrom = failed?.from ?? writes.count
         coalescing = scratch
         // The promises complete with the ciphertext's write, or fail with the encryption's error.
         var written: EventLoopPromise<Void>?
@@ -755,6 +726,42 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             written?.succeed(())
         }
         context.flush()
+    }
+
+    /// Encrypts `writes` in order: consecutive small writes gathered in `scratch` up to one
+    /// record's worth of plaintext, a write of a record or more on its own. On failure,
+    /// nothing more is encrypted; `from` is the first write that was not (wholly) encrypted.
+    private static func encrypt(_ writes: [(ByteBuffer, EventLoopPromise<Void>?)], with engine: TLSEngine,
+                                scratch: inout ByteBuffer) -> (failure: CoreTLSFailure, from: Int)? {
+        func encrypt(_ buffer: ByteBuffer) -> CoreTLSFailure? {
+            do {
+                try buffer.withUnsafeReadableBytes { bytes throws(CoreTLSFailure) in try engine.write(bytes) }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        // writes[..<settled] are encrypted; scratch holds those after them, gathered.
+        var settled = 0
+        for index in writes.indices {
+            let buffer = writes[index].0
+            if scratch.readableBytes > 0 && scratch.readableBytes + buffer.readableBytes > maximumRecordPlaintext {
+                if let failure = encrypt(scratch) { return (failure, settled) }
+                scratch.clear()
+                settled = index
+            }
+            if buffer.readableBytes >= maximumRecordPlaintext {
+                if let failure = encrypt(buffer) { return (failure, settled) }
+                settled = index + 1
+            } else {
+                scratch.writeImmutableBuffer(buffer)
+            }
+        }
+        if scratch.readableBytes > 0 {
+            if let failure = encrypt(scratch) { return (failure, settled) }
+            scratch.clear()
+        }
+        return nil
     }
 
     /// Room for one record's header, explicit nonce, padding and tag beyond its plaintext
