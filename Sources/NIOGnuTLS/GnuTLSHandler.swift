@@ -90,7 +90,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var handshakeStart: NIODeadline?
     /// Whether this connection is counted in the active-connections meter.
     private var countedActive = false
-    /// The promise of a `close` waiting for the peer's close_notify.
+    /// A `close` is waiting for the peer's close_notify (`closePromise` completes with it,
+    /// when the close came with a promise: none is made for a close without one).
+    private var awaitingCloseNotify = false
+    /// The promise of the `close` waiting for the peer's close_notify.
     private var closePromise: EventLoopPromise<Void>?
     private var shutdownTimer: Scheduled<Void>?
     /// Reused to coalesce small writes into one record at flush (no allocation per flush).
@@ -150,6 +153,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
         let close = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         close?.fail(error())
         countConnectionClosed()
         state = .closed
@@ -187,6 +191,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // A close waiting for the peer's close_notify: the connection is closed, as asked.
         let close = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         close?.succeed(())
         switch state {
         case .idle, .handshaking, .verifying:
@@ -219,7 +224,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .active:
             // Already reported when its close_notify arrived.
             break
-        case .closing where closePromise != nil:
+        case .closing where awaitingCloseNotify:
             // Waiting for close_notify, the peer finished sending without one: close now.
             finishClose(context: context)
         case .closing, .closed:
@@ -546,7 +551,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                         context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
                         return
                     }
-                    if state == .closing && closePromise != nil {
+                    if state == .closing && awaitingCloseNotify {
                         // The answer to our close_notify: a clean, two-way shutdown.
                         context.fireUserInboundEventTriggered(TLSUserEvent.shutdownCompleted)
                         finishClose(context: context)
@@ -639,9 +644,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 return
             }
             // Wait for the peer's close_notify, at most the shutdown timeout.
-            closePromise = promise ?? context.eventLoop.makePromise()
+            awaitingCloseNotify = true
+            closePromise = promise
             shutdownTimer = context.eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
-                guard state == .closing, closePromise != nil else { return }
+                guard state == .closing, awaitingCloseNotify else { return }
                 shutdownTimer = nil
                 var metadata: Logger.Metadata = [TLSLogKey.event: .string(TLSLogEvent.shutdownTimeout)]
                 addConnectionMetadata(&metadata, context: context)
@@ -659,9 +665,15 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             handshakePromise?.fail(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
             failPendingWrites(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
             context.close(mode: mode, promise: promise)
-        case .closing where closePromise != nil && mode == .all:
+        case .closing where awaitingCloseNotify && mode == .all:
             // Already waiting for close_notify: complete with that close.
-            if let promise { closePromise?.futureResult.cascade(to: promise) }
+            if let promise {
+                if let closePromise {
+                    closePromise.futureResult.cascade(to: promise)
+                } else {
+                    closePromise = promise
+                }
+            }
         case .closing, .closed:
             context.close(mode: mode, promise: promise)
         }
@@ -674,6 +686,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         shutdownTimer = nil
         let promise = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         context.close(promise: promise)
     }
 
@@ -803,6 +816,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireErrorCaught(error)
         let promise = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         if close {
             context.close(promise: promise)
         } else {
