@@ -113,19 +113,33 @@ private final class NotFoundResponder: ChannelInboundHandler {
         let request = try OCSPRequest(certificate: pki.serverIdentity.leaf, issuer: pki.issuing.certificate)
 
         let executor = ManualExecutor()
+        let started = Box(false)
         let outcome = Box<Result<OCSPResponse, any Error>?>(nil)
         let fetching = Task(executorPreference: executor) {
+            started.value = true
             do {
                 outcome.value = .success(try await OCSPClient.fetch(request, from: url, timeout: .seconds(60)))
             } catch {
                 outcome.value = .failure(error)
             }
         }
-        executor.runQueuedJobs()  // The fetch starts, connects and suspends.
-        // From here on the calling task runs only when the test says so.
-        let sent = await eventually(timeout: .seconds(30), { arrived.value }, between: {})
+        // The fetch starts, connects and suspends, in the job that set `started` (nothing
+        // in it suspends before the connection's future).
+        while !started.value {
+            executor.runQueuedJobs()
+            await Task.yield()
+        }
+        // From here on the calling task runs only when the test says so. The bound is a
+        // safety net for a loaded machine, not a timing claim: before the fix the request
+        // never arrived at all.
+        let sent = await eventually(timeout: .seconds(90), { arrived.value }, between: {})
         #expect(sent, "the request waited for the calling task")
-        #expect(await eventually({ outcome.value != nil }, between: { executor.runQueuedJobs() }))
+        // The fetch ends by itself (its 60 s timeout at the latest) once its task runs again;
+        // the task is run until it has, so that the test cannot hang on it.
+        while outcome.value == nil {
+            executor.runQueuedJobs()
+            try await Task.sleep(for: .milliseconds(10))
+        }
         if case .failure(let error as OCSPFetchError) = outcome.value {
             #expect(error.code == .httpError, "\(error)")
         } else {
