@@ -38,7 +38,7 @@ while let argument = arguments.next() {
     case "--loopback-connections": loopbackConnections = arguments.next().flatMap(Int.init) ?? loopbackConnections
     case "--loopback-only": loopbackOnly = arguments.next().flatMap(LoopbackImplementation.init(rawValue:))
     default:
-        FileHandle.standardError.write(Data("usage: BenchReport [--repetitions N] [--seconds S] [--filter TEXT | --scenario NAME] [--json] [--loopback-connections N] [--loopback-only ours|nio-ssl|raw] [--only ours|handler|raw|nio-ssl --count N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: BenchReport [--repetitions N] [--seconds S] [--filter TEXT | --scenario NAME] [--json] [--loopback-connections N] [--loopback-only ours|nio-ssl|raw|handler] [--only ours|handler|raw|nio-ssl --count N]\n".utf8))
         exit(2)
     }
 }
@@ -212,10 +212,10 @@ if json {
     if !loopbackRows.isEmpty {
         print("")
         print("Loopback on 127.0.0.1 (TLS 1.3, ECDSA P-256, handshake + 4-byte echo + close per connection; medians of \(repetitions) interleaved runs of \(loopbackConnections) connections).")
-        print("Server CPU (and context switches) are the process's minus the client event loops'.")
+        print("Server CPU (and context switches) are the process's minus the client event loops'. handler-only: GnuTLSHandler and an echo handler in a plain NIO pipeline, no async layer.")
         print("")
-        print("| Scenario | ours conn/s | nio-ssl conn/s | raw GnuTLS (C) conn/s | ours/nio-ssl | ours/raw | ours server CPU µs/conn | nio-ssl server CPU µs/conn | raw server CPU µs/conn | ours/nio-ssl CPU | ours/raw CPU | server context switches/conn ours / nio-ssl / raw |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("| Scenario | ours conn/s | nio-ssl conn/s | raw GnuTLS (C) conn/s | ours/nio-ssl | ours/raw | ours server CPU µs/conn | nio-ssl server CPU µs/conn | raw server CPU µs/conn | ours/nio-ssl CPU | ours/raw CPU | handler-only server CPU µs/conn | server context switches/conn ours / nio-ssl / raw / handler-only |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for row in loopbackRows {
             func ratio(_ values: [String: Double], _ a: LoopbackImplementation, _ b: LoopbackImplementation) -> Double? {
                 guard let x = values[a.rawValue], let y = values[b.rawValue] else { return nil }
@@ -226,6 +226,7 @@ if json {
                          format(ratio(rates, .ours, .nioSSL), ratio: true), format(ratio(rates, .ours, .raw), ratio: true),
                          format(cpu["ours"]), format(cpu["nio-ssl"]), format(cpu["raw"]),
                          format(ratio(cpu, .ours, .nioSSL), ratio: true), format(ratio(cpu, .ours, .raw), ratio: true),
+                         format(cpu["handler"]),
                          LoopbackImplementation.allCases.map { format(row.serverContextSwitchesPerConnection[$0.rawValue]) }.joined(separator: " / ")]
             print("| " + cells.joined(separator: " | ") + " |")
         }

@@ -26,6 +26,9 @@ public enum LoopbackImplementation: String, Sendable, CaseIterable {
     case nioSSL = "nio-ssl"
     /// Raw GnuTLS in C (one epoll thread), with the GnuTLSHandler clients `ours` has.
     case raw = "raw"
+    /// GnuTLSHandler and an echo handler in a plain NIO pipeline (no async layer, no
+    /// `TLSServer`), with the same clients: what the async layer costs on top.
+    case handler = "handler"
 }
 
 /// One loopback run: `connections` connections, `inFlight` at a time.
@@ -123,6 +126,24 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
                     }
                 }
             }
+        case .handler:
+            let clientContext = try ourClient()
+            let serverContext = try TLSContext(configuration: pki.serverConfiguration(version: .tls13))
+            let listener = try ServerBootstrap(group: serverGroup)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(GnuTLSHandler(context: serverContext))
+                        try channel.pipeline.syncOperations.addHandler(EchoOnce())
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).wait()
+            port = listener.localAddress?.port ?? 0
+            makeClientHandler = { GnuTLSHandler(context: clientContext, serverHostname: "localhost") }
+            closeServer = { try await listener.close() }
+            serving = Task {}
         case .raw:
             let clientContext = try ourClient()
             let server = try RawLoopbackServer(pki: pki)
@@ -239,6 +260,18 @@ private final class RawLoopbackServer: @unchecked Sendable {  // `stop` runs onc
     }
 
     deinit { stop() }
+}
+
+/// The plain-NIO server's application: echoes the first chunk, then closes (close_notify,
+/// as `executeThenClose` does for the async servers).
+private final class EchoOnce: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
+        context.close(promise: nil)
+    }
 }
 
 /// Writes "ping" once the channel is active (the TLS handler holds it until the handshake),
