@@ -95,10 +95,7 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
             let serverContext = contexts.server
             let clientContext = contexts.client
             let listener = try blockingAwait {
-                try await ServerBootstrap(group: serverGroup)
-                    .serverChannelOption(.backlog, value: 256)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                try await Self.serverBootstrap(serverGroup)
                     .childChannelOption(.allowRemoteHalfClosure, value: true)
                     .bind(host: "127.0.0.1", port: 0) { channel in
                         channel.eventLoop.makeCompletedFuture {
@@ -129,10 +126,7 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
         case .handler:
             let clientContext = try ourClient()
             let serverContext = try TLSContext(configuration: pki.serverConfiguration(version: .tls13))
-            let listener = try ServerBootstrap(group: serverGroup)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            let listener = try Self.serverBootstrap(serverGroup)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(GnuTLSHandler(context: serverContext))
@@ -152,6 +146,14 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
             closeServer = { server.stop() }
             serving = Task {}
         }
+    }
+
+    /// The listener options TLSServer.bind sets.
+    private static func serverBootstrap(_ group: MultiThreadedEventLoopGroup) -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
     }
 
     /// Runs `connections` connections, `inFlight` at a time.
