@@ -177,6 +177,34 @@ package final class TLSEngine {
         io.inbound.append(contentsOf: bytes)
     }
 
+    /// Lends ciphertext from the peer to the engine while `body` runs (which handshakes or
+    /// reads): GnuTLS reads it in place, after what ``receive(_:)`` queued, with no copy
+    /// into the engine's queue. What GnuTLS has not read when `body` returns is copied
+    /// into the queue, so `bytes` need only live for this call. Nested calls keep the order
+    /// in which the bytes were lent.
+    package func withReceived<Result>(_ bytes: UnsafeRawBufferPointer, _ body: () -> Result) -> Result {
+        // A loan already running (a re-entrant call) is older: it is queued first.
+        io.keepLent()
+        io.lent = bytes
+        io.lentOffset = 0
+        defer { io.keepLent() }
+        return body()
+    }
+
+    /// Hands the ciphertext the engine produces while `body` runs straight to `sink`
+    /// (the transport's buffer), after any already queued, instead of queuing it: no copy
+    /// through the engine's outbound queue. Inside another `withOutput`, the outer sink
+    /// keeps receiving everything, so bytes never change order.
+    package func withOutput<Result>(to sink: (UnsafeRawBufferPointer) -> Void, _ body: () -> Result) -> Result {
+        guard io.sink == nil else { return body() }
+        drainOutbound(sink)
+        return withoutActuallyEscaping(sink) { sink in
+            io.sink = sink
+            defer { io.sink = nil }
+            return body()
+        }
+    }
+
     /// The transport reached end of file.
     package func receiveEndOfInput() {
         io.endOfInput = true

@@ -9,23 +9,49 @@ final class EngineIO {
     /// Ciphertext received from the peer, not yet consumed by GnuTLS.
     var inbound: [UInt8] = []
     var inboundOffset = 0
+    /// Ciphertext the caller lends while `TLSEngine.withReceived` runs: read in place after
+    /// `inbound`, and copied into `inbound` only if GnuTLS leaves some of it unread.
+    var lent = UnsafeRawBufferPointer(start: nil, count: 0)
+    var lentOffset = 0
     /// Ciphertext GnuTLS produced, not yet taken by the transport.
     var outbound: [UInt8] = []
+    /// While `TLSEngine.withOutput` runs, what GnuTLS pushes goes here (the transport's own
+    /// buffer) instead of `outbound`: a byte copy, never anything else.
+    var sink: ((UnsafeRawBufferPointer) -> Void)?
     /// The transport reached end of file: the pull side reports 0 once `inbound` is drained.
     var endOfInput = false
 
-    var inboundAvailable: Int { inbound.count - inboundOffset }
+    var queuedAvailable: Int { inbound.count - inboundOffset }
+    var inboundAvailable: Int { queuedAvailable + lent.count - lentOffset }
+
+    /// Ends a loan: the lent bytes GnuTLS has not read are copied into `inbound`.
+    func keepLent() {
+        if lentOffset < lent.count {
+            inbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: lent[lentOffset...]))
+        }
+        lent = UnsafeRawBufferPointer(start: nil, count: 0)
+        lentOffset = 0
+    }
+
+    /// Hands `bytes` GnuTLS produced to the sink, or queues them.
+    func push(_ bytes: UnsafeRawBufferPointer) {
+        if let sink {
+            sink(bytes)
+        } else {
+            outbound.append(contentsOf: bytes)
+        }
+    }
 
     /// The most capacity a drained queue keeps: queues start empty and grow with what the
     /// peer and GnuTLS actually send, and give larger bursts back once drained.
     static let retainedCapacity = 4096
 }
 
-/// gnutls_push_func: appends to the outbound queue; never fails.
+/// gnutls_push_func: appends to the outbound queue (or the transport's sink); never fails.
 let enginePush: gnutls_push_func = { pointer, data, size in
     let io = Unmanaged<EngineIO>.fromOpaque(pointer!).takeUnretainedValue()
     if let data, size > 0 {
-        io.outbound.append(contentsOf: UnsafeRawBufferPointer(start: data, count: size))
+        io.push(UnsafeRawBufferPointer(start: data, count: size))
     }
     return size
 }
@@ -38,33 +64,44 @@ let engineVecPush: gnutls_vec_push_func = { pointer, vectors, count in
     for index in 0..<Int(count) {
         let vector = vectors![index]
         if let base = vector.iov_base, vector.iov_len > 0 {
-            io.outbound.append(contentsOf: UnsafeRawBufferPointer(start: base, count: vector.iov_len))
+            io.push(UnsafeRawBufferPointer(start: base, count: vector.iov_len))
             total += vector.iov_len
         }
     }
     return total
 }
 
-/// gnutls_pull_func: copies from the inbound queue; EAGAIN when empty (the session is
-/// GNUTLS_NONBLOCK), 0 at end of input.
+/// gnutls_pull_func: copies from the inbound queue, then from the lent bytes; EAGAIN when
+/// both are empty (the session is GNUTLS_NONBLOCK), 0 at end of input.
 let enginePull: gnutls_pull_func = { pointer, data, size in
     let io = Unmanaged<EngineIO>.fromOpaque(pointer!).takeUnretainedValue()
-    let available = io.inboundAvailable
-    if available == 0 {
+    guard let data else { return 0 }
+    var copied = 0
+    let queued = io.queuedAvailable
+    if queued > 0 {
+        copied = min(size, queued)
+        io.inbound.withUnsafeBytes { source in
+            data.copyMemory(from: source.baseAddress! + io.inboundOffset, byteCount: copied)
+        }
+        io.inboundOffset += copied
+        if io.inboundOffset == io.inbound.count {
+            io.inbound.removeAll(keepingCapacity: io.inbound.capacity <= EngineIO.retainedCapacity)
+            io.inboundOffset = 0
+        }
+    }
+    let lent = io.lent.count - io.lentOffset
+    if copied < size && lent > 0 {
+        let count = min(size - copied, lent)
+        (data + copied).copyMemory(from: io.lent.baseAddress! + io.lentOffset, byteCount: count)
+        io.lentOffset += count
+        copied += count
+    }
+    if copied == 0 {
         if io.endOfInput { return 0 }
         gnutls_transport_set_errno(io.session, EAGAIN)
         return -1
     }
-    let count = min(size, available)
-    io.inbound.withUnsafeBytes { source in
-        data!.copyMemory(from: source.baseAddress! + io.inboundOffset, byteCount: count)
-    }
-    io.inboundOffset += count
-    if io.inboundOffset == io.inbound.count {
-        io.inbound.removeAll(keepingCapacity: io.inbound.capacity <= EngineIO.retainedCapacity)
-        io.inboundOffset = 0
-    }
-    return count
+    return copied
 }
 
 /// gnutls_pull_timeout_func: data (or end of input) is either there or not; never waits.

@@ -75,7 +75,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var timeout: Scheduled<Void>?
     private var idleTimer: Scheduled<Void>?
     /// When plaintext last went either way (the idle timeout counts from here).
-    private var lastActivity = NIODeadline.now()
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    /// Whether `lastActivity` is needed (an idle timeout is configured): no clock read per
+    /// record otherwise.
+    private let tracksActivity: Bool
     private var receivedCloseNotify = false
     /// Our close_notify went out with `close(mode: .output)`: reading goes on, writing is over.
     private var sentCloseNotify = false
@@ -87,7 +90,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var handshakeStart: NIODeadline?
     /// Whether this connection is counted in the active-connections meter.
     private var countedActive = false
-    /// The promise of a `close` waiting for the peer's close_notify.
+    /// A `close` is waiting for the peer's close_notify (`closePromise` completes with it,
+    /// when the close came with a promise: none is made for a close without one).
+    private var awaitingCloseNotify = false
+    /// The promise of the `close` waiting for the peer's close_notify.
     private var closePromise: EventLoopPromise<Void>?
     private var shutdownTimer: Scheduled<Void>?
     /// Reused to coalesce small writes into one record at flush (no allocation per flush).
@@ -121,6 +127,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         self.handshakePromise = handshakePromise
         self.logger = logger ?? .gnuTLSNoOp
         self.metrics = metrics
+        self.tracksActivity = context.configuration.idleTimeout != nil
     }
 
     // MARK: Lifecycle
@@ -134,17 +141,20 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// the handshake promise while the handshake runs, and a close waiting for close_notify.
     public func handlerRemoved(context: ChannelHandlerContext) {
         cancelTimers()
-        let error = TLSError(.handlerRemoved, "the TLS handler was removed from the pipeline before this completed")
-        failPendingWrites(error)
+        // Built only when something is failed with it (a handler removed with the channel's
+        // close has nothing left: no error to allocate).
+        let error = { TLSError(.handlerRemoved, "the TLS handler was removed from the pipeline before this completed") }
+        failPendingWrites(error())
         switch state {
         case .idle, .handshaking, .verifying:
-            handshakePromise?.fail(error)
+            handshakePromise?.fail(error())
         case .active, .closing, .closed:
             break
         }
         let close = closePromise
         closePromise = nil
-        close?.fail(error)
+        awaitingCloseNotify = false
+        close?.fail(error())
         countConnectionClosed()
         state = .closed
         engine = nil
@@ -165,7 +175,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             return
         }
         state = .handshaking
-        handshakeStart = .now()
+        // Its duration is only reported in metrics and the info log: no clock read otherwise.
+        if metrics != nil || logger.logLevel <= .info { handshakeStart = .now() }
         timeout = context.eventLoop.assumeIsolated().scheduleTask(in: Self.timeAmount(tlsContext.configuration.handshakeTimeout)) { [self] in
             guard state == .handshaking || state == .verifying else { return }
             fail(context: context, TLSError(.handshakeTimeout, "the TLS handshake did not complete within \(tlsContext.configuration.handshakeTimeout)"))
@@ -180,6 +191,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // A close waiting for the peer's close_notify: the connection is closed, as asked.
         let close = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         close?.succeed(())
         switch state {
         case .idle, .handshaking, .verifying:
@@ -212,7 +224,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         case .active:
             // Already reported when its close_notify arrived.
             break
-        case .closing where closePromise != nil:
+        case .closing where awaitingCloseNotify:
             // Waiting for close_notify, the peer finished sending without one: close now.
             finishClose(context: context)
         case .closing, .closed:
@@ -241,14 +253,18 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let buffer = unwrapInboundIn(data)
         guard let engine else { return }
         metrics?.received(buffer.readableBytes)
-        buffer.withUnsafeReadableBytes { engine.receive($0) }
-        switch state {
-        case .handshaking:
-            advanceHandshake(context: context)
-        case .verifying, .active, .closing:
-            decrypt(context: context)
-        case .idle, .closed:
-            break
+        // Read in place: the engine copies only what GnuTLS leaves unread (a partial record).
+        buffer.withUnsafeReadableBytes { bytes in
+            engine.withReceived(bytes) {
+                switch state {
+                case .handshaking:
+                    advanceHandshake(context: context)
+                case .verifying, .active, .closing:
+                    decrypt(context: context)
+                case .idle, .closed:
+                    break
+                }
+            }
         }
     }
 
@@ -260,20 +276,32 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private func advanceHandshake(context: ChannelHandlerContext) {
         guard let engine else { return }
-        do {
-            let status = try engine.handshake()
-            flushCiphertext(context: context)
+        // The flight goes straight into the buffer written to the channel.
+        var out: ByteBuffer?
+        let result = engine.withOutput(to: { bytes in
+            if out == nil { out = context.channel.allocator.buffer(capacity: max(bytes.count, Self.handshakeFlightCapacity)) }
+            out?.writeBytes(bytes)
+        }) {
+            Result { () throws(CoreTLSFailure) in try engine.handshake() }
+        }
+        if let out, out.readableBytes > 0 {
+            metrics?.sent(out.readableBytes)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+        switch result {
+        case .success(let status):
             if status == .complete { handshakeFinished(context: context) }
-        } catch {
-            flushCiphertext(context: context)
+        case .failure(let error):
             fail(context: context, translate(error, during: true, context: context))
         }
     }
 
+    /// What a handshake flight's buffer starts with: a certificate flight fits, most often.
+    static let handshakeFlightCapacity = 4096
+
     private func handshakeFinished(context: ChannelHandlerContext) {
         guard let engine else { return }
         let presented = engine.peerCertificates
-        let peer = presented.compactMap { try? Certificate(derEncoded: $0) }
         guard let version = TLSVersion(gnutlsName: engine.protocolVersion) else {
             // The priority string never enables another version (TLSPolicyMapping); refuse
             // rather than report one ConnectionInfo cannot name.
@@ -283,19 +311,21 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         var info = ConnectionInfo(
             version: version, cipherSuite: engine.cipherSuite, applicationProtocol: engine.alpnProtocol,
             serverName: tlsContext.configuration.role == .client ? (tlsContext.configuration.serverName ?? host) : engine.requestedServerName,
-            isResumed: engine.isResumed, peerCertificates: peer, verifiedChain: nil)
+            isResumed: engine.isResumed, peerCertificates: [], verifiedChain: nil)
         // The Swift verifier: stricter than GnuTLS (RFC 5280 / CA-B Forum checks, no CN
         // fallback), run on every handshake, resumed ones included.
         if tlsContext.verifier != nil {
-            if !peer.isEmpty {
+            if !presented.isEmpty {
                 do {
                     // GnuTLS verified this chain during a full handshake; no second GnuTLS
                     // pass, and the signatures it checked are not checked again. An identical
-                    // earlier verification may answer from the verified-chain cache.
+                    // earlier verification may answer from the verified-chain cache, and
+                    // then nothing is parsed: the chain's certificates are the presented ones.
                     let verdict = try tlsContext.verifyPeerChain(
-                        presented, parsed: peer, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
+                        presented, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
                     info.verifiedChain = verdict?.chain
                     info.verificationCacheHit = verdict?.cacheHit ?? false
+                    info.peerCertificates = Self.parse(presented, reusing: verdict?.chain.certificates ?? [])
                 } catch let error as VerificationError {
                     let error = error.explainingPeerChainLimit(presented: presented.count)
                     engine.sendFatalAlert(badCertificate: true)
@@ -303,10 +333,15 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     fail(context: context, TLSError(.verificationFailed, error.description, verification: error))
                     return
                 } catch {
-                    fail(context: context, TLSError(.verificationFailed, "\(error)"))
-                    return
+                    // A chain none of whose certificates parses counts as no certificate.
+                    info.peerCertificates = presented.compactMap { try? Certificate(derEncoded: $0) }
+                    if !info.peerCertificates.isEmpty {
+                        fail(context: context, TLSError(.verificationFailed, "\(error)"))
+                        return
+                    }
                 }
-            } else if tlsContext.configuration.role == .client || tlsContext.configuration.clientCertificates == .required {
+            }
+            if info.peerCertificates.isEmpty && (tlsContext.configuration.role == .client || tlsContext.configuration.clientCertificates == .required) {
                 if engine.isResumed && tlsContext.configuration.role == .client {
                     // TLS 1.3 resumption sends no certificate: the ticket was issued to a
                     // verified server.
@@ -317,6 +352,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     return
                 }
             }
+        } else {
+            info.peerCertificates = presented.compactMap { try? Certificate(derEncoded: $0) }
         }
         self.info = info
         // OCSP / must-staple (OCSPRevocation.swift) and the hook: run beside the handshake.
@@ -358,6 +395,21 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             }
         }
         // Records that arrived with the handshake wait in the engine until then.
+    }
+
+    /// The presented certificates, parsed: those in `chain` (the verifier's, which parsed
+    /// them, or the cache's, keyed on exactly these bytes) are taken from it, the rest
+    /// (sent but not part of the path) parsed here; one that does not parse is left out.
+    static func parse(_ presented: [[UInt8]], reusing chain: [Certificate]) -> [Certificate] {
+        presented.compactMap { der in
+            chain.first { sameBytes($0.derEncoded, der) } ?? (try? Certificate(derEncoded: der))
+        }
+    }
+
+    /// `a == b`, compared with memcmp.
+    private static func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBytes { a in b.withUnsafeBytes { b in a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
     }
 
     private func activate(context: ChannelHandlerContext) {
@@ -470,7 +522,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 case .data:
                     guard let chunk else { continue }
                     if state == .active {
-                        lastActivity = context.eventLoop.now
+                        if tracksActivity { lastActivity = context.eventLoop.now }
                         context.fireChannelRead(wrapInboundOut(chunk))
                         delivered = true
                     } else if state != .verifying {
@@ -499,7 +551,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                         context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
                         return
                     }
-                    if state == .closing && closePromise != nil {
+                    if state == .closing && awaitingCloseNotify {
                         // The answer to our close_notify: a clean, two-way shutdown.
                         context.fireUserInboundEventTriggered(TLSUserEvent.shutdownCompleted)
                         finishClose(context: context)
@@ -545,7 +597,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             promise?.fail(TLSError(.channelClosed, "cannot write: this side already sent close_notify (output closed)"))
         case .active:
             // Encrypted at the next flush, coalesced with the writes before it.
-            lastActivity = context.eventLoop.now
+            if tracksActivity { lastActivity = context.eventLoop.now }
             pendingWrites.append((buffer, promise))
         case .closing, .closed:
             promise?.fail(TLSError(.channelClosed, "cannot write: the TLS connection is closing"))
@@ -592,9 +644,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 return
             }
             // Wait for the peer's close_notify, at most the shutdown timeout.
-            closePromise = promise ?? context.eventLoop.makePromise()
+            awaitingCloseNotify = true
+            closePromise = promise
             shutdownTimer = context.eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
-                guard state == .closing, closePromise != nil else { return }
+                guard state == .closing, awaitingCloseNotify else { return }
                 shutdownTimer = nil
                 var metadata: Logger.Metadata = [TLSLogKey.event: .string(TLSLogEvent.shutdownTimeout)]
                 addConnectionMetadata(&metadata, context: context)
@@ -612,9 +665,15 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             handshakePromise?.fail(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
             failPendingWrites(TLSError(.channelClosed, "the connection was closed before the handshake completed"))
             context.close(mode: mode, promise: promise)
-        case .closing where closePromise != nil && mode == .all:
+        case .closing where awaitingCloseNotify && mode == .all:
             // Already waiting for close_notify: complete with that close.
-            if let promise { closePromise?.futureResult.cascade(to: promise) }
+            if let promise {
+                if let closePromise {
+                    closePromise.futureResult.cascade(to: promise)
+                } else {
+                    closePromise = promise
+                }
+            }
         case .closing, .closed:
             context.close(mode: mode, promise: promise)
         }
@@ -627,6 +686,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         shutdownTimer = nil
         let promise = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         context.close(promise: promise)
     }
 
@@ -646,60 +706,80 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         var scratch = coalescing ?? context.channel.allocator.buffer(capacity: Self.maximumRecordPlaintext)
         coalescing = nil
         scratch.clear()
+        var plaintextBytes = 0
+        for write in writes { plaintextBytes += write.0.readableBytes }
+        // The records go straight into the buffer written to the channel (no copy through
+        // the engine's queue), sized for the plaintext and each record's header and tag.
+        var out = context.channel.allocator.buffer(
+            capacity: plaintextBytes + (plaintextBytes / Self.maximumRecordPlaintext + 1) * Self.recordOverhead)
+        let failed = engine.withOutput(to: { out.writeBytes($0) }) {
+            Self.encrypt(writes, with: engine, scratch: &scratch)
+        }
+        let failure = failed.map { translate($0.failure, during: false, context: context) }
+        let failedFrom = failed?.from ?? writes.count
+        coalescing = scratch
+        // The promises complete with the ciphertext's write, or fail with the encryption's error.
         var written: EventLoopPromise<Void>?
-        var failure: TLSError?
-        // writes[settled..<n]: encrypted (or gathered) but their promises not yet settled.
-        var settled = 0
+        for index in writes.indices {
+            guard let promise = writes[index].1 else { continue }
+            if let failure, index >= failedFrom {
+                promise.fail(failure)
+            } else if let written {
+                written.futureResult.cascade(to: promise)
+            } else {
+                written = promise
+            }
+        }
+        writes.removeAll(keepingCapacity: true)
+        if pendingWrites.isEmpty { pendingWrites = writes }
+        if out.readableBytes > 0 {
+            metrics?.sent(out.readableBytes)
+            context.write(wrapOutboundOut(out), promise: written)
+        } else {
+            written?.succeed(())
+        }
+        context.flush()
+    }
 
-        func encrypt(_ buffer: ByteBuffer) {
-            guard failure == nil else { return }
+    /// Encrypts `writes` in order: consecutive small writes gathered in `scratch` up to one
+    /// record's worth of plaintext, a write of a record or more on its own. On failure,
+    /// nothing more is encrypted; `from` is the first write that was not (wholly) encrypted.
+    private static func encrypt(_ writes: [(ByteBuffer, EventLoopPromise<Void>?)], with engine: TLSEngine,
+                                scratch: inout ByteBuffer) -> (failure: CoreTLSFailure, from: Int)? {
+        func encrypt(_ buffer: ByteBuffer) -> CoreTLSFailure? {
             do {
                 try buffer.withUnsafeReadableBytes { bytes throws(CoreTLSFailure) in try engine.write(bytes) }
+                return nil
             } catch {
-                failure = translate(error, during: false, context: context)
+                return error
             }
         }
-        /// The promises of writes[settled..<end] complete with the ciphertext's write (or
-        /// fail with the encryption's error).
-        func settle(upTo end: Int) {
-            for index in settled..<end {
-                guard let promise = writes[index].1 else { continue }
-                if let failure {
-                    promise.fail(failure)
-                } else if let written {
-                    written.futureResult.cascade(to: promise)
-                } else {
-                    written = promise
-                }
-            }
-            settled = end
-        }
-
+        // writes[..<settled] are encrypted; scratch holds those after them, gathered.
+        var settled = 0
         for index in writes.indices {
             let buffer = writes[index].0
-            if scratch.readableBytes > 0 && scratch.readableBytes + buffer.readableBytes > Self.maximumRecordPlaintext {
-                encrypt(scratch)
+            if scratch.readableBytes > 0 && scratch.readableBytes + buffer.readableBytes > maximumRecordPlaintext {
+                if let failure = encrypt(scratch) { return (failure, settled) }
                 scratch.clear()
-                settle(upTo: index)
+                settled = index
             }
-            if buffer.readableBytes >= Self.maximumRecordPlaintext {
-                encrypt(buffer)
-                settle(upTo: index + 1)
+            if buffer.readableBytes >= maximumRecordPlaintext {
+                if let failure = encrypt(buffer) { return (failure, settled) }
+                settled = index + 1
             } else {
                 scratch.writeImmutableBuffer(buffer)
             }
         }
         if scratch.readableBytes > 0 {
-            encrypt(scratch)
+            if let failure = encrypt(scratch) { return (failure, settled) }
             scratch.clear()
         }
-        settle(upTo: writes.count)
-        coalescing = scratch
-        writes.removeAll(keepingCapacity: true)
-        if pendingWrites.isEmpty { pendingWrites = writes }
-        writeCiphertext(context: context, promise: written)
-        context.flush()
+        return nil
     }
+
+    /// Room for one record's header, explicit nonce, padding and tag beyond its plaintext
+    /// (the output buffer grows if a CBC suite needs more).
+    static let recordOverhead = 64
 
     private func writeCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         guard let engine, engine.hasOutbound else {
@@ -736,6 +816,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         context.fireErrorCaught(error)
         let promise = closePromise
         closePromise = nil
+        awaitingCloseNotify = false
         if close {
             context.close(promise: promise)
         } else {
@@ -786,10 +867,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         metrics?.connectionClosed()
     }
 
-    private func failPendingWrites(_ error: Error) {
+    private func failPendingWrites(_ error: @autoclosure () -> Error) {
+        guard !pendingWrites.isEmpty else { return }
+        let failure = error()
         let writes = pendingWrites
         pendingWrites.removeAll()
-        for (_, promise) in writes { promise?.fail(error) }
+        for (_, promise) in writes { promise?.fail(failure) }
     }
 
     private func translate(_ failure: CoreTLSFailure, during handshake: Bool, context: ChannelHandlerContext) -> TLSError {

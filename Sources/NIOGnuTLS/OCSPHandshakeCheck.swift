@@ -9,10 +9,12 @@ import NIOCore
 /// event loop, and is bounded by the handshake timeout (the handler fails the handshake
 /// when it fires, and each online query has that deadline too).
 enum OCSPHandshakeCheck {
-    static func make(context: TLSContext, info: ConnectionInfo, staple: [UInt8]?, logger: Logger) -> (@Sendable () async throws -> Void)? {
+    static func make(context: TLSContext, info: ConnectionInfo, staple: @autoclosure () -> [UInt8]?, logger: Logger) -> (@Sendable () async throws -> Void)? {
         guard let chain = info.verifiedChain?.certificates, chain.count > 1 else { return nil }
         let checker = context.revocationChecker
         guard checker.mode != .off || chain[0].requiresOCSPStapling else { return nil }
+        // Read from the session only when a check runs.
+        let staple = staple()
         let crls = context.configuration.trustStore?.crls ?? []
         let limit = context.configuration.handshakeTimeout.components
         let timeout = TimeAmount.nanoseconds(limit.seconds * 1_000_000_000 + limit.attoseconds / 1_000_000_000)

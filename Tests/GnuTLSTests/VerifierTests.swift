@@ -433,6 +433,129 @@ struct VerifierChainTests {
         }
     }
 
+    @Test("the anchor index finds exactly the anchors whose name matches and whose key identifier agrees, in trust-store order")
+    func anchorIndex() async throws {
+        try await withTemporaryDirectory { directory in
+            let pki = try VerifierPKI()
+            let keys = try pki.writeKeys(to: directory)
+            // The root's name and key again (same subject key identifier), a root of the same
+            // name without a subject key identifier (openssl: the authority always writes one),
+            // and an unrelated root.
+            let twin = try LocalAuthority.createRoot(subject: pki.root.certificate.subject, key: pki.rootKey)
+            let bareKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("bare.key.pem"))
+            let barePath = try await OpenSSLIssuer.selfSigned(
+                key: bareKey, subject: "/O=swift-gnutls tests/CN=Verifier Root",
+                extensions: ["basicConstraints = critical, CA:TRUE", "keyUsage = critical, keyCertSign, cRLSign",
+                             "subjectKeyIdentifier = none", "authorityKeyIdentifier = none"],
+                out: directory.file("bare.pem"), in: directory)
+            let bare = try Certificate.load(contentsOfFile: barePath)[0]
+            #expect(bare.subjectKeyIdentifier == nil)
+            let other = try VerifierPKI(rootSubject: "CN=Unrelated Root,O=swift-gnutls tests")
+            // A CA certificate without an authority key identifier, named as issued by the root.
+            let caKey = try await OpenSSL.generateKey("ec:P-256", to: directory.file("ca.key.pem"))
+            let noAKIPath = try await OpenSSLIssuer.issue(
+                key: caKey, subject: "/CN=No AKI CA", issuerCertificate: try directory.write(pki.root.certificate.pemEncoded, to: "root.pem"),
+                issuerKey: keys.root, extensions: ["basicConstraints = critical, CA:TRUE", "authorityKeyIdentifier = none"],
+                out: directory.file("noaki.pem"), in: directory)
+            let noAKI = try Certificate.load(contentsOfFile: noAKIPath)[0]
+            #expect(noAKI.authorityKeyIdentifier == nil)
+            let verifier = try pki.verifier(anchors: [other.root.certificate, pki.root.certificate, bare, twin.certificate])
+            // An authority key identifier selects the anchors with that subject key identifier
+            // and those without one (when the name matches).
+            #expect(verifier.anchorsThatMayIssue(pki.issuing.certificate) == [pki.root.certificate, bare, twin.certificate])
+            #expect(verifier.anchorsThatMayIssue(other.issuing.certificate) == [other.root.certificate])
+            // Without one, every anchor of the name.
+            #expect(verifier.anchorsThatMayIssue(noAKI) == [pki.root.certificate, bare, twin.certificate])
+            // A leaf two levels down: no anchor names it.
+            let leaf = try pki.server([.dnsName("api.example.com")])
+            #expect(verifier.anchorsThatMayIssue(leaf).isEmpty)
+            expectAccepted([leaf, pki.issuing.certificate, pki.root.certificate]) {
+                try verifier.verify(leaf, intermediates: [pki.issuing.certificate], policy: serverPolicy([.dnsName("api.example.com")], at: Date()))
+            }
+        }
+    }
+
+    @Test("a peer chain is parsed once per verifier: a repeat gets the same value; unparsable bytes are refused every time and never kept")
+    func certificateMemo() throws {
+        let pki = try VerifierPKI()
+        let leaf = try pki.server([.dnsName("api.example.com")])
+        let verifier = try pki.verifier()
+        #expect(verifier.memoizedCertificateCount == 0)
+        for _ in 0..<2 {
+            let parsed = try verifier.certificate(derEncoded: leaf.derEncoded)
+            #expect(parsed == leaf && parsed.subject == leaf.subject && parsed.extensions == leaf.extensions)
+            #expect(verifier.memoizedCertificateCount == 1)
+        }
+        let truncated = Array(leaf.derEncoded.dropLast(10))
+        for _ in 0..<2 {
+            #expect(throws: GnuTLSError.self) { try verifier.certificate(derEncoded: truncated) }
+        }
+        #expect(verifier.memoizedCertificateCount == 1)
+    }
+
+    @Test("the memos of parsed certificates and good signatures start over at their byte bound: many or large certificates cannot grow them")
+    func memoByteBounds() throws {
+        let pki = try VerifierPKI()
+        let leaves = try (0..<5).map { try pki.server([.dnsName("host-\($0).example.com")]) }
+        let size = leaves.map(\.derEncoded.count).max() ?? 0
+        let issuerKey = pki.issuing.certificate.publicKey.derEncoded
+        let certificates = CertificateMemo(byteCapacity: 3 * size)
+        let signatures = SignatureMemo(byteCapacity: 3 * (size + issuerKey.count))
+        for (index, leaf) in leaves.enumerated() {
+            #expect(try certificates.certificate(derEncoded: leaf.derEncoded) == leaf)
+            signatures.insert(CertificateSignatureKey(child: leaf.derEncoded, issuerKey: issuerKey))
+            #expect(certificates.heldBytes <= 3 * size && signatures.heldBytes <= 3 * (size + issuerKey.count))
+            // Three fit; the fourth starts over.
+            #expect(certificates.count == (index < 3 ? index + 1 : index - 2))
+            #expect(signatures.count == certificates.count)
+        }
+        // A repeat adds nothing.
+        _ = try certificates.certificate(derEncoded: leaves[4].derEncoded)
+        signatures.insert(CertificateSignatureKey(child: leaves[4].derEncoded, issuerKey: issuerKey))
+        #expect(certificates.count == 2 && signatures.count == 2)
+        #expect(signatures.contains(CertificateSignatureKey(child: leaves[4].derEncoded, issuerKey: issuerKey)))
+        #expect(!signatures.contains(CertificateSignatureKey(child: leaves[0].derEncoded, issuerKey: issuerKey)))
+    }
+
+    @Test("an anchor naming different signature algorithms inside and outside its signed part: malformedCertificate at the anchor")
+    func anchorAlgorithmMismatch() throws {
+        let pki = try VerifierPKI()
+        let leaf = try pki.server([.dnsName("api.example.com")])
+        let policy = serverPolicy([.dnsName("api.example.com")], at: Date())
+        // ecdsa-with-SHA256 outside the signed part gets NULL parameters; the identifier
+        // inside keeps none. GnuTLS reads both as the same algorithm and accepts the
+        // certificate; the bytes differ, which RFC 5280 4.1.1.2 forbids.
+        func tampered(_ certificate: Certificate) throws -> Certificate {
+            let identifier: [UInt8] = [0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02]
+            var der = certificate.derEncoded
+            let starts = der.indices.filter { der[$0...].starts(with: identifier) }
+            try #require(starts.count == 2 && der[1] == 0x82)
+            der.replaceSubrange(starts[1]..<(starts[1] + identifier.count), with: [0x30, 0x0C] + identifier.dropFirst(2) + [0x05, 0x00])
+            let length = (Int(der[2]) << 8 | Int(der[3])) + 2
+            der[2] = UInt8(length >> 8)
+            der[3] = UInt8(length & 0xFF)
+            return try Certificate(derEncoded: der)
+        }
+        let root = try tampered(pki.root.certificate)
+        #expect(root.signatureAlgorithm == pki.root.certificate.signatureAlgorithm)
+        expectRejected([(.malformedCertificate, 2)]) {
+            try Verifier(trustStore: TrustStore(certificates: [root])).verify(
+                leaf, intermediates: [pki.issuing.certificate], policy: policy, consultGnuTLS: false)
+        }
+        // The intermediate with the same change, made an anchor itself so that its own
+        // signature is not what fails: refused at 1.
+        let issuing = try tampered(pki.issuing.certificate)
+        expectRejected([(.malformedCertificate, 1)]) {
+            try Verifier(trustStore: TrustStore(certificates: [issuing])).verify(leaf, intermediates: [], policy: policy, consultGnuTLS: false)
+        }
+        // Below an anchor, the same change to the leaf: its signature still verifies (the
+        // signature covers only the signed part), and the mismatch is found at 0.
+        let tamperedLeaf = try tampered(leaf)
+        expectRejected([(.malformedCertificate, 0)]) {
+            try pki.verifier().verify(tamperedLeaf, intermediates: [pki.issuing.certificate], policy: policy, consultGnuTLS: false)
+        }
+    }
+
     @Test("an untrusted root: untrustedIssuer at the topmost certificate reached")
     func untrustedRoot() throws {
         let pki = try VerifierPKI()

@@ -159,6 +159,15 @@ final class PeakSampler: @unchecked Sendable {
         #expect(served.value.count == 5)
         #expect(peak.peak <= Self.limit, "the server held \(peak.peak) connections at once")
         #expect(peak.peak > 0)
+        #expect(await eventually(timeout: .seconds(60)) { ProcessResources.connectionDescriptors(port: port) == 0 },
+                "connections left: \(ProcessResources.connectionDescriptors(port: port))")
+        #expect(await eventually(timeout: .seconds(60)) { ProcessResources.openFileDescriptors() <= baseline + 8 },
+                "descriptors: \(baseline) before, \(ProcessResources.openFileDescriptors()) after")
+        // The server's connection tasks count what they saw after their clients are done (a
+        // client ends at the close_notify, before the server's task has counted the idle
+        // timeout): the counts are read once `serve` has returned, which waits for them all.
+        try await server.close()
+        _ = try? await serving.value
         #expect(idleClosed.value.count > 0)
         // Every idle client ended: closed by the idle timeout, or (on a busy machine) refused
         // by the server's handshake timeout, seen by the client before or after its own
@@ -166,12 +175,6 @@ final class PeakSampler: @unchecked Sendable {
         let lateFailures = max(0, serverFailures.value.count - Self.slowlorisCount)
         #expect(idleClosed.value.count + idleEnded.value.count + max(idleRefused.value.count, lateFailures) >= Self.idleCount,
                 "\(idleClosed.value.count) idle connections closed by the idle timeout, \(idleEnded.value.count) ended without data, \(idleRefused.value.count) refused, \(serverFailures.value.count) server-side handshake failures")
-        #expect(await eventually(timeout: .seconds(60)) { ProcessResources.connectionDescriptors(port: port) == 0 },
-                "connections left: \(ProcessResources.connectionDescriptors(port: port))")
-        #expect(await eventually(timeout: .seconds(60)) { ProcessResources.openFileDescriptors() <= baseline + 8 },
-                "descriptors: \(baseline) before, \(ProcessResources.openFileDescriptors()) after")
-        try await server.close()
-        _ = try? await serving.value
         try await group.shutdownGracefully()
     }
 

@@ -3,7 +3,7 @@ import GnuTLSCore
 
 /// One verification: path building with a bounded budget, then the checks of each path.
 struct PathValidation {
-    let anchors: [Certificate]
+    let anchors: AnchorIndex
     let candidates: [Certificate]
     let crls: [CertificateRevocationList]
     let policy: VerificationPolicy
@@ -20,12 +20,9 @@ struct PathValidation {
     /// Good signatures the verifier checked in earlier runs (nil: none kept).
     var memo: SignatureMemo?
 
-    struct SignatureKey: Hashable {
-        var child: [UInt8]
-        var issuerKey: [UInt8]
-    }
+    typealias SignatureKey = CertificateSignatureKey
 
-    init(anchors: [Certificate], intermediates: [Certificate], crls: [CertificateRevocationList], policy: VerificationPolicy) {
+    init(anchors: AnchorIndex, intermediates: [Certificate], crls: [CertificateRevocationList], policy: VerificationPolicy) {
         self.anchors = anchors
         var unique: [Certificate] = []
         for certificate in intermediates where !unique.contains(certificate) && !anchors.contains(certificate) {
@@ -58,7 +55,7 @@ struct PathValidation {
         guard budget > 0 else { return nil }
         let current = path[path.count - 1]
         var issuers: [(Certificate, Bool)] = []
-        for anchor in anchors where Self.mayIssue(anchor, current) { issuers.append((anchor, true)) }
+        for anchor in anchors.issuers(of: current) { issuers.append((anchor, true)) }
         if path.count < maxDepth {
             for candidate in candidates where Self.mayIssue(candidate, current) && !path.contains(where: { $0 == candidate || ($0.subject == candidate.subject && $0.publicKey == candidate.publicKey) }) {
                 issuers.append((candidate, false))
@@ -119,18 +116,26 @@ struct PathValidation {
     /// and the anchors (GnuTLS's issuer match, equal raw names and agreeing key identifiers,
     /// implies ``mayIssue(_:_:)``), up to an anchor. Any ambiguity on the way, or a walk that
     /// never reaches an anchor, vouches for nothing and every signature is checked here.
-    static func linksVerifiedByGnuTLS(presented: [Certificate], anchors: [Certificate]) -> [(child: Certificate, issuer: Certificate)] {
+    static func linksVerifiedByGnuTLS(presented: [Certificate], anchors: AnchorIndex) -> [(child: Certificate, issuer: Certificate)] {
         guard var current = presented.first, !anchors.contains(current) else { return [] }
         var links: [(child: Certificate, issuer: Certificate)] = []
         while links.count < gnuTLSMaximumDepth {
             var issuer: Certificate?
-            for candidate in [anchors, presented].joined() where candidate != current && mayIssue(candidate, current) {
+            // An anchor found here is an anchor; a presented copy of an anchor (same DER) is
+            // the same candidate, already found among the anchors.
+            var issuerIsAnchor = false
+            for candidate in anchors.issuers(of: current) where candidate != current {
+                if let found = issuer, found != candidate { return [] }
+                issuer = candidate
+                issuerIsAnchor = true
+            }
+            for candidate in presented where candidate != current && mayIssue(candidate, current) {
                 if let found = issuer, found != candidate { return [] }
                 issuer = candidate
             }
             guard let issuer else { return [] }
             links.append((current, issuer))
-            if anchors.contains(issuer) { return links }
+            if issuerIsAnchor { return links }
             current = issuer
         }
         return []
@@ -151,14 +156,14 @@ struct PathValidation {
 
     /// Whether `issuer`'s subject names `child`'s issuer (and their key identifiers agree).
     static func mayIssue(_ issuer: Certificate, _ child: Certificate) -> Bool {
-        guard issuer.subject.matches(child.issuer) else { return false }
+        // The key identifiers first: comparing bytes is cheap, name matching is not.
         if let aki = child.authorityKeyIdentifier, let ski = issuer.subjectKeyIdentifier, aki != ski { return false }
-        return true
+        return issuer.subject.matches(child.issuer)
     }
 
     private mutating func signatureOutcome(of child: Certificate, by issuer: Certificate) -> CoreSignature.Outcome {
         if preverifiedLinks.contains(where: { $0.child == child && $0.issuer == issuer }) { return .valid }
-        let key = SignatureKey(child: child.sha256Fingerprint, issuerKey: issuer.publicKey.derEncoded)
+        let key = SignatureKey(child: child.derEncoded, issuerKey: issuer.publicKey.derEncoded)
         if let cached = signatureCache[key] { return cached }
         if let memo, memo.contains(key) { return .valid }
         let outcome: CoreSignature.Outcome
@@ -177,31 +182,172 @@ struct PathValidation {
     }
 }
 
-/// The good certificate signatures one ``Verifier`` has checked, by exact input. A
-/// signature check is a pure function of the signed certificate (its SHA-256 fingerprint
-/// covers the signed part, the algorithm and the signature value) and the issuer's public
-/// key, so a repeat (the same peer chain on the next connection, a resumed session's
-/// stored chain) is answered from here. Every other check of a path still runs each time.
-/// Only successes are kept, up to ``capacity`` (then the set starts over).
-final class SignatureMemo: @unchecked Sendable {  // `valid` is only touched under `lock`.
-    static let capacity = 4_096
-    private let lock = NSLock()
-    private var valid: Set<PathValidation.SignatureKey> = []
+/// A verifier's trust anchors, indexed by subject key identifier, built once per
+/// ``Verifier``: finding the anchors that may have issued a certificate looks up the
+/// certificate's authority key identifier instead of matching names against every anchor
+/// (a system trust store holds about 150).
+struct AnchorIndex: Sendable {
+    /// The anchors, in trust-store order.
+    let certificates: [Certificate]
+    /// Positions in ``certificates`` by subject key identifier.
+    private let bySubjectKeyIdentifier: [[UInt8]: [Int]]
+    /// Positions of the anchors without a subject key identifier (any child may name them).
+    private let withoutSubjectKeyIdentifier: [Int]
 
-    func contains(_ key: PathValidation.SignatureKey) -> Bool {
+    init(_ certificates: [Certificate]) {
+        self.certificates = certificates
+        var index: [[UInt8]: [Int]] = [:]
+        var without: [Int] = []
+        for (position, certificate) in certificates.enumerated() {
+            if let ski = certificate.subjectKeyIdentifier {
+                index[ski, default: []].append(position)
+            } else {
+                without.append(position)
+            }
+        }
+        bySubjectKeyIdentifier = index
+        withoutSubjectKeyIdentifier = without
+    }
+
+    /// The anchors that may have issued `child` (``PathValidation/mayIssue(_:_:)``), in
+    /// trust-store order. A child with an authority key identifier can only name anchors
+    /// whose subject key identifier equals it or that have none; a child without one is
+    /// matched by name against every anchor.
+    func issuers(of child: Certificate) -> [Certificate] {
+        guard let aki = child.authorityKeyIdentifier else {
+            return certificates.filter { PathValidation.mayIssue($0, child) }
+        }
+        let matching = bySubjectKeyIdentifier[aki] ?? []
+        let positions = withoutSubjectKeyIdentifier.isEmpty ? matching : (matching + withoutSubjectKeyIdentifier).sorted()
+        return positions.map { certificates[$0] }.filter { PathValidation.mayIssue($0, child) }
+    }
+
+    /// Whether `certificate` (its exact DER) is an anchor.
+    func contains(_ certificate: Certificate) -> Bool { certificates.contains(certificate) }
+}
+
+/// A signature check's whole input: the signed certificate's DER (the signed part, the
+/// algorithm and the signature value) and the issuer's public key (SPKI DER). Both are
+/// hashed in one pass each and compared by value; a certificate the verifier parsed once
+/// shares its DER buffer with every key made from it, so equal keys compare cheaply.
+package struct CertificateSignatureKey: Hashable, Sendable {
+    package var child: [UInt8]
+    package var issuerKey: [UInt8]
+
+    package init(child: [UInt8], issuerKey: [UInt8]) {
+        self.child = child
+        self.issuerKey = issuerKey
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        child.withUnsafeBytes { hasher.combine(bytes: $0) }
+        hasher.combine(child.count)
+        issuerKey.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+}
+
+/// The good certificate signatures one ``Verifier`` has checked, by exact input. A
+/// signature check is a pure function of the signed certificate (its DER: the signed part,
+/// the algorithm and the signature value) and the issuer's public key, so a repeat (the
+/// same peer chain on the next connection, a resumed session's stored chain) is answered
+/// from here. Every other check of a path still runs each time. Only successes are kept,
+/// up to ``capacity`` keys and ``byteCapacity`` bytes of them (then the set starts over):
+/// a peer's own CA can sign many large certificates, which must not grow the set without
+/// bound.
+package final class SignatureMemo: @unchecked Sendable {  // `valid` and `bytes` are only touched under `lock`.
+    static let capacity = 4_096
+    static let byteCapacity = 2 << 20
+    private let capacity: Int
+    private let byteCapacity: Int
+    private let lock = NSLock()
+    private var valid: Set<CertificateSignatureKey> = []
+    private var bytes = 0
+
+    package init(capacity: Int = SignatureMemo.capacity, byteCapacity: Int = SignatureMemo.byteCapacity) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
+
+    package func contains(_ key: CertificateSignatureKey) -> Bool {
         lock.lock(); defer { lock.unlock() }
         return valid.contains(key)
     }
 
-    var count: Int {
+    package var count: Int {
         lock.lock(); defer { lock.unlock() }
         return valid.count
     }
 
-    func insert(_ key: PathValidation.SignatureKey) {
+    package func insert(_ key: CertificateSignatureKey) {
+        let size = key.child.count + key.issuerKey.count
         lock.lock(); defer { lock.unlock() }
-        if valid.count >= Self.capacity { valid.removeAll(keepingCapacity: true) }
-        valid.insert(key)
+        if valid.count >= capacity || bytes + size > byteCapacity {
+            valid.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        if valid.insert(key).inserted { bytes += size }
+    }
+
+    /// The bytes of DER and keys held (tests).
+    package var heldBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return bytes
+    }
+}
+
+/// Certificates parsed from peer chains, by exact DER, so that the same chain presented on
+/// the next connection (or restored from a resumed session) is not parsed again. Parsing is
+/// a pure function of the bytes; every check of a verification still runs on the value.
+/// Holds at most ``capacity`` certificates and ``byteCapacity`` bytes of DER (then starts
+/// over), so peers presenting many or large certificates cannot grow it without bound;
+/// failures are not kept.
+package final class CertificateMemo: @unchecked Sendable {  // `parsed` and `bytes` are only touched under `lock`.
+    static let capacity = 512
+    static let byteCapacity = 2 << 20
+    private let capacity: Int
+    private let byteCapacity: Int
+    private let lock = NSLock()
+    private var parsed: [DERKey: Certificate] = [:]
+    private var bytes = 0
+
+    /// DER bytes hashed in one pass (an array of bytes hashes byte by byte).
+    struct DERKey: Hashable {
+        var bytes: [UInt8]
+        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+    }
+
+    package init(capacity: Int = CertificateMemo.capacity, byteCapacity: Int = CertificateMemo.byteCapacity) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
+
+    package func certificate(derEncoded der: [UInt8]) throws -> Certificate {
+        let key = DERKey(bytes: der)
+        if let known = lookUp(key) { return known }
+        let certificate = try Certificate(derEncoded: der)
+        lock.lock(); defer { lock.unlock() }
+        if parsed.count >= capacity || bytes + der.count > byteCapacity {
+            parsed.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        if parsed.updateValue(certificate, forKey: key) == nil { bytes += der.count }
+        return certificate
+    }
+
+    private func lookUp(_ key: DERKey) -> Certificate? {
+        lock.lock(); defer { lock.unlock() }
+        return parsed[key]
+    }
+
+    package var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return parsed.count
+    }
+
+    /// The bytes of DER held (tests).
+    package var heldBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return bytes
     }
 }
 
@@ -224,6 +370,62 @@ struct SignedParts {
         let fields = top[0].children
         guard let algorithm = fields.first(where: { $0.tag == 0x30 }) else { return nil }
         innerAlgorithm = algorithm.encoded
+    }
+}
+
+extension SignedParts {
+    /// Whether the signature algorithm inside the signed part equals the one outside it
+    /// (RFC 5280 4.1.1.2), read in place: the same answer as comparing ``innerAlgorithm`` and
+    /// ``outerAlgorithm`` without parsing the whole certificate. `nil` when `der` is not
+    /// `SEQUENCE { SEQUENCE tbs, SEQUENCE algorithm, BIT STRING signature }` (as
+    /// ``init(_:)`` would fail).
+    static func algorithmsAgree(_ der: [UInt8]) -> Bool? {
+        der.withUnsafeBufferPointer { bytes -> Bool? in
+            guard let top = DERHeader(bytes, at: 0, limit: bytes.count), top.tag == 0x30, top.end == bytes.count,
+                  let tbs = DERHeader(bytes, at: top.contentStart, limit: top.end), tbs.tag == 0x30,
+                  let outer = DERHeader(bytes, at: tbs.end, limit: top.end), outer.tag == 0x30,
+                  let signature = DERHeader(bytes, at: outer.end, limit: top.end), signature.tag == 0x03, signature.end == top.end,
+                  signature.contentStart < signature.end, bytes[signature.contentStart] == 0 else { return nil }
+            // The first SEQUENCE among the TBS fields ([0] version and the serial come first).
+            var offset = tbs.contentStart
+            while offset < tbs.end {
+                guard let field = DERHeader(bytes, at: offset, limit: tbs.end) else { return nil }
+                if field.tag == 0x30 {
+                    return bytes[field.start..<field.end].elementsEqual(bytes[outer.start..<outer.end])
+                }
+                offset = field.end
+            }
+            return nil
+        }
+    }
+}
+
+/// The identifier and length octets of one DER element with a one-octet tag, bounds-checked.
+private struct DERHeader {
+    var tag: UInt8
+    var start: Int
+    var contentStart: Int
+    var end: Int
+
+    init?(_ bytes: UnsafeBufferPointer<UInt8>, at start: Int, limit: Int) {
+        guard start >= 0, start + 2 <= limit, limit <= bytes.count else { return nil }
+        tag = bytes[start]
+        guard tag & 0x1F != 0x1F else { return nil }
+        var length = Int(bytes[start + 1])
+        var cursor = start + 2
+        if length & 0x80 != 0 {
+            let octets = length & 0x7F
+            guard (1...4).contains(octets), cursor + octets <= limit else { return nil }
+            length = 0
+            for _ in 0..<octets {
+                length = length << 8 | Int(bytes[cursor])
+                cursor += 1
+            }
+        }
+        guard length <= limit - cursor else { return nil }
+        self.start = start
+        contentStart = cursor
+        end = cursor + length
     }
 }
 

@@ -143,6 +143,7 @@ extension PathValidation {
     }
 
     func checkTime(_ cert: Certificate, position: Int) -> [VerificationError.Problem] {
+        guard now > cert.notValidAfter || now < cert.notValidBefore else { return [] }
         let formatter = ISO8601DateFormatter()
         if now > cert.notValidAfter {
             var problem = VerificationError.Problem(.expired, "'\(cert.subject)' expired on \(formatter.string(from: cert.notValidAfter)) (verification time \(formatter.string(from: now)))", position: position, subject: cert.subject)
@@ -187,7 +188,7 @@ extension PathValidation {
         if let allowed = policy.allowedSignatureAlgorithms, !allowed.contains(algorithm.name), !allowed.contains(algorithm.oid) {
             problems.append(VerificationError.Problem(.insecureAlgorithm, "'\(cert.subject)' is signed with \(algorithm), which is not among the allowed algorithms", position: position, subject: cert.subject))
         }
-        if let parts = SignedParts(cert.derEncoded), parts.innerAlgorithm != parts.outerAlgorithm {
+        if SignedParts.algorithmsAgree(cert.derEncoded) == false {
             problems.append(VerificationError.Problem(.malformedCertificate, "'\(cert.subject)' names different signature algorithms inside and outside the signed part (RFC 5280 4.1.1.2)", position: position, subject: cert.subject))
         }
         return problems
@@ -199,7 +200,7 @@ extension PathValidation {
         func add(_ reason: VerificationError.Reason, _ message: String) {
             problems.append(VerificationError.Problem(reason, message, position: index, subject: ca.subject))
         }
-        if let parts = SignedParts(ca.derEncoded), parts.innerAlgorithm != parts.outerAlgorithm, index == path.count - 1 {
+        if index == path.count - 1, SignedParts.algorithmsAgree(ca.derEncoded) == false {
             add(.malformedCertificate, "trust anchor '\(ca.subject)' names different signature algorithms inside and outside the signed part")
         }
         guard let constraints = ca.basicConstraints, constraints.isCertificateAuthority else {

@@ -219,7 +219,7 @@ extension TLSContext {
             return PeerChainVerdict(chain: chain, cacheHit: true)
         }
         let certificates = try parsed.flatMap { $0.count == presented.count ? $0 : nil }
-            ?? [try Certificate(derEncoded: leafDER)] + presented.dropFirst().map { try Certificate(derEncoded: $0) }
+            ?? [try verifier.certificate(derEncoded: leafDER)] + presented.dropFirst().map { try verifier.certificate(derEncoded: $0) }
         var timed = policy
         timed.time = now
         let chain = try verifier.verify(certificates[0], intermediates: Array(certificates.dropFirst()), policy: timed, consultGnuTLS: false,
@@ -229,6 +229,14 @@ extension TLSContext {
             verifiedChainCache.store(chain, for: key, verifiedAt: now, crls: crls)
         }
         return PeerChainVerdict(chain: chain, cacheHit: false)
+    }
+
+    /// The certificates a peer presented (DER, leaf first), parsed; through the verifier's
+    /// memo of parsed certificates when this context verifies peers, so a chain seen before
+    /// is not parsed again. Unparsable certificates are left out.
+    package func parsedPeerCertificates(_ presented: [[UInt8]]) -> [Certificate] {
+        guard let verifier else { return presented.compactMap { try? Certificate(derEncoded: $0) } }
+        return presented.compactMap { try? verifier.certificate(derEncoded: $0) }
     }
 
     /// SHA-256 over the verifier's anchors (the system's included, as loaded) and CRLs.

@@ -21,17 +21,22 @@ public final class Verifier: Sendable {
     public let defaultPolicy: VerificationPolicy
     let trustList: TrustListHandle
     let anchors: [Certificate]
+    /// `anchors` indexed for issuer look-ups, built once.
+    let anchorIndex: AnchorIndex
     /// One checker per ``RevocationCheckingMode``, so good OCSP answers fetched online are
     /// cached across calls until their nextUpdate (OCSPRevocation.swift).
     let revocationCheckers: [RevocationCheckingMode: RevocationChecker]
     /// Good signatures checked in earlier verifications, answered without a second check.
     let signatureMemo = SignatureMemo()
+    /// Peer certificates parsed in earlier handshakes, by exact DER (``certificate(derEncoded:)``).
+    let certificateMemo = CertificateMemo()
 
     /// Builds the GnuTLS trust list for `trustStore`.
     public init(trustStore: TrustStore, policy: VerificationPolicy = VerificationPolicy()) throws {
         self.trustStore = trustStore
         self.defaultPolicy = policy
         (trustList, anchors) = try trustStore.prepare()
+        anchorIndex = AnchorIndex(anchors)
         revocationCheckers = Dictionary(uniqueKeysWithValues: RevocationCheckingMode.allModes.map { ($0, RevocationChecker(mode: $0)) })
     }
 
@@ -53,7 +58,7 @@ public final class Verifier: Sendable {
     package func verify(_ leaf: Certificate, intermediates: [Certificate], policy: VerificationPolicy?, consultGnuTLS: Bool,
                         signaturesVerifiedByGnuTLS: Bool = false) throws -> VerifiedChain {
         let policy = policy ?? defaultPolicy
-        var run = PathValidation(anchors: anchors, intermediates: intermediates, crls: trustStore.crls, policy: policy)
+        var run = PathValidation(anchors: anchorIndex, intermediates: intermediates, crls: trustStore.crls, policy: policy)
         run.memo = signatureMemo
         if signaturesVerifiedByGnuTLS {
             run.preverifiedLinks = linksVerifiedByGnuTLS(presented: [leaf] + intermediates)
@@ -81,12 +86,29 @@ public final class Verifier: Sendable {
         return VerifiedChain(certificates: path)
     }
 
+    /// `der` parsed as a ``Certificate``: the value parsed earlier from the same bytes when
+    /// the verifier still keeps it, else parsed now (and kept). Parsing is a pure function of
+    /// the DER, so the value is the one `Certificate(derEncoded:)` returns; no check is skipped.
+    /// - Throws: what `Certificate(derEncoded:)` throws (failures are not kept).
+    package func certificate(derEncoded der: [UInt8]) throws -> Certificate {
+        try certificateMemo.certificate(derEncoded: der)
+    }
+
+    /// How many parsed certificates the verifier keeps for repeats (tests).
+    package var memoizedCertificateCount: Int { certificateMemo.count }
+
+    /// The anchors that may have issued `child` (equal names, agreeing key identifiers), as
+    /// the anchor index finds them, in trust-store order (tests).
+    package func anchorsThatMayIssue(_ child: Certificate) -> [Certificate] {
+        anchorIndex.issuers(of: child)
+    }
+
     /// How many good signatures the verifier keeps for repeats (tests).
     package var memoizedSignatureCount: Int { signatureMemo.count }
 
     /// The issuer links (child, issuer) whose signatures GnuTLS must have checked when it
     /// accepted `presented` (leaf first) against this verifier's anchors in a handshake.
     package func linksVerifiedByGnuTLS(presented: [Certificate]) -> [(child: Certificate, issuer: Certificate)] {
-        PathValidation.linksVerifiedByGnuTLS(presented: presented, anchors: anchors)
+        PathValidation.linksVerifiedByGnuTLS(presented: presented, anchors: anchorIndex)
     }
 }
