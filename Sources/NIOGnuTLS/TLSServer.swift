@@ -205,6 +205,12 @@ public final class TLSServer: Service, Sendable {
     /// already logged by the handler (event `refused`, with the reasons), so it is repeated
     /// at `debug` only; an error thrown by `handler` is logged at `warning` (event
     /// `connection_failed`).
+    ///
+    /// Each connection's task prefers the connection's event loop as its task executor
+    /// (SE-0417), so awaiting the channel's reads, writes and close wakes no other thread.
+    /// Like a channel handler's code, `handler` must therefore not block: await I/O, and run
+    /// blocking or long CPU-bound work elsewhere (an actor, a thread pool, or
+    /// `withTaskExecutorPreference(globalConcurrentExecutor) { … }`).
     public func serve(
         onFailure: (@Sendable (any Error) -> Void)? = nil,
         handler: @escaping @Sendable (SecureChannel) async throws -> Void
@@ -212,23 +218,31 @@ public final class TLSServer: Service, Sendable {
         let handshakeFailed = onFailure ?? Self.logHandshakeFailure(logger)
         let handlerFailed = onFailure ?? Self.logHandlerFailure(logger)
         defer { openConnections.cancelDeadline() }
+        // The accept loop runs on the listener's event loop, each connection's task on its
+        // channel's: handing a new connection to its task and
+        // the task's awaits (handshake, reads, writes, close) then wake no other thread.
+        let acceptExecutor = EventLoopTaskExecutor(serverChannel.channel.eventLoop)
         try await withGracefulShutdownHandler {
-            try await serverChannel.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await pending in inbound {
-                        group.addTask {
-                            let channel: SecureChannel
-                            do {
-                                channel = try await pending.get()
-                            } catch {
-                                handshakeFailed(error)
-                                return
-                            }
-                            do {
-                                try await handler(channel)
-                            } catch {
-                                handlerFailed(error)
-                                try? await channel.channel.close()
+            try await withTaskExecutorPreference(acceptExecutor) {
+                try await serverChannel.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await pending in inbound {
+                            // The connection's task prefers its channel's event loop: waiting for
+                            // the handshake, reading, writing and closing cost no thread hop.
+                            group.addTask(executorPreference: EventLoopTaskExecutor(pending.eventLoop)) {
+                                let channel: SecureChannel
+                                do {
+                                    channel = try await pending.get()
+                                } catch {
+                                    handshakeFailed(error)
+                                    return
+                                }
+                                do {
+                                    try await handler(channel)
+                                } catch {
+                                    handlerFailed(error)
+                                    try? await channel.channel.close()
+                                }
                             }
                         }
                     }
@@ -244,12 +258,14 @@ public final class TLSServer: Service, Sendable {
     public func connections(onFailure: (@Sendable (any Error) -> Void)? = nil) -> AsyncThrowingStream<SecureChannel, any Error> {
         let onFailure = onFailure ?? Self.logHandshakeFailure(logger)
         let (stream, continuation) = AsyncThrowingStream<SecureChannel, any Error>.makeStream()
-        let task = Task {
+        let serverChannel = serverChannel
+        // On the listener's event loop, each connection's wait on its own (as in `serve`).
+        let task = Task(executorPreference: EventLoopTaskExecutor(serverChannel.channel.eventLoop)) {
             do {
                 try await serverChannel.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await pending in inbound {
-                            group.addTask {
+                            group.addTask(executorPreference: EventLoopTaskExecutor(pending.eventLoop)) {
                                 do {
                                     continuation.yield(try await pending.get())
                                 } catch {

@@ -38,6 +38,73 @@ import Testing
         try await server.close()
         _ = await serving.result
     }
+
+    /// A connection's handler runs on its channel's event loop (the task's executor
+    /// preference): awaiting the handshake, the reads, the writes and the close hops to no
+    /// other thread (issue 11: the hops cost the loopback server ~330 µs per connection).
+    @Test func theConnectionHandlerRunsOnItsChannelsEventLoop() async throws {
+        let fixture = try EngineFixture(.tls13)
+        let server = try await TLSServer.bind(host: "127.0.0.1", port: 0, context: try fixture.server())
+        let onLoop = Box<[Bool]>([])
+        let serving = Task {
+            try await server.serve { channel in
+                onLoop.value.append(channel.channel.eventLoop.inEventLoop)
+                try await channel.executeThenClose { inbound, outbound in
+                    for try await chunk in inbound {
+                        onLoop.value.append(channel.channel.eventLoop.inEventLoop)
+                        try await outbound.write(chunk)
+                        onLoop.value.append(channel.channel.eventLoop.inEventLoop)
+                    }
+                }
+            }
+        }
+        let channel = try await SecureChannel.connect(host: "127.0.0.1", port: server.port, context: try fixture.client())
+        let reply = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "ping"))
+            var iterator = inbound.makeAsyncIterator()
+            return try await iterator.next().map { String(buffer: $0) }
+        }
+        #expect(reply == "ping")
+        try await server.close()
+        _ = await serving.result
+        #expect(onLoop.value == [true, true, true])
+    }
+
+    /// `connections()` (its accept loop on the listener's event loop) yields verified
+    /// connections and reports a failed handshake to `onFailure` without stopping.
+    @Test func theConnectionsStreamSkipsAFailedHandshakeAndYieldsTheNext() async throws {
+        let fixture = try EngineFixture(.tls13)
+        let server = try await TLSServer.bind(host: "127.0.0.1", port: 0, context: try fixture.server())
+        let (failures, failed) = AsyncStream.makeStream(of: Void.self)
+        let connections = server.connections(onFailure: { _ in failed.yield() })
+        // A client that trusts another CA refuses the server: both handshakes fail.
+        let stranger = try TLSContext(configuration: .makeClientConfiguration(trustStore: try TestPKI().trust))
+        await #expect(throws: TLSError.self) {
+            _ = try await SecureChannel.connect(host: "127.0.0.1", port: server.port, context: stranger)
+        }
+        var failure = failures.makeAsyncIterator()
+        #expect(await failure.next() != nil)
+        let serving = Task {
+            for try await channel in connections {
+                try await channel.executeThenClose { inbound, outbound in
+                    for try await chunk in inbound {
+                        try await outbound.write(chunk)
+                        return
+                    }
+                }
+                return
+            }
+        }
+        let channel = try await SecureChannel.connect(host: "127.0.0.1", port: server.port, context: try fixture.client())
+        let reply = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "after a refusal"))
+            var iterator = inbound.makeAsyncIterator()
+            return try await iterator.next().map { String(buffer: $0) }
+        }
+        #expect(reply == "after a refusal")
+        try await serving.value
+        try await server.close()
+    }
 }
 
 final class Box<T>: @unchecked Sendable {

@@ -8,8 +8,10 @@ import TLSScenarios
 //   swift run -c release BenchReport [--repetitions N] [--seconds S] [--filter TEXT] [--json]
 //                                    [--loopback-connections N]
 //
-// Then the loopback scenarios: our TLSServer and swift-nio-ssl's server on 127.0.0.1, 1 and
-// 8 connections in flight, connections/s and server CPU µs per connection (Loopback.swift).
+// Then the loopback scenarios: our TLSServer, swift-nio-ssl's server and a raw GnuTLS C server
+// (one epoll thread) on 127.0.0.1, 1 and 8 connections in flight: connections/s and server
+// CPU µs per connection (Loopback.swift). `--loopback-only IMPLEMENTATION` runs one server
+// alone (for perf).
 
 var repetitions = 7
 var secondsPerRun = 0.2
@@ -22,6 +24,7 @@ var json = false
 var only: Implementation?
 var profileCount = 20
 var loopbackConnections = 300
+var loopbackOnly: LoopbackImplementation?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -33,8 +36,9 @@ while let argument = arguments.next() {
     case "--only": only = arguments.next().flatMap(Implementation.init(rawValue:))
     case "--count": profileCount = arguments.next().flatMap(Int.init) ?? profileCount
     case "--loopback-connections": loopbackConnections = arguments.next().flatMap(Int.init) ?? loopbackConnections
+    case "--loopback-only": loopbackOnly = arguments.next().flatMap(LoopbackImplementation.init(rawValue:))
     default:
-        FileHandle.standardError.write(Data("usage: BenchReport [--repetitions N] [--seconds S] [--filter TEXT | --scenario NAME] [--json] [--loopback-connections N] [--only ours|handler|raw|nio-ssl --count N]\n".utf8))
+        FileHandle.standardError.write(Data("usage: BenchReport [--repetitions N] [--seconds S] [--filter TEXT | --scenario NAME] [--json] [--loopback-connections N] [--loopback-only ours|nio-ssl|raw|handler] [--only ours|handler|raw|nio-ssl --count N]\n".utf8))
         exit(2)
     }
 }
@@ -133,6 +137,8 @@ struct LoopbackRow: Codable {
     var connectionsPerSecond: [String: Double]
     /// Median server CPU microseconds per connection, per implementation.
     var serverCPUMicrosecondsPerConnection: [String: Double]
+    /// Median server context switches per connection, per implementation.
+    var serverContextSwitchesPerConnection: [String: Double] = [:]
 }
 
 var loopbackRows: [LoopbackRow] = []
@@ -140,7 +146,7 @@ let loopbackScenarios = [1, 8].map { (name: "Loopback.TLS13.ECDSA-P256.InFlight\
     .filter { scenario in loopbackConnections > 0 && selected(scenario.name) }
 if !loopbackScenarios.isEmpty {
     var benches: [LoopbackBench] = []
-    for implementation in LoopbackImplementation.allCases {
+    for implementation in LoopbackImplementation.allCases where loopbackOnly.map({ $0 == implementation }) ?? true {
         do {
             let bench = try LoopbackBench(implementation)
             _ = try bench.measure(connections: 20, inFlight: 2)  // warm up
@@ -152,6 +158,7 @@ if !loopbackScenarios.isEmpty {
     for scenario in loopbackScenarios {
         var rates: [LoopbackImplementation: [Double]] = [:]
         var cpu: [LoopbackImplementation: [Double]] = [:]
+        var switches: [LoopbackImplementation: [Double]] = [:]
         for repetition in 0..<repetitions {
             let order = benches.indices.map { benches[($0 + repetition) % benches.count] }
             for bench in order {
@@ -159,6 +166,7 @@ if !loopbackScenarios.isEmpty {
                     let measured = try bench.measure(connections: loopbackConnections, inFlight: scenario.inFlight)
                     rates[bench.implementation, default: []].append(measured.connectionsPerSecond)
                     cpu[bench.implementation, default: []].append(measured.serverCPUMicrosecondsPerConnection)
+                    switches[bench.implementation, default: []].append(measured.serverContextSwitchesPerConnection)
                 } catch {
                     log("\(scenario.name) \(bench.implementation.rawValue): \(error)")
                 }
@@ -167,6 +175,7 @@ if !loopbackScenarios.isEmpty {
         var row = LoopbackRow(scenario: scenario.name, inFlight: scenario.inFlight, connectionsPerSecond: [:], serverCPUMicrosecondsPerConnection: [:])
         for (implementation, values) in rates { row.connectionsPerSecond[implementation.rawValue] = median(values) }
         for (implementation, values) in cpu { row.serverCPUMicrosecondsPerConnection[implementation.rawValue] = median(values) }
+        for (implementation, values) in switches { row.serverContextSwitchesPerConnection[implementation.rawValue] = median(values) }
         loopbackRows.append(row)
         if !json { log("done: \(scenario.name)") }
     }
@@ -203,17 +212,22 @@ if json {
     if !loopbackRows.isEmpty {
         print("")
         print("Loopback on 127.0.0.1 (TLS 1.3, ECDSA P-256, handshake + 4-byte echo + close per connection; medians of \(repetitions) interleaved runs of \(loopbackConnections) connections).")
-        print("Server CPU is the process's CPU minus the client event loops'.")
+        print("Server CPU (and context switches) are the process's minus the client event loops'. handler-only: GnuTLSHandler and an echo handler in a plain NIO pipeline, no async layer.")
         print("")
-        print("| Scenario | ours conn/s | nio-ssl conn/s | ours/nio-ssl | ours server CPU µs/conn | nio-ssl server CPU µs/conn | ours/nio-ssl CPU |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| Scenario | ours conn/s | nio-ssl conn/s | raw GnuTLS (C) conn/s | ours/nio-ssl | ours/raw | ours server CPU µs/conn | nio-ssl server CPU µs/conn | raw server CPU µs/conn | ours/nio-ssl CPU | ours/raw CPU | handler-only server CPU µs/conn | server context switches/conn ours / nio-ssl / raw / handler-only |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for row in loopbackRows {
-            let oursRate = row.connectionsPerSecond["ours"], nioRate = row.connectionsPerSecond["nio-ssl"]
-            let oursCPU = row.serverCPUMicrosecondsPerConnection["ours"], nioCPU = row.serverCPUMicrosecondsPerConnection["nio-ssl"]
-            let cells = [row.scenario, format(oursRate), format(nioRate),
-                         format(oursRate.flatMap { a in nioRate.map { a / $0 } }, ratio: true),
-                         format(oursCPU), format(nioCPU),
-                         format(oursCPU.flatMap { a in nioCPU.map { a / $0 } }, ratio: true)]
+            func ratio(_ values: [String: Double], _ a: LoopbackImplementation, _ b: LoopbackImplementation) -> Double? {
+                guard let x = values[a.rawValue], let y = values[b.rawValue] else { return nil }
+                return x / y
+            }
+            let rates = row.connectionsPerSecond, cpu = row.serverCPUMicrosecondsPerConnection
+            let cells = [row.scenario, format(rates["ours"]), format(rates["nio-ssl"]), format(rates["raw"]),
+                         format(ratio(rates, .ours, .nioSSL), ratio: true), format(ratio(rates, .ours, .raw), ratio: true),
+                         format(cpu["ours"]), format(cpu["nio-ssl"]), format(cpu["raw"]),
+                         format(ratio(cpu, .ours, .nioSSL), ratio: true), format(ratio(cpu, .ours, .raw), ratio: true),
+                         format(cpu["handler"]),
+                         LoopbackImplementation.allCases.map { format(row.serverContextSwitchesPerConnection[$0.rawValue]) }.joined(separator: " / ")]
             print("| " + cells.joined(separator: " | ") + " |")
         }
     }

@@ -1,3 +1,4 @@
+import CRawGnuTLS
 import Foundation
 @_spi(Benchmarks) import GnuTLS
 @_spi(Benchmarks) import GnuTLSAuthority
@@ -11,8 +12,11 @@ import NIOSSL
 // verifying chain and host name), a 4-byte echo, and the close. The server is the async
 // layer users run: our `TLSServer` (GnuTLSHandler under NIOAsyncChannel, a discarding task
 // group per connection), or swift-nio-ssl's NIOSSLServerHandler under the same NIOAsyncChannel
-// accept loop and echo. Clients are plain NIO pipelines (GnuTLSHandler or NIOSSLClientHandler)
-// on their own event loops, so the server's CPU is the process's minus the client loops'.
+// accept loop and echo, or raw GnuTLS in C (rawserver.c: one thread, an epoll loop over
+// non-blocking sockets, the same certificates, priority string and session tickets as our
+// server). Clients are plain NIO pipelines (GnuTLSHandler, or NIOSSLClientHandler for the
+// swift-nio-ssl server) on their own event loops, so the server's CPU is the process's minus
+// the client loops'.
 
 /// Who serves (and connects) in the loopback scenarios.
 public enum LoopbackImplementation: String, Sendable, CaseIterable {
@@ -20,6 +24,11 @@ public enum LoopbackImplementation: String, Sendable, CaseIterable {
     case ours = "ours"
     /// swift-nio-ssl's NIOSSLServerHandler under NIOAsyncChannel, with NIOSSLClientHandler clients.
     case nioSSL = "nio-ssl"
+    /// Raw GnuTLS in C (one epoll thread), with the GnuTLSHandler clients `ours` has.
+    case raw = "raw"
+    /// GnuTLSHandler and an echo handler in a plain NIO pipeline (no async layer, no
+    /// `TLSServer`), with the same clients: what the async layer costs on top.
+    case handler = "handler"
 }
 
 /// One loopback run: `connections` connections, `inFlight` at a time.
@@ -28,8 +37,11 @@ public struct LoopbackMeasurement: Sendable {
     public var wallSeconds: Double
     /// CPU of everything but the client event loops: the server's loops and its tasks.
     public var serverCPUSeconds: Double
+    /// Context switches (voluntary and not) of everything but the client event loops.
+    public var serverContextSwitches: Int
     public var connectionsPerSecond: Double { Double(connections) / wallSeconds }
     public var serverCPUMicrosecondsPerConnection: Double { serverCPUSeconds / Double(connections) * 1e6 }
+    public var serverContextSwitchesPerConnection: Double { Double(serverContextSwitches) / Double(connections) }
 }
 
 /// A loopback server of one implementation, and the clients that connect to it. Make one
@@ -51,13 +63,16 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: serverThreads)
         self.serverGroup = serverGroup
         clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: clientThreads)
-        switch implementation {
-        case .ours:
-            // The client declines session tickets: each connection is a full handshake, as
-            // swift-nio-ssl's clients (no session cache) make them.
+        // Our clients (of our server and of the raw one) decline session tickets: each
+        // connection is a full handshake, as swift-nio-ssl's clients (no session cache) make them.
+        func ourClient() throws -> TLSContext {
             var client = pki.clientConfiguration(version: .tls13, tickets: false)
             client.chainCache = .disabled
-            let clientContext = try TLSContext(configuration: client)
+            return try TLSContext(configuration: client)
+        }
+        switch implementation {
+        case .ours:
+            let clientContext = try ourClient()
             let serverContext = try TLSContext(configuration: pki.serverConfiguration(version: .tls13))
             let server = try blockingAwait {
                 try await TLSServer.bind(host: "127.0.0.1", port: 0, context: serverContext, eventLoopGroup: serverGroup)
@@ -80,10 +95,7 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
             let serverContext = contexts.server
             let clientContext = contexts.client
             let listener = try blockingAwait {
-                try await ServerBootstrap(group: serverGroup)
-                    .serverChannelOption(.backlog, value: 256)
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                try await Self.serverBootstrap(serverGroup)
                     .childChannelOption(.allowRemoteHalfClosure, value: true)
                     .bind(host: "127.0.0.1", port: 0) { channel in
                         channel.eventLoop.makeCompletedFuture {
@@ -111,22 +123,57 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
                     }
                 }
             }
+        case .handler:
+            let clientContext = try ourClient()
+            let serverContext = try TLSContext(configuration: pki.serverConfiguration(version: .tls13))
+            let listener = try Self.serverBootstrap(serverGroup)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(GnuTLSHandler(context: serverContext))
+                        try channel.pipeline.syncOperations.addHandler(EchoOnce())
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).wait()
+            port = listener.localAddress?.port ?? 0
+            makeClientHandler = { GnuTLSHandler(context: clientContext, serverHostname: "localhost") }
+            closeServer = { try await listener.close() }
+            serving = Task {}
+        case .raw:
+            let clientContext = try ourClient()
+            let server = try RawLoopbackServer(pki: pki)
+            port = server.port
+            makeClientHandler = { GnuTLSHandler(context: clientContext, serverHostname: "localhost") }
+            closeServer = { server.stop() }
+            serving = Task {}
         }
+    }
+
+    /// The listener options TLSServer.bind sets.
+    private static func serverBootstrap(_ group: MultiThreadedEventLoopGroup) -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
     }
 
     /// Runs `connections` connections, `inFlight` at a time.
     public func measure(connections: Int, inFlight: Int) throws -> LoopbackMeasurement {
         let remaining = Countdown(connections)
         let clientCPU0 = try clientLoopsCPUSeconds()
+        let clientSwitches0 = try clientLoopsContextSwitches()
         let process0 = processCPUSeconds()
+        let processSwitches0 = contextSwitches(RUSAGE_SELF.rawValue)
         let wall0 = DispatchTime.now().uptimeNanoseconds
         let lanes = (0..<max(1, inFlight)).map { _ in lane(remaining) }
         try EventLoopFuture.andAllSucceed(lanes, on: clientGroup.next()).wait()
         let wall1 = DispatchTime.now().uptimeNanoseconds
         let process1 = processCPUSeconds()
+        let processSwitches1 = contextSwitches(RUSAGE_SELF.rawValue)
+        let clientSwitches1 = try clientLoopsContextSwitches()
         let clientCPU1 = try clientLoopsCPUSeconds()
         return LoopbackMeasurement(connections: connections, wallSeconds: Double(wall1 - wall0) / 1e9,
-                                   serverCPUSeconds: max(0, (process1 - process0) - (clientCPU1 - clientCPU0)))
+                                   serverCPUSeconds: max(0, (process1 - process0) - (clientCPU1 - clientCPU0)),
+                                   serverContextSwitches: max(0, (processSwitches1 - processSwitches0) - (clientSwitches1 - clientSwitches0)))
     }
 
     /// Stops the server and both event loop groups.
@@ -160,12 +207,72 @@ public final class LoopbackBench: @unchecked Sendable {  // Used from one thread
         return done.futureResult
     }
 
+    private func clientLoopsContextSwitches() throws -> Int {
+        var total = 0
+        for loop in clientGroup.makeIterator() {
+            total += try loop.submit { contextSwitches(rusageThread) }.wait()
+        }
+        return total
+    }
+
     private func clientLoopsCPUSeconds() throws -> Double {
         var total = 0.0
         for loop in clientGroup.makeIterator() {
             total += try loop.submit { threadCPUSeconds() }.wait()
         }
         return total
+    }
+}
+
+/// The C server of rawserver.c, configured as `pki.serverConfiguration(version: .tls13)` is.
+private final class RawLoopbackServer: @unchecked Sendable {  // `stop` runs once; the C side is thread-safe.
+    private let server: OpaquePointer
+    let port: Int
+
+    init(pki: BenchmarkPKI) throws {
+        let chain = pki.serverIdentity.chain.map(\.pemEncoded).joined()
+        let key = try pki.serverKey.pemEncoded()
+        let priority = TLSConfiguration.defaultPriority(minimum: .tls13, maximum: .tls13)
+        var port: Int32 = 0
+        var error = [CChar](repeating: 0, count: 256)
+        // GnuTLS copies the certificates, the key and the priority string.
+        let started = chain.withCString { chain in
+            key.withCString { key in
+                priority.withCString { priority in
+                    var config = rawserver_config(chain_pem: chain, key_pem: key, priority: priority, tickets: 1)
+                    return rawserver_start(&config, &port, &error, error.count)
+                }
+            }
+        }
+        guard let started else {
+            throw ScenarioError("raw GnuTLS server: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+        }
+        server = started
+        self.port = Int(port)
+    }
+
+    private let stopped = NSLock()
+    private var isStopped = false
+
+    func stop() {
+        stopped.lock(); defer { stopped.unlock() }
+        guard !isStopped else { return }
+        isStopped = true
+        rawserver_stop(server)
+    }
+
+    deinit { stop() }
+}
+
+/// The plain-NIO server's application: echoes the first chunk, then closes (close_notify,
+/// as `executeThenClose` does for the async servers).
+private final class EchoOnce: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
+        context.close(promise: nil)
     }
 }
 
@@ -216,6 +323,16 @@ private final class Countdown: @unchecked Sendable {  // `left` is only touched 
         left -= 1
         return true
     }
+}
+
+/// `RUSAGE_THREAD` (Linux; Glibc's module does not export it): the calling thread's usage.
+private let rusageThread: Int32 = 1
+
+/// Voluntary plus involuntary context switches of the process (`RUSAGE_SELF`) or the calling thread.
+func contextSwitches(_ who: Int32) -> Int {
+    var usage = rusage()
+    getrusage(who, &usage)
+    return usage.ru_nvcsw + usage.ru_nivcsw
 }
 
 /// User plus system CPU of the whole process.
