@@ -319,13 +319,13 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 do {
                     // GnuTLS verified this chain during a full handshake; no second GnuTLS
                     // pass, and the signatures it checked are not checked again. An identical
-                    // earlier verification may answer from the verified-chain cache, and
-                    // then nothing is parsed: the chain's certificates are the presented ones.
+                    // earlier verification may answer from the verified-chain cache. The
+                    // presented certificates come from the verifier's memo of parsed ones.
                     let verdict = try tlsContext.verifyPeerChain(
                         presented, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
                     info.verifiedChain = verdict?.chain
                     info.verificationCacheHit = verdict?.cacheHit ?? false
-                    info.peerCertificates = Self.parse(presented, reusing: verdict?.chain.certificates ?? [])
+                    info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
                 } catch let error as VerificationError {
                     let error = error.explainingPeerChainLimit(presented: presented.count)
                     engine.sendFatalAlert(badCertificate: true)
@@ -334,7 +334,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     return
                 } catch {
                     // A chain none of whose certificates parses counts as no certificate.
-                    info.peerCertificates = presented.compactMap { try? Certificate(derEncoded: $0) }
+                    info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
                     if !info.peerCertificates.isEmpty {
                         fail(context: context, TLSError(.verificationFailed, "\(error)"))
                         return
@@ -353,7 +353,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                 }
             }
         } else {
-            info.peerCertificates = presented.compactMap { try? Certificate(derEncoded: $0) }
+            info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
         }
         self.info = info
         // OCSP / must-staple (OCSPRevocation.swift) and the hook: run beside the handshake.
@@ -395,21 +395,6 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             }
         }
         // Records that arrived with the handshake wait in the engine until then.
-    }
-
-    /// The presented certificates, parsed: those in `chain` (the verifier's, which parsed
-    /// them, or the cache's, keyed on exactly these bytes) are taken from it, the rest
-    /// (sent but not part of the path) parsed here; one that does not parse is left out.
-    static func parse(_ presented: [[UInt8]], reusing chain: [Certificate]) -> [Certificate] {
-        presented.compactMap { der in
-            chain.first { sameBytes($0.derEncoded, der) } ?? (try? Certificate(derEncoded: der))
-        }
-    }
-
-    /// `a == b`, compared with memcmp.
-    private static func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        return a.withUnsafeBytes { a in b.withUnsafeBytes { b in a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
     }
 
     private func activate(context: ChannelHandlerContext) {
