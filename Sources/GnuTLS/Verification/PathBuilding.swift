@@ -246,6 +246,48 @@ package struct CertificateSignatureKey: Hashable, Sendable {
     }
 }
 
+/// A lock-protected dictionary bounded in entries and in bytes, which starts over when
+/// either bound would be passed: the verifier's memos (``SignatureMemo``,
+/// ``CertificateMemo``), which a peer must not be able to grow without bound.
+package final class BoundedMemo<Key: Hashable, Value>: @unchecked Sendable {  // `values` and `bytes` are only touched under `lock`.
+    private let capacity: Int
+    private let byteCapacity: Int
+    private let lock = NSLock()
+    private var values: [Key: Value] = [:]
+    private var bytes = 0
+
+    package init(capacity: Int, byteCapacity: Int) {
+        self.capacity = capacity
+        self.byteCapacity = byteCapacity
+    }
+
+    package func value(for key: Key) -> Value? {
+        lock.lock(); defer { lock.unlock() }
+        return values[key]
+    }
+
+    /// Keeps `value` for `key`, counting `size` bytes; empties the memo first when it is full.
+    package func insert(_ value: Value, for key: Key, size: Int) {
+        lock.lock(); defer { lock.unlock() }
+        if values.count >= capacity || bytes + size > byteCapacity {
+            values.removeAll(keepingCapacity: true)
+            bytes = 0
+        }
+        if values.updateValue(value, forKey: key) == nil { bytes += size }
+    }
+
+    package var count: Int {
+        lock.lock(); defer { lock.unlock() }
+        return values.count
+    }
+
+    /// The bytes held (tests).
+    package var heldBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return bytes
+    }
+}
+
 /// The good certificate signatures one ``Verifier`` has checked, by exact input. A
 /// signature check is a pure function of the signed certificate (its DER: the signed part,
 /// the algorithm and the signature value) and the issuer's public key, so a repeat (the
@@ -254,45 +296,25 @@ package struct CertificateSignatureKey: Hashable, Sendable {
 /// up to ``capacity`` keys and ``byteCapacity`` bytes of them (then the set starts over):
 /// a peer's own CA can sign many large certificates, which must not grow the set without
 /// bound.
-package final class SignatureMemo: @unchecked Sendable {  // `valid` and `bytes` are only touched under `lock`.
+package final class SignatureMemo: Sendable {
     static let capacity = 4_096
     static let byteCapacity = 2 << 20
-    private let capacity: Int
-    private let byteCapacity: Int
-    private let lock = NSLock()
-    private var valid: Set<CertificateSignatureKey> = []
-    private var bytes = 0
+    private let valid: BoundedMemo<CertificateSignatureKey, Void>
 
     package init(capacity: Int = SignatureMemo.capacity, byteCapacity: Int = SignatureMemo.byteCapacity) {
-        self.capacity = capacity
-        self.byteCapacity = byteCapacity
+        valid = BoundedMemo(capacity: capacity, byteCapacity: byteCapacity)
     }
 
-    package func contains(_ key: CertificateSignatureKey) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        return valid.contains(key)
-    }
+    package func contains(_ key: CertificateSignatureKey) -> Bool { valid.value(for: key) != nil }
 
-    package var count: Int {
-        lock.lock(); defer { lock.unlock() }
-        return valid.count
-    }
+    package var count: Int { valid.count }
 
     package func insert(_ key: CertificateSignatureKey) {
-        let size = key.child.count + key.issuerKey.count
-        lock.lock(); defer { lock.unlock() }
-        if valid.count >= capacity || bytes + size > byteCapacity {
-            valid.removeAll(keepingCapacity: true)
-            bytes = 0
-        }
-        if valid.insert(key).inserted { bytes += size }
+        valid.insert((), for: key, size: key.child.count + key.issuerKey.count)
     }
 
     /// The bytes of DER and keys held (tests).
-    package var heldBytes: Int {
-        lock.lock(); defer { lock.unlock() }
-        return bytes
-    }
+    package var heldBytes: Int { valid.heldBytes }
 }
 
 /// Certificates parsed from peer chains, by exact DER, so that the same chain presented on
@@ -301,14 +323,10 @@ package final class SignatureMemo: @unchecked Sendable {  // `valid` and `bytes`
 /// Holds at most ``capacity`` certificates and ``byteCapacity`` bytes of DER (then starts
 /// over), so peers presenting many or large certificates cannot grow it without bound;
 /// failures are not kept.
-package final class CertificateMemo: @unchecked Sendable {  // `parsed` and `bytes` are only touched under `lock`.
+package final class CertificateMemo: Sendable {
     static let capacity = 512
     static let byteCapacity = 2 << 20
-    private let capacity: Int
-    private let byteCapacity: Int
-    private let lock = NSLock()
-    private var parsed: [DERKey: Certificate] = [:]
-    private var bytes = 0
+    private let parsed: BoundedMemo<DERKey, Certificate>
 
     /// DER bytes hashed in one pass (an array of bytes hashes byte by byte).
     struct DERKey: Hashable {
@@ -317,38 +335,21 @@ package final class CertificateMemo: @unchecked Sendable {  // `parsed` and `byt
     }
 
     package init(capacity: Int = CertificateMemo.capacity, byteCapacity: Int = CertificateMemo.byteCapacity) {
-        self.capacity = capacity
-        self.byteCapacity = byteCapacity
+        parsed = BoundedMemo(capacity: capacity, byteCapacity: byteCapacity)
     }
 
     package func certificate(derEncoded der: [UInt8]) throws -> Certificate {
         let key = DERKey(bytes: der)
-        if let known = lookUp(key) { return known }
+        if let known = parsed.value(for: key) { return known }
         let certificate = try Certificate(derEncoded: der)
-        lock.lock(); defer { lock.unlock() }
-        if parsed.count >= capacity || bytes + der.count > byteCapacity {
-            parsed.removeAll(keepingCapacity: true)
-            bytes = 0
-        }
-        if parsed.updateValue(certificate, forKey: key) == nil { bytes += der.count }
+        parsed.insert(certificate, for: key, size: der.count)
         return certificate
     }
 
-    private func lookUp(_ key: DERKey) -> Certificate? {
-        lock.lock(); defer { lock.unlock() }
-        return parsed[key]
-    }
-
-    package var count: Int {
-        lock.lock(); defer { lock.unlock() }
-        return parsed.count
-    }
+    package var count: Int { parsed.count }
 
     /// The bytes of DER held (tests).
-    package var heldBytes: Int {
-        lock.lock(); defer { lock.unlock() }
-        return bytes
-    }
+    package var heldBytes: Int { parsed.heldBytes }
 }
 
 /// The signed part of a certificate or CRL, split with SwiftASN1:
