@@ -316,16 +316,18 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // fallback), run on every handshake, resumed ones included.
         if tlsContext.verifier != nil {
             if !presented.isEmpty {
+                // The presented certificates come from the verifier's memo of parsed ones,
+                // looked up once: the verifier takes them as they are (a chain with an
+                // unparsable certificate is parsed again there, and fails).
+                info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
                 do {
                     // GnuTLS verified this chain during a full handshake; no second GnuTLS
                     // pass, and the signatures it checked are not checked again. An identical
-                    // earlier verification may answer from the verified-chain cache. The
-                    // presented certificates come from the verifier's memo of parsed ones.
+                    // earlier verification may answer from the verified-chain cache.
                     let verdict = try tlsContext.verifyPeerChain(
-                        presented, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
+                        presented, parsed: info.peerCertificates, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
                     info.verifiedChain = verdict?.chain
                     info.verificationCacheHit = verdict?.cacheHit ?? false
-                    info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
                 } catch let error as VerificationError {
                     let error = error.explainingPeerChainLimit(presented: presented.count)
                     engine.sendFatalAlert(badCertificate: true)
@@ -334,7 +336,6 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                     return
                 } catch {
                     // A chain none of whose certificates parses counts as no certificate.
-                    info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
                     if !info.peerCertificates.isEmpty {
                         fail(context: context, TLSError(.verificationFailed, "\(error)"))
                         return
