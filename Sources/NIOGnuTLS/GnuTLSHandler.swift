@@ -73,6 +73,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// A `read()` from the pipeline not passed on while the hook runs and enough is held.
     private var readHeld = false
     private var timeout: Scheduled<Void>?
+    /// When the handshake times out (the deadline `timeout` fires at).
+    private var handshakeDeadline = NIODeadline.uptimeNanoseconds(0)
     private var idleTimer: Scheduled<Void>?
     /// When plaintext last went either way (the idle timeout counts from here).
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
@@ -177,9 +179,19 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         state = .handshaking
         // Its duration is only reported in metrics and the info log: no clock read otherwise.
         if metrics != nil || logger.logLevel <= .info { handshakeStart = .now() }
-        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: Self.timeAmount(tlsContext.configuration.handshakeTimeout)) { [self] in
-            guard state == .handshaking || state == .verifying else { return }
-            fail(context: context, TLSError(.handshakeTimeout, "the TLS handshake did not complete within \(tlsContext.configuration.handshakeTimeout)"))
+        handshakeDeadline = context.eventLoop.now + Self.timeAmount(tlsContext.configuration.handshakeTimeout)
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(deadline: handshakeDeadline) { [self] in
+            switch state {
+            case .handshaking, .verifying:
+                fail(context: context, TLSError(.handshakeTimeout, "the TLS handshake did not complete within \(tlsContext.configuration.handshakeTimeout)"))
+            case .active:
+                // Kept as the first idle check (`startIdleTimer`): it fires before the idle
+                // deadline and schedules the check at it.
+                idleTimer = nil
+                checkIdle(context: context)
+            case .idle, .closing, .closed:
+                break
+            }
         }
         advanceHandshake(context: context)
     }
@@ -399,8 +411,6 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func activate(context: ChannelHandlerContext) {
-        timeout?.cancel()
-        timeout = nil
         state = .active
         established = true
         if let info {
@@ -456,28 +466,51 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: Idle timeout
 
+    /// Replaces the handshake timer with the idle timer. The handshake timer is kept as the
+    /// first idle check when it fires no later than the idle deadline (the default: a 10 s
+    /// handshake timeout, a 120 s idle timeout), which then schedules the check at the idle
+    /// deadline itself: one timer scheduled and cancelled less per connection, and the idle
+    /// timeout fires at the same time.
     private func startIdleTimer(context: ChannelHandlerContext) {
-        guard let limit = tlsContext.configuration.idleTimeout else { return }
+        let handshakeTimer = timeout
+        timeout = nil
+        // Not once a handler behind this one closed the connection on the handshake's events.
+        guard state == .active, let limit = tlsContext.configuration.idleTimeout else {
+            handshakeTimer?.cancel()
+            return
+        }
         lastActivity = context.eventLoop.now
-        scheduleIdleCheck(context: context, at: lastActivity + Self.timeAmount(limit))
+        let deadline = lastActivity + Self.timeAmount(limit)
+        if let handshakeTimer, handshakeDeadline <= deadline {
+            idleTimer = handshakeTimer
+            return
+        }
+        handshakeTimer?.cancel()
+        scheduleIdleCheck(context: context, at: deadline)
     }
 
     private func scheduleIdleCheck(context: ChannelHandlerContext, at deadline: NIODeadline) {
         idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
-            guard state == .active, let limit = tlsContext.configuration.idleTimeout else { return }
-            let due = lastActivity + Self.timeAmount(limit)
-            if due > context.eventLoop.now {
-                scheduleIdleCheck(context: context, at: due)
-                return
-            }
-            idleTimer = nil
-            // Closed like any other close (close_notify first); the application sees why.
-            state = .closing
-            if !sentCloseNotify { engine?.shutdown() }
-            flushCiphertext(context: context)
-            context.fireErrorCaught(TLSError(.idleTimeout, "no data was sent or received for \(limit): the connection was closed"))
-            context.close(promise: nil)
+            checkIdle(context: context)
         }
+    }
+
+    /// The idle timer fired: closes the connection when nothing went either way for the idle
+    /// timeout, or checks again when that will be.
+    private func checkIdle(context: ChannelHandlerContext) {
+        guard state == .active, let limit = tlsContext.configuration.idleTimeout else { return }
+        let due = lastActivity + Self.timeAmount(limit)
+        if due > context.eventLoop.now {
+            scheduleIdleCheck(context: context, at: due)
+            return
+        }
+        idleTimer = nil
+        // Closed like any other close (close_notify first); the application sees why.
+        state = .closing
+        if !sentCloseNotify { engine?.shutdown() }
+        flushCiphertext(context: context)
+        context.fireErrorCaught(TLSError(.idleTimeout, "no data was sent or received for \(limit): the connection was closed"))
+        context.close(promise: nil)
     }
 
     /// `duration` as a NIO time amount, clamped to 0 … 100 years (no overflow for any input).

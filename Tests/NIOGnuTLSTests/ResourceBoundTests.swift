@@ -115,6 +115,36 @@ final class ReadCounter: ChannelOutboundHandler, @unchecked Sendable {
         await server.finish()
     }
 
+    /// The handshake timer doubles as the first idle check when it fires before the idle
+    /// deadline; an idle timeout shorter than the handshake timeout still fires on time, and
+    /// a longer one is not cut short by the handshake timer.
+    @Test(arguments: [(idle: Int64(4), handshake: Int64(10)), (idle: 12, handshake: 10)])
+    func idleTimeoutFiresOnTimeWhateverTheHandshakeTimeout(idle: Int64, handshake: Int64) async throws {
+        let fixture = try EngineFixture(.tls13)
+        let server = try await TLSEnd(context: try fixture.server {
+            $0.idleTimeout = .seconds(idle)
+            $0.handshakeTimeout = .seconds(handshake)
+        })
+        let client = try await TLSEnd(context: try fixture.client(), host: "localhost")
+        try await server.activate()
+        try await client.activate()
+        try await shuttle(client, server)
+        _ = try await server.handshake.get()
+        _ = try await client.handshake.get()
+
+        // One second before the idle deadline (past the handshake deadline when it is later): open.
+        await server.channel.testingEventLoop.advanceTime(by: .seconds(idle - 1))
+        #expect(server.channel.isActive)
+        #expect(server.recorder.tlsErrorCodes.isEmpty)
+        // At the idle deadline: closed for being idle, not for the handshake.
+        await server.channel.testingEventLoop.advanceTime(by: .seconds(1))
+        #expect(await eventually { !server.channel.isActive })
+        #expect(server.recorder.tlsErrorCodes == [.idleTimeout])
+        try await shuttle(client, server)
+        await client.finish()
+        await server.finish()
+    }
+
     @Test func serversDefaultToAnIdleTimeoutClientsDoNot() throws {
         let pki = try TestPKI()
         #expect(TLSConfiguration.makeServerConfiguration(identity: pki.serverIdentity).idleTimeout == .seconds(120))
