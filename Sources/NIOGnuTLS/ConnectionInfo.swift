@@ -22,6 +22,10 @@ public struct ConnectionInfo: Hashable, Sendable, CustomStringConvertible {
     /// Whether ``verifiedChain`` came from the context's verified-chain cache (an identical
     /// chain, trust and policy verified earlier) rather than a new Swift verifier pass.
     public var verificationCacheHit = false
+    /// Whether ``verifiedChain`` is the verification a resumed session was made with (kept
+    /// with the session in the context's session cache and still valid now, for this host and
+    /// these certificates) rather than a new Swift verifier pass or a cache hit.
+    public var verificationFromResumedSession = false
 
     /// The peer's leaf certificate.
     public var peerCertificate: Certificate? { peerCertificates.first }

@@ -83,6 +83,12 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Our close_notify went out with `close(mode: .output)`: reading goes on, writing is over.
     private var sentCloseNotify = false
     private var storedSession = false
+    /// The verification of the session the client offered to resume (from the context's
+    /// session cache), and the one this connection's session is kept with.
+    private var offeredSession: SessionVerification?
+    /// This connection's verdict on the server's chain, and that chain, kept with its session.
+    private var sessionVerdict: PeerChainVerdict?
+    private var sessionPresented: [[UInt8]] = []
     private var info: ConnectionInfo?
     private let logger: Logger
     private let metrics: TLSMetrics?
@@ -169,7 +175,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func start(context: ChannelHandlerContext) {
         guard state == .idle else { return }
         do {
-            engine = try tlsContext.makeEngine(host: host)
+            (engine, offeredSession) = try tlsContext.makeConnectionEngine(host: host)
         } catch {
             fail(context: context, TLSError(.protocolError, "cannot start a TLS session: \(error)"))
             return
@@ -315,17 +321,26 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // The Swift verifier: stricter than GnuTLS (RFC 5280 / CA-B Forum checks, no CN
         // fallback), run on every handshake, resumed ones included.
         if tlsContext.verifier != nil {
-            if !presented.isEmpty {
+            let resumedSession = engine.isResumed ? offeredSession : nil
+            if !presented.isEmpty || resumedSession != nil {
                 do {
                     // GnuTLS verified this chain during a full handshake; no second GnuTLS
                     // pass, and the signatures it checked are not checked again. An identical
-                    // earlier verification may answer from the verified-chain cache. The
+                    // earlier verification may answer from the verified-chain cache, and a
+                    // resumed session from its own verification while that holds. The
                     // presented certificates come from the verifier's memo of parsed ones.
                     let verdict = try tlsContext.verifyPeerChain(
-                        presented, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
-                    info.verifiedChain = verdict?.chain
-                    info.verificationCacheHit = verdict?.cacheHit ?? false
-                    info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
+                        presented, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake, resumedSession: resumedSession)
+                    if !presented.isEmpty {
+                        info.verifiedChain = verdict?.chain
+                        info.verificationCacheHit = verdict?.cacheHit ?? false
+                        info.verificationFromResumedSession = verdict?.fromResumedSession ?? false
+                        info.peerCertificates = tlsContext.parsedPeerCertificates(presented)
+                    }
+                    if tlsContext.configuration.role == .client {
+                        sessionVerdict = verdict
+                        sessionPresented = presented.isEmpty ? resumedSession?.presented ?? [] : presented
+                    }
                 } catch let error as VerificationError {
                     let error = error.explainingPeerChainLimit(presented: presented.count)
                     engine.sendFatalAlert(badCertificate: true)
@@ -344,7 +359,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
             if info.peerCertificates.isEmpty && (tlsContext.configuration.role == .client || tlsContext.configuration.clientCertificates == .required) {
                 if engine.isResumed && tlsContext.configuration.role == .client {
                     // TLS 1.3 resumption sends no certificate: the ticket was issued to a
-                    // verified server.
+                    // verified server, and the session's verification (when it came from
+                    // the context's session cache) was checked again above.
                 } else {
                     engine.sendFatalAlert(badCertificate: false)
                     flushCiphertext(context: context)
@@ -566,7 +582,10 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func rememberSession() {
         guard !storedSession, tlsContext.configuration.role == .client, tlsContext.configuration.sessionResumption,
               let engine, let key = tlsContext.configuration.serverName ?? host, let data = engine.resumptionData else { return }
-        tlsContext.sessionCache.store(data, for: key)
+        let verification = sessionVerdict.map { verdict in
+            verdict.fromResumedSession ? offeredSession : tlsContext.sessionVerification(verdict, presented: sessionPresented, host: host)
+        } ?? nil
+        tlsContext.sessionCache.store(data, verification: verification, for: key)
         storedSession = true
     }
 

@@ -198,23 +198,23 @@ struct HandshakeBenchCommand: AsyncParsableCommand {
         }
         let client = try TLSContext(configuration: clientConfiguration)
         let server = try TLSContext(configuration: serverConfiguration)
-        var session: [UInt8]?
         if resume {
-            let first = try InMemoryTLSPair(client: client, server: server)
+            // Resumption goes through the client context's session cache, as a connection
+            // does: this first handshake fills it, every later one resumes from it.
+            let first = try InMemoryTLSPair(client: client, server: server, sessionCache: true)
             try first.handshake()
-            guard let data = first.resumptionData else { throw CLIError("the server sent no session ticket to resume") }
-            session = data
+            guard first.resumptionData != nil else { throw CLIError("the server sent no session ticket to resume") }
         }
         tally.start()
         let stop = makeStop()
-        let resumptionData = session
+        let resume = resume
         let workers = (0..<concurrency).map { _ in
             Thread {
                 let cpuAtStart = threadCPUSeconds()
                 while stop.mayStartAnother() {
                     let start = DispatchTime.now().uptimeNanoseconds
                     do {
-                        let pair = try InMemoryTLSPair(client: client, server: server, resumptionData: resumptionData)
+                        let pair = try InMemoryTLSPair(client: client, server: server, sessionCache: resume)
                         try pair.handshake()
                         tally.record(latency: DispatchTime.now().uptimeNanoseconds - start, resumed: pair.isResumed, version: pair.protocolVersion)
                     } catch {

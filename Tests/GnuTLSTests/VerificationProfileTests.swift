@@ -127,3 +127,32 @@ struct VerificationProfileTests {
         #expect(error?.problems.contains { $0.message.contains("no subject alternative names") } == true)
     }
 }
+
+/// The profile checks a certificate passed are remembered with it, by the flags they ran
+/// with (leaf, anchor, web PKI): a pass in one role never stands in for another.
+@Suite struct ProfileCheckMemoTests {
+    @Test("a name-constrained CA that passed as an intermediate is still refused as a leaf, every time")
+    func passAsIntermediateIsNotAPassAsLeaf() throws {
+        let root = try LocalAuthority.createRoot(subject: try DistinguishedName("CN=Memo Root,O=swift-gnutls tests"))
+        let constrained = try root.createIntermediate(
+            subject: try DistinguishedName("CN=Memo Constrained CA,O=swift-gnutls tests"),
+            nameConstraints: NameConstraints(permittedDNSDomains: ["example.com"]))
+        let request = try CertificateRequest.create(
+            subject: try DistinguishedName("CN=www.example.com"), key: KeyPair.generate(.ecdsaP256), alternativeNames: [.dnsName("www.example.com")])
+        let leaf = try constrained.issue(request, profile: .tlsServer)
+        let verifier = try Verifier(trustStore: TrustStore(certificates: [root.certificate]))
+        // Passes as an intermediate (twice: the second time from the memo).
+        for _ in 0..<2 {
+            try verifier.verify(leaf, intermediates: [constrained.certificate], policy: .init(purposes: [.serverAuth]))
+        }
+        // The same certificate object as a leaf: an end entity must not carry name constraints.
+        for _ in 0..<2 {
+            do {
+                try verifier.verify(constrained.certificate, policy: .init(purposes: []))
+                Issue.record("a CA certificate with name constraints was accepted as a leaf")
+            } catch let error as VerificationError {
+                #expect(error.problems.contains { $0.message.contains("carries name constraints") })
+            }
+        }
+    }
+}

@@ -26,6 +26,31 @@ public final class InMemoryTLSPair {
     private let client: TLSEngine
     private let server: TLSEngine
     private let host: String?
+    /// Whether the pair takes its session from, and keeps it in, the client context's
+    /// session cache (as `GnuTLSHandler` does), with the verification it was made with.
+    private let usesSessionCache: Bool
+    /// The verification of the session the client offered from the cache.
+    private let offeredSession: SessionVerification?
+    /// The client's verdict on the server's chain in this handshake.
+    private var clientVerdict: PeerChainVerdict?
+
+    /// A pair that resumes through the client context's session cache, as a connection
+    /// through `GnuTLSHandler` does: the client offers the session the cache holds for
+    /// `host` (if any), and after a full handshake keeps its new session there, with the
+    /// verification of the server's chain that a later resumption is judged by.
+    public init(client: TLSContext, server: TLSContext, host: String? = "localhost", sessionCache: Bool) throws {
+        self.clientContext = client
+        self.serverContext = server
+        self.host = host
+        self.usesSessionCache = sessionCache
+        if sessionCache {
+            (self.client, self.offeredSession) = try client.makeConnectionEngine(host: host)
+        } else {
+            self.client = try Self.clientEngine(client, host: host, sessionData: nil)
+            self.offeredSession = nil
+        }
+        self.server = try server.makeEngine(host: nil)
+    }
 
     /// - Parameters:
     ///   - host: the name the client connects to (SNI and name verification).
@@ -34,14 +59,21 @@ public final class InMemoryTLSPair {
         self.clientContext = client
         self.serverContext = server
         self.host = host
-        let configuration = client.configuration
+        self.client = try Self.clientEngine(client, host: host, sessionData: client.configuration.sessionResumption ? resumptionData : nil)
+        self.server = try server.makeEngine(host: nil)
+        self.usesSessionCache = false
+        self.offeredSession = nil
+    }
+
+    /// A client engine offering `sessionData` (not the context's session cache).
+    private static func clientEngine(_ context: TLSContext, host: String?, sessionData: [UInt8]?) throws -> TLSEngine {
+        let configuration = context.configuration
         let name = configuration.serverName ?? host
         let full = configuration.peerVerification == .fullVerification
-        self.client = try TLSEngine(
-            context: client.handle, serverName: name, verifyHostname: full ? name : nil, verifyIP: full ? name.flatMap { IPAddress($0) }?.bytes : nil,
+        return try TLSEngine(
+            context: context.handle, serverName: name, verifyHostname: full ? name : nil, verifyIP: full ? name.flatMap { IPAddress($0) }?.bytes : nil,
             verifyPeer: configuration.peerVerification != .insecureNoVerification, purposeOID: ExtendedKeyUsage.serverAuth.rawValue,
-            sessionData: configuration.sessionResumption ? resumptionData : nil)
-        self.server = try server.makeEngine(host: nil)
+            sessionData: sessionData)
     }
 
     /// Runs both handshakes to completion, then the Swift verifier on each side that
@@ -62,27 +94,43 @@ public final class InMemoryTLSPair {
                 throw InMemoryTLSFailure(description: "handshake failed: \(error.name) in \(error.function): \(error.text)")
             }
         }
-        try verifyPeer(of: client, context: clientContext, host: host)
-        try verifyPeer(of: server, context: serverContext, host: nil)
+        let presented = client.peerCertificates
+        clientVerdict = try verifyPeer(presented, of: client, context: clientContext, host: host,
+                                       resumedSession: client.isResumed ? offeredSession : nil)
+        _ = try verifyPeer(server.peerCertificates, of: server, context: serverContext, host: nil, resumedSession: nil)
         // TLS 1.3 session tickets arrive after the handshake: the client reads them now, as
         // a connection's first read would.
         if client.hasInboundBytes { _ = try read(client) { _ in } }
+        // As the raw GnuTLS baseline does: a full handshake's session is kept, a resumed
+        // one goes on with the session it resumed.
+        if usesSessionCache, clientContext.configuration.sessionResumption, !client.isResumed,
+           let key = clientContext.configuration.serverName ?? host, let data = client.resumptionData {
+            let verification = clientVerdict.map { clientContext.sessionVerification($0, presented: presented, host: host) }
+            clientContext.sessionCache.store(data, verification: verification, for: key)
+        }
     }
 
     /// The Swift verifier pass `GnuTLSHandler` runs after the handshake (or its cached result).
-    private func verifyPeer(of engine: TLSEngine, context: TLSContext, host: String?) throws {
-        guard context.verifier != nil else { return }
-        let peer = engine.peerCertificates
-        if peer.isEmpty {
+    private func verifyPeer(_ peer: [[UInt8]], of engine: TLSEngine, context: TLSContext, host: String?,
+                            resumedSession: SessionVerification?) throws -> PeerChainVerdict? {
+        guard context.verifier != nil else { return nil }
+        if peer.isEmpty && resumedSession == nil {
             if context.configuration.role == .client && !engine.isResumed {
                 throw InMemoryTLSFailure(description: "the server sent no certificate")
             }
-            return
+            return nil
         }
         if engine.peerChainAcceptedEarlier { chainVerificationsSkippedInHandshake += 1 }
-        let verdict = try context.verifyPeerChain(peer, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake)
+        let verdict = try context.verifyPeerChain(peer, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake,
+                                                  resumedSession: resumedSession)
         if verdict?.cacheHit == true { verificationCacheHits += 1 }
+        if verdict?.fromResumedSession == true { resumedSessionVerifications += 1 }
+        return verdict
     }
+
+    /// How many of this pair's peer-chain verifications the resumed session's own
+    /// verification answered (0-1).
+    public private(set) var resumedSessionVerifications = 0
 
     /// How many of this pair's peer-chain verifications the verified-chain cache answered (0-2).
     public private(set) var verificationCacheHits = 0

@@ -103,20 +103,32 @@ public final class TLSContext: Sendable {
     }
 }
 
-/// Resumption data a client keeps per server, shared by the connections of one context.
-package final class SessionCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var entries: [String: [UInt8]] = [:]
+/// Resumption data a client keeps per server, shared by the connections of one context,
+/// each with the verification of the chain its session was authenticated with.
+package final class SessionCache: @unchecked Sendable {  // `entries` is only touched under `lock`.
+    /// One server's session.
+    package struct Entry: Sendable {
+        /// GnuTLS's session data (`gnutls_session_get_data2`).
+        package var data: [UInt8]
+        /// What this context's Swift verifier accepted for the session's server (nil when
+        /// the connection had no verified chain).
+        package var verification: SessionVerification?
+    }
 
-    package func data(for key: String) -> [UInt8]? {
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+
+    package func entry(for key: String) -> Entry? {
         lock.lock(); defer { lock.unlock() }
         return entries[key]
     }
 
-    package func store(_ data: [UInt8], for key: String) {
+    package func data(for key: String) -> [UInt8]? { entry(for: key)?.data }
+
+    package func store(_ data: [UInt8], verification: SessionVerification? = nil, for key: String) {
         lock.lock(); defer { lock.unlock() }
         if entries.count > 1024 { entries.removeAll() }
-        entries[key] = data
+        entries[key] = Entry(data: data, verification: verification)
     }
 }
 
@@ -124,11 +136,21 @@ extension TLSContext {
     /// A new engine for one connection. `host` is the name (or IP literal) a client
     /// connects to; servers pass `nil`.
     package func makeEngine(host: String?) throws -> TLSEngine {
+        try makeConnectionEngine(host: host).engine
+    }
+
+    /// A new engine for one connection, and for a client the verification of the session it
+    /// offers to resume (from ``sessionCache``): pass it to
+    /// ``verifyPeerChain(_:parsed:host:verifiedInHandshake:resumedSession:now:)`` when the
+    /// engine resumed.
+    package func makeConnectionEngine(host: String?) throws -> (engine: TLSEngine, offeredSession: SessionVerification?) {
         let verification = mapping.engineVerification(host: host)
         let resume = configuration.role == .client && configuration.sessionResumption
-        return try TLSEngine(
+        let offered = resume ? verification.serverName.flatMap { sessionCache.entry(for: $0) } : nil
+        let engine = try TLSEngine(
             context: handle, serverName: verification.serverName, verifyHostname: verification.hostname,
             verifyIP: verification.ip, verifyPeer: verification.verify, purposeOID: verification.purposeOID,
-            sessionData: resume ? verification.serverName.flatMap { sessionCache.data(for: $0) } : nil)
+            sessionData: offered?.data)
+        return (engine, offered?.verification)
     }
 }

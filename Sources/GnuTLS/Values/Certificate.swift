@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GnuTLSCore
 import SwiftASN1
 
@@ -119,27 +120,72 @@ struct DecodedExtensions: Sendable, Hashable {
 ///
 /// Equality and hashing are by DER.
 public struct Certificate: Hashable, Sendable, CustomStringConvertible {
+    /// The parsed fields, shared by every copy of the value: a copy is one reference, and
+    /// certificates from the verifier's memo are one object however often they are seen.
+    private final class Storage: Sendable {
+        let derEncoded: [UInt8]
+        let version: Int
+        let serialNumber: SerialNumber
+        let subject: DistinguishedName
+        let issuer: DistinguishedName
+        let notValidBefore: Date
+        let notValidAfter: Date
+        let publicKey: PublicKey
+        let signatureAlgorithm: SignatureAlgorithm
+        let extensions: [CertificateExtension]
+        let decoded: DecodedExtensions
+        /// The RFC 5280 profile checks (`PathValidation.checkProfile`) that found nothing,
+        /// one bit per combination of their flags: a pure function of the certificate.
+        let cleanProfiles = Atomic<UInt8>(0)
+
+        init(der: [UInt8], fields: CoreCertificateFields) throws {
+            derEncoded = der
+            version = fields.version
+            serialNumber = SerialNumber(bytes: fields.serial)
+            subject = try DistinguishedName(derEncoded: fields.subjectDN)
+            issuer = try DistinguishedName(derEncoded: fields.issuerDN)
+            notValidBefore = Date(timeIntervalSince1970: TimeInterval(fields.notBefore))
+            notValidAfter = Date(timeIntervalSince1970: TimeInterval(fields.notAfter))
+            publicKey = PublicKey(spki: fields.spki, kind: fields.publicKeyKind)
+            signatureAlgorithm = SignatureAlgorithm(name: fields.signatureAlgorithmName, oid: fields.signatureAlgorithmOID)
+            extensions = fields.extensions.map { CertificateExtension(oid: $0.oid, critical: $0.critical, value: $0.value) }
+            decoded = try DecodedExtensions(fields.extensions)
+        }
+    }
+
+    private let storage: Storage
+
     /// The DER encoding.
-    public let derEncoded: [UInt8]
+    public var derEncoded: [UInt8] { storage.derEncoded }
     /// The version (3 for every modern certificate).
-    public let version: Int
+    public var version: Int { storage.version }
     /// The serial number.
-    public let serialNumber: SerialNumber
+    public var serialNumber: SerialNumber { storage.serialNumber }
     /// Who the certificate is about.
-    public let subject: DistinguishedName
+    public var subject: DistinguishedName { storage.subject }
     /// Who signed it.
-    public let issuer: DistinguishedName
+    public var issuer: DistinguishedName { storage.issuer }
     /// Start of the validity period.
-    public let notValidBefore: Date
+    public var notValidBefore: Date { storage.notValidBefore }
     /// End of the validity period.
-    public let notValidAfter: Date
+    public var notValidAfter: Date { storage.notValidAfter }
     /// The subject's public key.
-    public let publicKey: PublicKey
+    public var publicKey: PublicKey { storage.publicKey }
     /// How the issuer signed it.
-    public let signatureAlgorithm: SignatureAlgorithm
+    public var signatureAlgorithm: SignatureAlgorithm { storage.signatureAlgorithm }
     /// Every extension, in order, as encoded.
-    public let extensions: [CertificateExtension]
-    let decoded: DecodedExtensions
+    public var extensions: [CertificateExtension] { storage.extensions }
+    var decoded: DecodedExtensions { storage.decoded }
+
+    /// Whether the profile check with `flags` (0-7) found nothing on this certificate before.
+    func profileWasClean(_ flags: UInt8) -> Bool {
+        storage.cleanProfiles.load(ordering: .relaxed) & (1 << flags) != 0
+    }
+
+    /// Remembers that the profile check with `flags` (0-7) found nothing.
+    func rememberCleanProfile(_ flags: UInt8) {
+        storage.cleanProfiles.bitwiseOr(1 << flags, ordering: .relaxed)
+    }
 
     /// Parses one DER certificate.
     /// - Throws: ``GnuTLSError`` `.malformedDER` (or `.unexpectedObject` for a key or request).
@@ -153,17 +199,7 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
             }
             throw error
         }
-        derEncoded = der
-        version = fields.version
-        serialNumber = SerialNumber(bytes: fields.serial)
-        subject = try DistinguishedName(derEncoded: fields.subjectDN)
-        issuer = try DistinguishedName(derEncoded: fields.issuerDN)
-        notValidBefore = Date(timeIntervalSince1970: TimeInterval(fields.notBefore))
-        notValidAfter = Date(timeIntervalSince1970: TimeInterval(fields.notAfter))
-        publicKey = PublicKey(spki: fields.spki, kind: fields.publicKeyKind)
-        signatureAlgorithm = SignatureAlgorithm(name: fields.signatureAlgorithmName, oid: fields.signatureAlgorithmOID)
-        extensions = fields.extensions.map { CertificateExtension(oid: $0.oid, critical: $0.critical, value: $0.value) }
-        decoded = try DecodedExtensions(fields.extensions)
+        storage = try Storage(der: der, fields: fields)
     }
 
     /// Parses a PEM text holding exactly one certificate.
@@ -257,7 +293,9 @@ public struct Certificate: Hashable, Sendable, CustomStringConvertible {
     public func `extension`(oid: String) -> CertificateExtension? { extensions.first { $0.oid == oid } }
 
     /// Two certificates are equal when their DER encodings are.
-    public static func == (lhs: Certificate, rhs: Certificate) -> Bool { lhs.derEncoded == rhs.derEncoded }
+    public static func == (lhs: Certificate, rhs: Certificate) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.derEncoded == rhs.storage.derEncoded
+    }
     /// Hashes the DER encoding.
     public func hash(into hasher: inout Hasher) { hasher.combine(derEncoded) }
 

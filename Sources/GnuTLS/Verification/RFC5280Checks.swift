@@ -44,7 +44,19 @@ extension PathValidation {
         ExtensionOID.authorityInformationAccess,
     ]
 
+    /// The certificate's own RFC 5280 profile problems. They depend only on the certificate
+    /// and the three flags, so a certificate that passed with the same flags before (the
+    /// verifier's memo hands out the same parsed certificate for the same DER) is not checked
+    /// again.
     func checkProfile(_ cert: Certificate, position: Int, isLeaf: Bool, isAnchor: Bool) -> [VerificationError.Problem] {
+        let flags: UInt8 = (isLeaf ? 1 : 0) | (isAnchor ? 2 : 0) | (toleratesNonCriticalNameConstraints ? 4 : 0)
+        if cert.profileWasClean(flags) { return [] }
+        let problems = profileProblems(cert, position: position, isLeaf: isLeaf, isAnchor: isAnchor)
+        if problems.isEmpty { cert.rememberCleanProfile(flags) }
+        return problems
+    }
+
+    private func profileProblems(_ cert: Certificate, position: Int, isLeaf: Bool, isAnchor: Bool) -> [VerificationError.Problem] {
         var problems: [VerificationError.Problem] = []
         func add(_ reason: VerificationError.Reason, _ message: String) {
             problems.append(VerificationError.Problem(reason, message, position: position, subject: cert.subject))

@@ -49,6 +49,18 @@ public final class VerifiedChainCache: @unchecked Sendable {
         var presented: [[UInt8]]
         var trust: [UInt8]
         var policy: VerificationPolicy
+
+        // The certificates' bytes are hashed and compared in bulk (the synthesized
+        // conformance went byte by byte: most of a cache hit's cost).
+        package static func == (lhs: Key, rhs: Key) -> Bool {
+            DERList.equal(lhs.presented, rhs.presented) && lhs.trust == rhs.trust && lhs.policy == rhs.policy
+        }
+
+        package func hash(into hasher: inout Hasher) {
+            DERList.hash(presented, into: &hasher)
+            trust.withUnsafeBytes { hasher.combine(bytes: $0) }
+            hasher.combine(policy)
+        }
     }
 
     private struct Entry {
@@ -189,7 +201,9 @@ extension TLSConfiguration {
         let storage: Storage
         let cache: VerifiedChainCache?
 
-        /// Every connection's chain goes through the Swift verifier.
+        /// Every full handshake's chain goes through the Swift verifier. (A client's resumed
+        /// connection is judged by the verification its session was made with, which is not
+        /// this cache: see the VerificationChecks article.)
         public static let disabled = ChainCache(storage: .disabled, cache: nil)
         /// The default: each context keeps its own cache (1,024 entries, five minutes).
         public static let enabled = perContext(capacity: 1024, timeToLive: .seconds(300))
@@ -226,11 +240,13 @@ extension TLSConfiguration {
     }
 }
 
-/// What ``TLSContext/verifyPeerChain(_:parsed:host:verifiedInHandshake:now:)`` found.
+/// What ``TLSContext/verifyPeerChain(_:parsed:host:verifiedInHandshake:resumedSession:now:)`` found.
 package struct PeerChainVerdict: Sendable {
     package var chain: VerifiedChain
     /// Whether the chain came from the cache instead of the Swift verifier.
     package var cacheHit: Bool
+    /// Whether the resumed session's own verification answered (``SessionVerification``).
+    package var fromResumedSession = false
 }
 
 extension TLSContext {
@@ -243,10 +259,28 @@ extension TLSContext {
     ///   - verifiedInHandshake: GnuTLS verified and accepted `presented` in this handshake
     ///     with this context's trust list (`TLSEngine.peerChainVerifiedInHandshake`): the
     ///     issuer signatures it checked are not checked again; every other check runs.
+    ///   - resumedSession: for a client's resumed connection, the verification of the
+    ///     session it offered (``makeConnectionEngine(host:)``). Where it holds
+    ///     (``SessionVerification/holds(presented:host:at:)``) it is the verdict; where it
+    ///     does not, its chain is verified again (a TLS 1.3 resumption presents none).
+    /// - Returns: `nil` when this context does not verify peers or there is no chain.
     /// - Throws: ``VerificationError``, or a ``GnuTLSError`` for an unparsable certificate.
     package func verifyPeerChain(_ presented: [[UInt8]], parsed: [Certificate]? = nil, host: String?,
-                                 verifiedInHandshake: Bool = false, now: Date = Date()) throws -> PeerChainVerdict? {
-        guard let verifier, let leafDER = presented.first else { return nil }
+                                 verifiedInHandshake: Bool = false, resumedSession: SessionVerification? = nil,
+                                 now: Date = Date()) throws -> PeerChainVerdict? {
+        guard let verifier else { return nil }
+        var presented = presented
+        var parsed = parsed
+        if let session = resumedSession {
+            if session.holds(presented: presented, host: host, at: now) {
+                return PeerChainVerdict(chain: session.chain, cacheHit: false, fromResumedSession: true)
+            }
+            if presented.isEmpty {
+                presented = session.presented
+                parsed = nil
+            }
+        }
+        guard let leafDER = presented.first else { return nil }
         let policy = verificationPolicy(forHost: host)
         let key = verifiedChainCache.map { _ in VerifiedChainCache.Key(presented: presented, trust: trustDigest, policy: policy) }
         if let verifiedChainCache, let key, let chain = verifiedChainCache.chain(for: key, at: now, acceptedByGnuTLS: verifiedInHandshake) {
@@ -285,7 +319,7 @@ extension TLSContext {
     }
 
     /// The verified-chain cache as the TLS engine asks it during the handshake, keyed exactly
-    /// as ``verifyPeerChain(_:parsed:host:verifiedInHandshake:now:)`` keys it.
+    /// as ``verifyPeerChain(_:parsed:host:verifiedInHandshake:resumedSession:now:)`` keys it.
     final class AcceptedChainLookup: AcceptedPeerChains {
         let cache: VerifiedChainCache
         let trustDigest: [UInt8]
@@ -303,6 +337,13 @@ extension TLSContext {
             let key = VerifiedChainCache.Key(presented: presented, trust: trustDigest, policy: mapping.verificationPolicy(forHost: serverName))
             return cache.acceptedByGnuTLS(key, at: Date())
         }
+    }
+
+    /// The record a client keeps with its session (``SessionCache``) after `verdict`
+    /// accepted `presented` for `host`.
+    package func sessionVerification(_ verdict: PeerChainVerdict, presented: [[UInt8]], host: String?) -> SessionVerification {
+        let crls = verificationPolicy(forHost: host).revocation == .disabledInsecure ? [] : verifier?.trustStore.crls ?? []
+        return SessionVerification(chain: verdict.chain, presented: presented, host: host, crls: crls)
     }
 
     /// The certificates a peer presented (DER, leaf first), parsed; through the verifier's
