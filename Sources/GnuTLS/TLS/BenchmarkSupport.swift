@@ -149,30 +149,49 @@ public final class InMemoryTLSPair {
     /// Data that resumes this session in a later pair (after ``handshake()``).
     public var resumptionData: [UInt8]? { client.resumptionData }
 
-    /// The client writes `bytes` in records of at most `recordSize`; the server decrypts them.
+    /// The wire between the client and the server during ``transfer(_:recordSize:received:)``:
+    /// one buffer, kept for the pair's life and reused for every record, as a connection's
+    /// transport buffers are. The client encrypts straight into it and the server reads it
+    /// in place (`TLSEngine.withOutput` and `withReceived`, as `GnuTLSHandler` does with
+    /// NIO's buffers): no copy through the engines' queues, no buffer allocated per record.
+    private var wire: [UInt8] = []
+
+    /// The client writes `bytes` in records of at most `recordSize`; the server decrypts them
+    /// and hands each record's plaintext to `received`, in order.
     /// - Returns: the number of plaintext bytes the server read.
     @discardableResult
-    public func transfer(_ bytes: UnsafeRawBufferPointer, recordSize: Int = 16 * 1024) throws -> Int {
-        var received = 0
+    public func transfer(_ bytes: UnsafeRawBufferPointer, recordSize: Int = 16 * 1024,
+                         received: (UnsafeRawBufferPointer) -> Void = { _ in }) throws -> Int {
+        var total = 0
         var offset = 0
         while offset < bytes.count {
             let end = min(offset + recordSize, bytes.count)
-            do {
-                try client.write(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
-            } catch {
+            wire.removeAll(keepingCapacity: true)
+            let written = client.withOutput(to: { self.wire.append(contentsOf: $0) }) {
+                Result { () throws(CoreTLSFailure) in try client.write(UnsafeRawBufferPointer(rebasing: bytes[offset..<end])) }
+            }
+            if case .failure(let error) = written {
                 throw InMemoryTLSFailure(description: "write failed: \(error.name): \(error.text)")
             }
             offset = end
-            server.receive(outboundOf: client)
-            while server.hasInboundBytes || server.hasPendingPlaintext {
-                guard case .data(let count) = try read(server, { _ in }) else { break }
-                received += count
+            // What the server leaves unread (never, for whole records) it keeps in its queue.
+            total += try wire.withUnsafeBytes { lent in
+                try server.withReceived(lent) {
+                    Result { () throws(InMemoryTLSFailure) in
+                        var count = 0
+                        while server.hasInboundBytes || server.hasPendingPlaintext {
+                            guard case .data(let read) = try read(server, received) else { break }
+                            count += read
+                        }
+                        return count
+                    }
+                }.get()
             }
         }
-        return received
+        return total
     }
 
-    private func read(_ engine: TLSEngine, _ body: (UnsafeRawBufferPointer) -> Void) throws -> TLSEngine.ReadOutcome {
+    private func read(_ engine: TLSEngine, _ body: (UnsafeRawBufferPointer) -> Void) throws(InMemoryTLSFailure) -> TLSEngine.ReadOutcome {
         do {
             return try engine.read(body)
         } catch {
