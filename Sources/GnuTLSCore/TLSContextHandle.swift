@@ -24,11 +24,28 @@ package struct CoreTLSSettings: Sendable {
     /// Staples that change while the context serves, by identity index: asked for on every
     /// handshake (an index here takes the place of one in ``ocspStaples``).
     package var ocspStapleStores: [Int: OCSPStapleStore] = [:]
+    /// Peer chains GnuTLS accepted in earlier handshakes (the GnuTLS layer's verified-chain
+    /// cache): with one, engines verify peers through their own callback, which skips
+    /// GnuTLS's verification of a chain this answers for (``TLSEngine``).
+    package var acceptedChains: (any AcceptedPeerChains)?
 
     package init(role: Role, priority: String) {
         self.role = role
         self.priority = priority
     }
+}
+
+/// Answers, during a handshake, whether GnuTLS's verification of the chain a peer presented
+/// would repeat an earlier one: GnuTLS accepted exactly these certificates (DER, leaf first)
+/// in an earlier full handshake with the same trust list, CRLs, verification flags and
+/// verification data (name, purpose), and nothing that answer depends on has changed since
+/// (no certificate, anchor or CRL it relied on has expired; nothing depends on a stapled
+/// OCSP response). Called on the connection's thread; implementations are thread-safe.
+package protocol AcceptedPeerChains: AnyObject, Sendable {
+    /// - Parameters:
+    ///   - presented: the peer's certificates as it sent them, DER, leaf first.
+    ///   - serverName: the name a client connects to (`nil` on servers).
+    func acceptedEarlier(_ presented: [[UInt8]], serverName: String?) -> Bool
 }
 
 /// Owns the long-lived GnuTLS objects every connection of a context shares: certificate

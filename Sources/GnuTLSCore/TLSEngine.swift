@@ -55,8 +55,26 @@ package final class TLSEngine {
     /// GnuTLS keeps the pointer without copying ("once set must remain valid for the lifetime
     /// of the session"), so they are freed in `deinit`, after gnutls_deinit.
     private var verificationStorage: [UnsafeMutableRawPointer] = []
-    /// Whether GnuTLS verifies the peer's chain in the handshake (gnutls_session_set_verify_cert2).
+    /// Whether GnuTLS verifies the peer's chain in the handshake (gnutls_session_set_verify_cert2,
+    /// or ``verifyPeerInHandshake()`` when the context has ``CoreTLSSettings/acceptedChains``).
     private let verifiesPeerInHandshake: Bool
+    /// The name the peer's chain is verified for (clients), as the accepted-chains lookup keys it.
+    private let serverName: String?
+    /// The typed data ``verifyPeerInHandshake()`` hands to gnutls_certificate_verify_peers
+    /// (kept in ``verificationStorage``), and how many elements it has.
+    private var verificationData: UnsafeMutablePointer<gnutls_typed_vdata_st>?
+    private var verificationElements: UInt32 = 0
+    /// The status of the verification ``verifyPeerInHandshake()`` ran (what
+    /// gnutls_session_get_verify_cert_status answers when GnuTLS's own callback runs).
+    private var verificationStatus: UInt32 = 0
+    /// The peer's certificates as read in the handshake's verification (the session's
+    /// authentication info does not change afterwards: renegotiation is refused).
+    private var presentedInHandshake: [[UInt8]]?
+    /// Whether this handshake skipped GnuTLS's verification of the peer's chain because
+    /// ``CoreTLSSettings/acceptedChains`` answered that GnuTLS accepted exactly that chain
+    /// before. The peer's handshake signature (CertificateVerify, ServerKeyExchange) is still
+    /// checked by GnuTLS with the leaf's key; only the chain's verification is skipped.
+    package private(set) var peerChainAcceptedEarlier = false
 
     /// - Parameters:
     ///   - serverName: for clients, the SNI name (omitted for IP literals) and the name
@@ -72,6 +90,7 @@ package final class TLSEngine {
         self.context = context
         self.io = EngineIO()
         self.verifiesPeerInHandshake = verifyPeer
+        self.serverName = serverName
         let isServer = context.settings.role == .server
         var flags = UInt32(GNUTLS_NONBLOCK) | (isServer ? UInt32(GNUTLS_SERVER) : UInt32(GNUTLS_CLIENT))
         if !context.settings.sessionTickets { flags |= UInt32(GNUTLS_NO_TICKETS) }
@@ -157,7 +176,56 @@ package final class TLSEngine {
         let array = UnsafeMutablePointer<gnutls_typed_vdata_st>.allocate(capacity: max(data.count, 1))
         array.initialize(from: data, count: data.count)
         verificationStorage.append(UnsafeMutableRawPointer(array))
-        gnutls_session_set_verify_cert2(session, array, UInt32(data.count), 0)
+        guard context.settings.acceptedChains != nil else {
+            gnutls_session_set_verify_cert2(session, array, UInt32(data.count), 0)
+            return
+        }
+        // The same verification through our own callback, which may skip it for a chain
+        // GnuTLS accepted before. gnutls_session_set_verify_function takes the place of the
+        // callback gnutls_session_set_verify_cert2 installs (3.7.9 lib/auto-verify.c,
+        // auto_verify_cb); GnuTLS runs either at the same point of the handshake.
+        verificationData = array
+        verificationElements = UInt32(data.count)
+        gnutls_session_set_ptr(session, Unmanaged.passUnretained(self).toOpaque())
+        gnutls_session_set_verify_function(session, engineVerifyPeer)
+    }
+
+    /// The verification callback (``engineVerifyPeer``), run by GnuTLS in a full handshake
+    /// once the peer's Certificate message is processed: in TLS 1.3 after its
+    /// CertificateVerify was checked, in TLS 1.2 before the ServerKeyExchange or client
+    /// CertificateVerify, whose signatures GnuTLS checks afterwards with the leaf's key
+    /// either way (3.7.9 lib/handshake.c, lib/handshake-tls13.c: `_gnutls_run_verify_callback`).
+    ///
+    /// What GnuTLS's own callback does (3.7.9 lib/auto-verify.c, auto_verify_cb):
+    /// gnutls_certificate_verify_peers with the host (or IP) and purpose; a call that fails
+    /// is GNUTLS_E_CERTIFICATE_ERROR, a status with any bit set
+    /// GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR (both answered with a bad_certificate alert,
+    /// see ``handshake()``), unless the context's accepted chains answer that GnuTLS
+    /// accepted exactly this chain before with the same inputs. A stapled OCSP response
+    /// is an input the cache does not key on: with one, GnuTLS always verifies.
+    func verifyPeerInHandshake() -> Int32 {
+        let presented = peerCertificates
+        presentedInHandshake = presented
+        if let accepted = context.settings.acceptedChains, !presented.isEmpty, !peerStapledOCSP(count: presented.count),
+           accepted.acceptedEarlier(presented, serverName: serverName) {
+            peerChainAcceptedEarlier = true
+            return 0
+        }
+        var status: UInt32 = 0
+        guard gnutls_certificate_verify_peers(session, verificationData, verificationElements, &status) >= 0 else {
+            return GNUTLS_E_CERTIFICATE_ERROR
+        }
+        verificationStatus = status
+        return status == 0 ? 0 : GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR
+    }
+
+    /// Whether the peer stapled an OCSP response for any of its `count` certificates.
+    private func peerStapledOCSP(count: Int) -> Bool {
+        var datum = gnutls_datum_t(data: nil, size: 0)
+        for index in 0..<count where gnutls_ocsp_status_request_get2(session, UInt32(index), &datum) >= 0 {
+            return true
+        }
+        return false
     }
 
     deinit {
@@ -388,7 +456,7 @@ package final class TLSEngine {
         case GNUTLS_E_FATAL_ALERT_RECEIVED:
             kind = .alertReceived(gnutls_alert_get_name(gnutls_alert_get(session)).map { String(cString: $0) } ?? "unknown alert")
         case GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR, GNUTLS_E_CERTIFICATE_ERROR:
-            let status = gnutls_session_get_verify_cert_status(session)
+            let status = verificationData == nil ? gnutls_session_get_verify_cert_status(session) : verificationStatus
             var datum = gnutls_datum_t(data: nil, size: 0)
             var description = ""
             if status != 0, gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &datum, 0) >= 0 {
@@ -452,9 +520,10 @@ package final class TLSEngine {
     /// the context's trust list, and accepted it: verification was requested
     /// (gnutls_session_set_verify_cert2 fails the handshake on any status bit), the
     /// handshake completed, and it was a full one. A resumed session restores the peer's
-    /// certificates from the ticket without verifying them again.
+    /// certificates from the ticket without verifying them again; a chain GnuTLS accepted in
+    /// an earlier handshake (``peerChainAcceptedEarlier``) was not verified in this one.
     package var peerChainVerifiedInHandshake: Bool {
-        verifiesPeerInHandshake && handshakeComplete && !isResumed
+        verifiesPeerInHandshake && handshakeComplete && !isResumed && !peerChainAcceptedEarlier
     }
 
     /// The OCSP response the server stapled (clients), DER; `nil` when none was sent.
@@ -468,6 +537,7 @@ package final class TLSEngine {
 
     /// The certificates the peer sent, leaf first, as DER.
     package var peerCertificates: [[UInt8]] {
+        if let presentedInHandshake { return presentedInHandshake }
         var count: UInt32 = 0
         guard let list = gnutls_certificate_get_peers(session, &count) else { return [] }
         return (0..<Int(count)).map { takeBytes(list[$0]) }

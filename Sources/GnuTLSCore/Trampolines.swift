@@ -112,6 +112,16 @@ let enginePullTimeout: gnutls_pull_timeout_func = { pointer, _ in
     return -1
 }
 
+/// gnutls_certificate_verify_function (gnutls_session_set_verify_function): the session's
+/// pointer (gnutls_session_set_ptr) is its engine, which outlives the session. The engine
+/// asks the context's verified-chain cache (a dictionary lookup under a lock, no user code)
+/// and otherwise has GnuTLS verify. Returns 0 to go on, or the negative error GnuTLS ends
+/// the handshake with.
+func engineVerifyPeer(_ session: gnutls_session_t?) -> Int32 {
+    guard let session, let pointer = gnutls_session_get_ptr(session) else { return GNUTLS_E_INTERNAL_ERROR }
+    return Unmanaged<TLSEngine>.fromOpaque(pointer).takeUnretainedValue().verifyPeerInHandshake()
+}
+
 // MARK: Keys outside GnuTLS (gnutls_privkey_import_ext4)
 
 /// gnutls_privkey_sign_hash_func: hands the digest GnuTLS computed to the Swift signer and

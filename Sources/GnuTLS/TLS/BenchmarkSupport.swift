@@ -120,6 +120,7 @@ public final class InMemoryTLSPair {
             }
             return nil
         }
+        if engine.peerChainAcceptedEarlier { chainVerificationsSkippedInHandshake += 1 }
         let verdict = try context.verifyPeerChain(peer, host: host, verifiedInHandshake: engine.peerChainVerifiedInHandshake,
                                                   resumedSession: resumedSession)
         if verdict?.cacheHit == true { verificationCacheHits += 1 }
@@ -133,6 +134,9 @@ public final class InMemoryTLSPair {
 
     /// How many of this pair's peer-chain verifications the verified-chain cache answered (0-2).
     public private(set) var verificationCacheHits = 0
+    /// How many of this pair's handshakes (0-2) skipped GnuTLS's verification of the peer's
+    /// chain, which GnuTLS accepted in an earlier handshake (the verified-chain cache).
+    public private(set) var chainVerificationsSkippedInHandshake = 0
 
     /// Whether the client resumed a session.
     public var isResumed: Bool { client.isResumed }

@@ -234,8 +234,10 @@ public struct TLSConfiguration: Hashable, Sendable {
     /// The rule set the peer's chain is verified with: RFC 5280 + RFC 9525 (the default) or
     /// the CA/Browser Forum's Web PKI rules (``VerificationProfile/webPKI``).
     public var verificationProfile: VerificationProfile
-    /// Whether chains the Swift verifier accepted are remembered for repeat connections
-    /// (see ``VerifiedChainCache``). On by default.
+    /// Whether chains the Swift verifier accepted are remembered for repeat connections, which
+    /// then skip the Swift verifier's pass and, for a chain GnuTLS accepted in an earlier full
+    /// handshake, GnuTLS's verification of it in the handshake; the peer's handshake signature
+    /// is checked every time (see ``VerifiedChainCache``). On by default.
     public var chainCache: ChainCache
 
     private init(role: Role) {

@@ -80,13 +80,20 @@ public final class TLSContext: Sendable {
         settings.alpn = configuration.applicationProtocols
         settings.sessionTickets = configuration.sessionResumption
         settings.profile = mapping.profile
+        let verifiedChainCache = verifier == nil ? nil : configuration.chainCache.makeCache()
+        let trustDigest = verifiedChainCache == nil ? [] : TLSContext.trustDigest(verifier)
+        if let verifiedChainCache {
+            // A chain GnuTLS accepted before, under the same trust, CRLs and policy, is not
+            // verified by GnuTLS again in the handshake (VerifiedChainCache says what is still checked).
+            settings.acceptedChains = AcceptedChainLookup(cache: verifiedChainCache, trustDigest: trustDigest, mapping: mapping)
+        }
         self.handle = try TLSContextHandle(settings)
         self.verifier = verifier
         self.mapping = mapping
         self.sessionCache = SessionCache()
         self.revocationChecker = RevocationChecker(mode: configuration.ocspRevocation)
-        self.verifiedChainCache = verifier == nil ? nil : configuration.chainCache.makeCache()
-        self.trustDigest = verifiedChainCache == nil ? [] : TLSContext.trustDigest(verifier)
+        self.verifiedChainCache = verifiedChainCache
+        self.trustDigest = trustDigest
     }
 
     /// The policy peers are verified with: for a client, the server's purpose and name;

@@ -2,12 +2,17 @@ import Foundation
 import GnuTLSCore
 
 /// Remembers peer chains the Swift ``Verifier`` accepted, so a repeat connection from the
-/// same peer skips the second verification pass (path building, RFC 5280 checks, certificate
-/// parsing) that follows GnuTLS's own verification in the handshake.
+/// same peer skips the verification work whose inputs did not change: the Swift verifier's
+/// pass (path building, RFC 5280 checks, certificate parsing) and, in the handshake,
+/// GnuTLS's verification of the chain (its issuers' signatures, trust list, CRLs, name and
+/// purpose) when GnuTLS accepted exactly that chain in an earlier full handshake with the
+/// same trust, CRLs and policy.
 ///
-/// What is never skipped: GnuTLS verifies the chain in every handshake, and the peer proves
-/// possession of its key with the handshake signature on every full handshake. The cache only
-/// stands in for the Swift verifier's repeat of work whose inputs did not change.
+/// What is never skipped: the peer proves possession of its key with the handshake
+/// signature (TLS 1.3 CertificateVerify, TLS 1.2 ServerKeyExchange or client
+/// CertificateVerify), which GnuTLS checks with the presented leaf's key on every full
+/// handshake, hit or miss. A stapled OCSP response, or a certificate that requires one
+/// (must-staple), always gets GnuTLS's full verification.
 ///
 /// An entry is keyed on the exact certificates the peer presented (DER, in order), a digest of
 /// the trust store's anchors and CRLs, and the whole verification policy (purposes, expected
@@ -62,6 +67,20 @@ public final class VerifiedChainCache: @unchecked Sendable {
         var chain: VerifiedChain
         var expires: Date
         var sequence: UInt64
+        /// Whether GnuTLS accepted the presented chain in a full handshake under this key.
+        var acceptedByGnuTLS: Bool
+        /// Until when GnuTLS's acceptance holds: the earliest notAfter of the presented
+        /// certificates and of the anchors GnuTLS may end a path at; `nil` when a presented
+        /// certificate requires a stapled OCSP response (its verification depends on it).
+        var gnutlsValidUntil: Date?
+    }
+
+    /// What a store records about GnuTLS's view of the chain (see ``Entry``).
+    package struct HandshakeEvidence: Sendable {
+        /// GnuTLS accepted the presented chain in this handshake, with this key's inputs.
+        var acceptedByGnuTLS: Bool
+        /// The earliest notAfter GnuTLS's verification depends on; `nil` when it depends on a staple.
+        var validUntil: Date?
     }
 
     /// The most entries held.
@@ -102,7 +121,9 @@ public final class VerifiedChainCache: @unchecked Sendable {
     }
 
     /// The chain verified earlier under `key`, when its entry is still valid at `now`.
-    package func chain(for key: Key, at now: Date) -> VerifiedChain? {
+    /// - Parameter acceptedByGnuTLS: GnuTLS accepted the presented chain in this handshake
+    ///   with `key`'s inputs: an entry that did not know it learns it.
+    package func chain(for key: Key, at now: Date, acceptedByGnuTLS: Bool = false) -> VerifiedChain? {
         lock.lock(); defer { lock.unlock() }
         guard let entry = entries[key] else {
             counters.misses += 1
@@ -115,11 +136,23 @@ public final class VerifiedChainCache: @unchecked Sendable {
             return nil
         }
         counters.hits += 1
+        if acceptedByGnuTLS && !entry.acceptedByGnuTLS { entries[key]?.acceptedByGnuTLS = true }
         return entry.chain
     }
 
+    /// Whether GnuTLS accepted the chain of `key` in an earlier full handshake, under the same
+    /// inputs, and that answer still holds at `now`: the entry has not expired, and neither
+    /// has any certificate or anchor GnuTLS's verification relied on. Asked from inside the
+    /// handshake; not counted as a lookup (the Swift verifier's lookup after the handshake is).
+    package func acceptedByGnuTLS(_ key: Key, at now: Date) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let entry = entries[key], entry.acceptedByGnuTLS, let validUntil = entry.gnutlsValidUntil else { return false }
+        return now < entry.expires && now < validUntil
+    }
+
     /// Keeps `chain`, verified at `now` under `key` with the CRLs `crls` consulted.
-    package func store(_ chain: VerifiedChain, for key: Key, verifiedAt now: Date, crls: [CertificateRevocationList]) {
+    package func store(_ chain: VerifiedChain, for key: Key, verifiedAt now: Date, crls: [CertificateRevocationList],
+                       handshake: HandshakeEvidence = HandshakeEvidence(acceptedByGnuTLS: false, validUntil: nil)) {
         var expires = now.addingTimeInterval(Self.seconds(timeToLive))
         for certificate in chain.certificates { expires = min(expires, certificate.notValidAfter) }
         for crl in crls {
@@ -128,7 +161,8 @@ public final class VerifiedChainCache: @unchecked Sendable {
         guard expires > now else { return }
         lock.lock(); defer { lock.unlock() }
         sequence += 1
-        entries[key] = Entry(chain: chain, expires: expires, sequence: sequence)
+        entries[key] = Entry(chain: chain, expires: expires, sequence: sequence,
+                             acceptedByGnuTLS: handshake.acceptedByGnuTLS, gnutlsValidUntil: handshake.validUntil)
         order.append((key, sequence))
         while entries.count > capacity, orderStart < order.count {
             let oldest = order[orderStart]
@@ -249,7 +283,7 @@ extension TLSContext {
         guard let leafDER = presented.first else { return nil }
         let policy = verificationPolicy(forHost: host)
         let key = verifiedChainCache.map { _ in VerifiedChainCache.Key(presented: presented, trust: trustDigest, policy: policy) }
-        if let verifiedChainCache, let key, let chain = verifiedChainCache.chain(for: key, at: now) {
+        if let verifiedChainCache, let key, let chain = verifiedChainCache.chain(for: key, at: now, acceptedByGnuTLS: verifiedInHandshake) {
             return PeerChainVerdict(chain: chain, cacheHit: true)
         }
         let certificates = try parsed.flatMap { $0.count == presented.count ? $0 : nil }
@@ -260,9 +294,49 @@ extension TLSContext {
                                         signaturesVerifiedByGnuTLS: verifiedInHandshake)
         if let verifiedChainCache, let key {
             let crls = policy.revocation == .disabledInsecure ? [] : verifier.trustStore.crls
-            verifiedChainCache.store(chain, for: key, verifiedAt: now, crls: crls)
+            // The bound is kept even when GnuTLS did not verify this time (a resumed handshake):
+            // a later full handshake it accepts marks the entry (`chain(for:at:acceptedByGnuTLS:)`).
+            let evidence = VerifiedChainCache.HandshakeEvidence(
+                acceptedByGnuTLS: verifiedInHandshake, validUntil: gnutlsValidUntil(presented: certificates, chain: chain, verifier: verifier))
+            verifiedChainCache.store(chain, for: key, verifiedAt: now, crls: crls, handshake: evidence)
         }
         return PeerChainVerdict(chain: chain, cacheHit: false)
+    }
+
+    /// Until when GnuTLS's acceptance of `presented` in a handshake holds: its path runs
+    /// through presented certificates to an anchor named as the issuer of one of them (or of
+    /// the verified chain's), each of whose notAfter it checks. `nil` when a presented
+    /// certificate requires a stapled OCSP response: GnuTLS's answer then depends on the staple.
+    private func gnutlsValidUntil(presented: [Certificate], chain: VerifiedChain, verifier: Verifier) -> Date? {
+        if presented.contains(where: \.requiresOCSPStapling) { return nil }
+        var until = Date.distantFuture
+        for certificate in presented + chain.certificates { until = min(until, certificate.notValidAfter) }
+        let issuers = presented + chain.certificates
+        for anchor in verifier.anchors where issuers.contains(where: { anchor.subject.matches($0.issuer) }) {
+            until = min(until, anchor.notValidAfter)
+        }
+        return until
+    }
+
+    /// The verified-chain cache as the TLS engine asks it during the handshake, keyed exactly
+    /// as ``verifyPeerChain(_:parsed:host:verifiedInHandshake:resumedSession:now:)`` keys it.
+    final class AcceptedChainLookup: AcceptedPeerChains {
+        let cache: VerifiedChainCache
+        let trustDigest: [UInt8]
+        let mapping: TLSPolicyMapping
+
+        init(cache: VerifiedChainCache, trustDigest: [UInt8], mapping: TLSPolicyMapping) {
+            self.cache = cache
+            self.trustDigest = trustDigest
+            self.mapping = mapping
+        }
+
+        func acceptedEarlier(_ presented: [[UInt8]], serverName: String?) -> Bool {
+            // A client's engine is given `configuration.serverName ?? host`, which the policy
+            // maps to the same name as `host` does (TLSPolicyMapping.verificationPolicy).
+            let key = VerifiedChainCache.Key(presented: presented, trust: trustDigest, policy: mapping.verificationPolicy(forHost: serverName))
+            return cache.acceptedByGnuTLS(key, at: Date())
+        }
     }
 
     /// The record a client keeps with its session (``SessionCache``) after `verdict`
