@@ -88,9 +88,8 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// The verification of the session the client offered to resume (from the context's
     /// session cache), and the one this connection's session is kept with.
     private var offeredSession: SessionVerification?
-    /// This connection's verdict on the server's chain, and that chain, kept with its session.
+    /// This connection's verdict on the server's chain, kept with its session.
     private var sessionVerdict: PeerChainVerdict?
-    private var sessionPresented: [[UInt8]] = []
     private var info: ConnectionInfo?
     private let logger: Logger
     private let metrics: TLSMetrics?
@@ -352,10 +351,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
                         info.verificationCacheHit = verdict?.cacheHit ?? false
                         info.verificationFromResumedSession = verdict?.fromResumedSession ?? false
                     }
-                    if tlsContext.configuration.role == .client {
-                        sessionVerdict = verdict
-                        sessionPresented = presented.isEmpty ? resumedSession?.presented ?? [] : presented
-                    }
+                    if tlsContext.configuration.role == .client { sessionVerdict = verdict }
                 } catch let error as VerificationError {
                     let error = error.explainingPeerChainLimit(presented: presented.count)
                     engine.sendFatalAlert(badCertificate: true)
@@ -617,10 +613,7 @@ public final class GnuTLSHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func rememberSession() {
         guard !storedSession, tlsContext.configuration.role == .client, tlsContext.configuration.sessionResumption,
               let engine, let key = tlsContext.configuration.serverName ?? host, let data = engine.resumptionData else { return }
-        let verification = sessionVerdict.map { verdict in
-            verdict.fromResumedSession ? offeredSession : tlsContext.sessionVerification(verdict, presented: sessionPresented, host: host)
-        } ?? nil
-        tlsContext.sessionCache.store(data, verification: verification, for: key)
+        tlsContext.sessionCache.store(data, verification: sessionVerdict.map { tlsContext.sessionVerification($0, host: host) }, for: key)
         storedSession = true
     }
 

@@ -27,7 +27,7 @@ struct SessionVerificationTests {
     /// The record a full verification of the server's chain for "localhost" leaves.
     private func record(_ context: TLSContext, now: Date = Date()) throws -> SessionVerification {
         let verdict = try #require(try context.verifyPeerChain(presented, host: "localhost", now: now))
-        return context.sessionVerification(verdict, presented: presented, host: "localhost")
+        return context.sessionVerification(verdict, host: "localhost")
     }
 
     @Test("resumed connections through the session cache are answered by the session's verification", arguments: [TLSVersion.tls12, .tls13])

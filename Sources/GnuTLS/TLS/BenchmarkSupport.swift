@@ -31,8 +31,6 @@ public final class InMemoryTLSPair {
     private let usesSessionCache: Bool
     /// The verification of the session the client offered from the cache.
     private let offeredSession: SessionVerification?
-    /// The client's verdict on the server's chain in this handshake.
-    private var clientVerdict: PeerChainVerdict?
 
     /// A pair that resumes through the client context's session cache, as a connection
     /// through `GnuTLSHandler` does: the client offers the session the cache holds for
@@ -46,7 +44,7 @@ public final class InMemoryTLSPair {
         if sessionCache {
             (self.client, self.offeredSession) = try client.makeConnectionEngine(host: host)
         } else {
-            self.client = try Self.clientEngine(client, host: host, sessionData: nil)
+            self.client = try client.makeEngine(host: host, offering: nil)
             self.offeredSession = nil
         }
         self.server = try server.makeEngine(host: nil)
@@ -59,21 +57,10 @@ public final class InMemoryTLSPair {
         self.clientContext = client
         self.serverContext = server
         self.host = host
-        self.client = try Self.clientEngine(client, host: host, sessionData: client.configuration.sessionResumption ? resumptionData : nil)
+        self.client = try client.makeEngine(host: host, offering: resumptionData)
         self.server = try server.makeEngine(host: nil)
         self.usesSessionCache = false
         self.offeredSession = nil
-    }
-
-    /// A client engine offering `sessionData` (not the context's session cache).
-    private static func clientEngine(_ context: TLSContext, host: String?, sessionData: [UInt8]?) throws -> TLSEngine {
-        let configuration = context.configuration
-        let name = configuration.serverName ?? host
-        let full = configuration.peerVerification == .fullVerification
-        return try TLSEngine(
-            context: context.handle, serverName: name, verifyHostname: full ? name : nil, verifyIP: full ? name.flatMap { IPAddress($0) }?.bytes : nil,
-            verifyPeer: configuration.peerVerification != .insecureNoVerification, purposeOID: ExtendedKeyUsage.serverAuth.rawValue,
-            sessionData: sessionData)
     }
 
     /// Runs both handshakes to completion, then the Swift verifier on each side that
@@ -94,8 +81,7 @@ public final class InMemoryTLSPair {
                 throw InMemoryTLSFailure(description: "handshake failed: \(error.name) in \(error.function): \(error.text)")
             }
         }
-        let presented = client.peerCertificates
-        clientVerdict = try verifyPeer(presented, of: client, context: clientContext, host: host,
+        let clientVerdict = try verifyPeer(client.peerCertificates, of: client, context: clientContext, host: host,
                                        resumedSession: client.isResumed ? offeredSession : nil)
         _ = try verifyPeer(server.peerCertificates, of: server, context: serverContext, host: nil, resumedSession: nil)
         // TLS 1.3 session tickets arrive after the handshake: the client reads them now, as
@@ -105,8 +91,7 @@ public final class InMemoryTLSPair {
         // one goes on with the session it resumed.
         if usesSessionCache, clientContext.configuration.sessionResumption, !client.isResumed,
            let key = clientContext.configuration.serverName ?? host, let data = client.resumptionData {
-            let verification = clientVerdict.map { clientContext.sessionVerification($0, presented: presented, host: host) }
-            clientContext.sessionCache.store(data, verification: verification, for: key)
+            clientContext.sessionCache.store(data, verification: clientVerdict.map { clientContext.sessionVerification($0, host: host) }, for: key)
         }
     }
 

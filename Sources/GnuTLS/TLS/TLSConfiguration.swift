@@ -391,7 +391,10 @@ struct TLSPolicyMapping: Hashable, Sendable {
     /// handshake in which the client sent no certificate, so on a server it runs only when
     /// certificates are required; optional ones are verified by the Swift verifier after the
     /// handshake (GnuTLSHandler), when sent.
-    func engineVerification(host: String?) -> (serverName: String?, hostname: String?, ip: [UInt8]?, verify: Bool, purposeOID: String) {
+    /// What an engine is told to verify in the handshake.
+    typealias EngineVerification = (serverName: String?, hostname: String?, ip: [UInt8]?, verify: Bool, purposeOID: String)
+
+    func engineVerification(host: String?) -> EngineVerification {
         if role == .client {
             let name = serverName ?? host
             let ip = name.flatMap { IPAddress($0) }

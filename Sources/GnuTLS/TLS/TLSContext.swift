@@ -145,12 +145,23 @@ extension TLSContext {
     /// engine resumed.
     package func makeConnectionEngine(host: String?) throws -> (engine: TLSEngine, offeredSession: SessionVerification?) {
         let verification = mapping.engineVerification(host: host)
-        let resume = configuration.role == .client && configuration.sessionResumption
-        let offered = resume ? verification.serverName.flatMap { sessionCache.entry(for: $0) } : nil
-        let engine = try TLSEngine(
+        let offered = resumes ? verification.serverName.flatMap { sessionCache.entry(for: $0) } : nil
+        return (try engine(verification, sessionData: offered?.data), offered?.verification)
+    }
+
+    /// A new engine for one connection that offers `sessionData` (a client with session
+    /// resumption on; ignored otherwise) instead of what the session cache holds.
+    package func makeEngine(host: String?, offering sessionData: [UInt8]?) throws -> TLSEngine {
+        try engine(mapping.engineVerification(host: host), sessionData: resumes ? sessionData : nil)
+    }
+
+    /// Whether connections offer sessions to resume (clients with resumption on).
+    private var resumes: Bool { configuration.role == .client && configuration.sessionResumption }
+
+    private func engine(_ verification: TLSPolicyMapping.EngineVerification, sessionData: [UInt8]?) throws -> TLSEngine {
+        try TLSEngine(
             context: handle, serverName: verification.serverName, verifyHostname: verification.hostname,
             verifyIP: verification.ip, verifyPeer: verification.verify, purposeOID: verification.purposeOID,
-            sessionData: offered?.data)
-        return (engine, offered?.verification)
+            sessionData: sessionData)
     }
 }

@@ -28,17 +28,8 @@ package struct SessionVerification: Sendable {
         self.chain = chain
         self.presented = presented
         self.host = host
-        var from = Date.distantPast
-        var until = Date.distantFuture
-        for certificate in chain.certificates {
-            from = max(from, certificate.notValidBefore)
-            until = min(until, certificate.notValidAfter)
-        }
-        for crl in crls {
-            if let nextUpdate = crl.nextUpdate { until = min(until, nextUpdate) }
-        }
-        validFrom = from
-        validUntil = until
+        validFrom = chain.certificates.map(\.notValidBefore).max() ?? .distantPast
+        validUntil = chain.validUntil(consulting: crls)
     }
 
     /// Whether the record answers for a resumed connection to `host` whose peer
@@ -46,6 +37,19 @@ package struct SessionVerification: Sendable {
     package func holds(presented: [[UInt8]], host: String?, at now: Date) -> Bool {
         host == self.host && now >= validFrom && now < validUntil
             && (presented.isEmpty || DERList.equal(presented, self.presented))
+    }
+}
+
+extension VerifiedChain {
+    /// Until when a verdict on this chain holds: the earliest `notAfter` in the chain and
+    /// `nextUpdate` of the CRLs consulted.
+    func validUntil(consulting crls: [CertificateRevocationList]) -> Date {
+        var until = Date.distantFuture
+        for certificate in certificates { until = min(until, certificate.notValidAfter) }
+        for crl in crls {
+            if let nextUpdate = crl.nextUpdate { until = min(until, nextUpdate) }
+        }
+        return until
     }
 }
 

@@ -153,11 +153,7 @@ public final class VerifiedChainCache: @unchecked Sendable {
     /// Keeps `chain`, verified at `now` under `key` with the CRLs `crls` consulted.
     package func store(_ chain: VerifiedChain, for key: Key, verifiedAt now: Date, crls: [CertificateRevocationList],
                        handshake: HandshakeEvidence = HandshakeEvidence(acceptedByGnuTLS: false, validUntil: nil)) {
-        var expires = now.addingTimeInterval(Self.seconds(timeToLive))
-        for certificate in chain.certificates { expires = min(expires, certificate.notValidAfter) }
-        for crl in crls {
-            if let nextUpdate = crl.nextUpdate { expires = min(expires, nextUpdate) }
-        }
+        let expires = min(now.addingTimeInterval(Self.seconds(timeToLive)), chain.validUntil(consulting: crls))
         guard expires > now else { return }
         lock.lock(); defer { lock.unlock() }
         sequence += 1
@@ -243,10 +239,14 @@ extension TLSConfiguration {
 /// What ``TLSContext/verifyPeerChain(_:parsed:host:verifiedInHandshake:resumedSession:now:)`` found.
 package struct PeerChainVerdict: Sendable {
     package var chain: VerifiedChain
+    /// The certificates judged, DER, leaf first (a TLS 1.3 resumption's: its session's).
+    package var presented: [[UInt8]]
     /// Whether the chain came from the cache instead of the Swift verifier.
-    package var cacheHit: Bool
+    package var cacheHit = false
+    /// The resumed session's own verification, when it answered.
+    package var resumedSession: SessionVerification?
     /// Whether the resumed session's own verification answered (``SessionVerification``).
-    package var fromResumedSession = false
+    package var fromResumedSession: Bool { resumedSession != nil }
 }
 
 extension TLSContext {
@@ -273,7 +273,7 @@ extension TLSContext {
         var parsed = parsed
         if let session = resumedSession {
             if session.holds(presented: presented, host: host, at: now) {
-                return PeerChainVerdict(chain: session.chain, cacheHit: false, fromResumedSession: true)
+                return PeerChainVerdict(chain: session.chain, presented: session.presented, resumedSession: session)
             }
             if presented.isEmpty {
                 presented = session.presented
@@ -284,7 +284,7 @@ extension TLSContext {
         let policy = verificationPolicy(forHost: host)
         let key = verifiedChainCache.map { _ in VerifiedChainCache.Key(presented: presented, trust: trustDigest, policy: policy) }
         if let verifiedChainCache, let key, let chain = verifiedChainCache.chain(for: key, at: now, acceptedByGnuTLS: verifiedInHandshake) {
-            return PeerChainVerdict(chain: chain, cacheHit: true)
+            return PeerChainVerdict(chain: chain, presented: presented, cacheHit: true)
         }
         let certificates = try parsed.flatMap { $0.count == presented.count ? $0 : nil }
             ?? [try verifier.certificate(derEncoded: leafDER)] + presented.dropFirst().map { try verifier.certificate(derEncoded: $0) }
@@ -293,14 +293,14 @@ extension TLSContext {
         let chain = try verifier.verify(certificates[0], intermediates: Array(certificates.dropFirst()), policy: timed, consultGnuTLS: false,
                                         signaturesVerifiedByGnuTLS: verifiedInHandshake)
         if let verifiedChainCache, let key {
-            let crls = policy.revocation == .disabledInsecure ? [] : verifier.trustStore.crls
+            let crls = consultedCRLs(policy)
             // The bound is kept even when GnuTLS did not verify this time (a resumed handshake):
             // a later full handshake it accepts marks the entry (`chain(for:at:acceptedByGnuTLS:)`).
             let evidence = VerifiedChainCache.HandshakeEvidence(
                 acceptedByGnuTLS: verifiedInHandshake, validUntil: gnutlsValidUntil(presented: certificates, chain: chain, verifier: verifier))
             verifiedChainCache.store(chain, for: key, verifiedAt: now, crls: crls, handshake: evidence)
         }
-        return PeerChainVerdict(chain: chain, cacheHit: false)
+        return PeerChainVerdict(chain: chain, presented: presented)
     }
 
     /// Until when GnuTLS's acceptance of `presented` in a handshake holds: its path runs
@@ -339,11 +339,17 @@ extension TLSContext {
         }
     }
 
-    /// The record a client keeps with its session (``SessionCache``) after `verdict`
-    /// accepted `presented` for `host`.
-    package func sessionVerification(_ verdict: PeerChainVerdict, presented: [[UInt8]], host: String?) -> SessionVerification {
-        let crls = verificationPolicy(forHost: host).revocation == .disabledInsecure ? [] : verifier?.trustStore.crls ?? []
-        return SessionVerification(chain: verdict.chain, presented: presented, host: host, crls: crls)
+    /// The record a client keeps with its session (``SessionCache``) after `verdict` for
+    /// `host`: the resumed session's own, when that answered.
+    package func sessionVerification(_ verdict: PeerChainVerdict, host: String?) -> SessionVerification {
+        if let session = verdict.resumedSession { return session }
+        return SessionVerification(chain: verdict.chain, presented: verdict.presented, host: host,
+                                   crls: consultedCRLs(verificationPolicy(forHost: host)))
+    }
+
+    /// The CRLs a verification under `policy` consults (the trust store's, unless revocation is off).
+    private func consultedCRLs(_ policy: VerificationPolicy) -> [CertificateRevocationList] {
+        policy.revocation == .disabledInsecure ? [] : verifier?.trustStore.crls ?? []
     }
 
     /// The certificates a peer presented (DER, leaf first), parsed; through the verifier's
